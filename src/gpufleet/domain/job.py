@@ -1,0 +1,78 @@
+"""Jobs: the spec a user submits and the job the system runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from gpufleet.domain.states import JobState
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """What to run and what it needs. `gpus`, `cpus`, `mem_mb` are PER NODE (like --gres=gpu:N)."""
+
+    command: tuple[str, ...]
+    gpus: int = 1
+    nodes: int = 1
+    gpu_model: str | None = None
+    cpus: int | None = None
+    mem_mb: int | None = None
+    time_limit_s: int | None = None
+    tenant: str = "default"
+    priority: int = 0
+    name: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    workdir: str | None = None
+    constraints: Mapping[str, str] = field(default_factory=dict)  # kind=server, driver=560.35, rack=r1 ...
+    booking: int | None = None
+    requeue: bool = True  # when preempted: back to the queue (True) or FAILED
+    image: str | None = None  # container image (Kubernetes executor)
+
+    @property
+    def total_gpus(self) -> int:
+        return self.gpus * self.nodes
+
+    @property
+    def display_name(self) -> str:
+        if self.name:
+            return self.name
+        return self.command[0].rsplit("/", 1)[-1] if self.command else "job"
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    """The GPUs one rank of a job holds on one node."""
+
+    node: str
+    gpus: tuple[int, ...]
+
+
+@dataclass(slots=True)
+class Job:
+    id: int
+    spec: JobSpec
+    user: str = "admin"
+    state: JobState = JobState.PENDING
+    reason: str = ""
+    submitted_at: float = 0.0
+    started_at: float | None = None
+    ended_at: float | None = None
+    exit_code: int | None = None
+    allocation: tuple[Allocation, ...] = ()
+    handle: str | None = None  # the engine's id for this job (pid file, Slurm job id, k8s name)
+    restarts: int = 0  # times it was preempted / requeued
+    attained_gpu_s: float = 0.0  # GPU-seconds already consumed by earlier runs (LAS)
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def tenant(self) -> str:
+        return self.spec.tenant
+
+    @property
+    def gpus_held(self) -> int:
+        return sum(len(a.gpus) for a in self.allocation)
+
+    @property
+    def node_names(self) -> tuple[str, ...]:
+        return tuple(a.node for a in self.allocation)

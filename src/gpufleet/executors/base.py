@@ -1,0 +1,158 @@
+"""The one shape every engine has: local, slurm, kubernetes, fake.
+
+The control loop is the only caller. It writes its decision to the store first (job RUNNING with
+its allocation), then calls `launch`; `launch` must therefore be idempotent: called twice for the
+same job (after a crash between the two steps) it must not start the job twice. What the engine
+sees comes back through `poll` as `Observation`s, which the control loop applies to the store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import ClassVar, Protocol, Sequence, runtime_checkable
+
+from gpufleet.domain import Booking, Job, Node
+
+
+class Ability(str, Enum):
+    """Optional abilities an executor declares (never probed with isinstance)."""
+
+    NODES = "nodes"  # owns the inventory: `nodes()` is the source of truth (Slurm, Kubernetes)
+    DRAIN = "drain"  # drain/resume reach the engine
+    LOGS = "logs"  # `logs()` returns the job's output
+    BOOKINGS = "bookings"  # bookings become engine reservations
+    ADOPT = "adopt"  # running jobs survive a gpufleet restart and are re-attached by `poll`
+
+
+class Phase(str, Enum):
+    """What the engine says about one job. Maps onto JobState in the control loop."""
+
+    STARTING = "starting"  # accepted by the engine, not yet running
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # exited non-zero, or the engine failed it (OOM, NODE_FAIL: see reason)
+    TIMEOUT = "timeout"  # killed at its time limit
+    CANCELLED = "cancelled"  # cancelled in the engine (by us or by someone else)
+    PREEMPTED = "preempted"  # the engine took it away; the control loop may requeue it
+    LOST = "lost"  # the engine has no trace of it and it cannot be re-attached
+
+    @property
+    def ended(self) -> bool:
+        return self not in (Phase.STARTING, Phase.RUNNING)
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    job_id: int
+    phase: Phase
+    exit_code: int | None = None
+    reason: str = ""
+    handle: str | None = None  # the engine's id, when it learned one (Slurm job id, pod name)
+    at: float | None = None  # when the engine says it happened (None: now)
+
+
+@dataclass(frozen=True, slots=True)
+class LogChunk:
+    data: bytes
+    offset: int  # offset to ask for next time
+    complete: bool  # the job ended and everything was read
+    note: str = ""  # e.g. "logs are not available from this engine: ..."
+
+
+@runtime_checkable
+class Executor(Protocol):
+    name: ClassVar[str]
+    abilities: ClassVar[frozenset[Ability]]
+
+    def launch(self, job: Job) -> str | None:
+        """Start `job` on `job.allocation` (one process/task/pod per allocation entry = per rank).
+
+        Idempotent. Returns the engine's handle (stored on the job) or None.
+        """
+
+    def poll(self, jobs: Sequence[Job]) -> list[Observation]:
+        """Observe the given RUNNING jobs (cheaply, in bulk). Jobs not returned are unchanged."""
+
+    def cancel(self, job: Job) -> None:
+        """Stop the job (all ranks). Idempotent; a job already gone is fine."""
+
+    def logs(self, job: Job, offset: int = 0, rank: int = 0) -> LogChunk: ...
+
+    def nodes(self) -> list[Node]:
+        """The engine's view of its nodes (Ability.NODES), with GPUs held by foreign work marked
+        in `node.labels["gpufleet.io/foreign-gpus"]` as a comma list of GPU indices (or a count
+        as "n:<count>" when indices are unknown). Executors without NODES return []."""
+
+    def drain(self, node: str, reason: str) -> None: ...
+
+    def resume(self, node: str) -> None: ...
+
+    def book(self, booking: Booking) -> None:
+        """Mirror a booking into the engine (Ability.BOOKINGS), e.g. a Slurm reservation."""
+
+    def unbook(self, booking: Booking) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class ExecutorBase:
+    """Defaults for the optional parts; engines override what they support."""
+
+    name: ClassVar[str] = "base"
+    abilities: ClassVar[frozenset[Ability]] = frozenset()
+
+    def nodes(self) -> list[Node]:
+        return []
+
+    def logs(self, job: Job, offset: int = 0, rank: int = 0) -> LogChunk:
+        return LogChunk(b"", offset, True, note=f"logs are not available from the {self.name} engine")
+
+    def drain(self, node: str, reason: str) -> None:
+        return None
+
+    def resume(self, node: str) -> None:
+        return None
+
+    def book(self, booking: Booking) -> None:
+        return None
+
+    def unbook(self, booking: Booking) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+FOREIGN_GPUS_LABEL = "gpufleet.io/foreign-gpus"
+
+
+def rank_env(job: Job, rank: int, master_addr: str, master_port: int) -> dict[str, str]:
+    """The environment every engine gives rank `rank` of `job` (torchrun-compatible + twins)."""
+    alloc = job.allocation[rank]
+    visible = ",".join(str(i) for i in alloc.gpus)
+    world = str(len(job.allocation))
+    env = {
+        "GPUFLEET_JOB_ID": str(job.id),
+        "GPUFLEET_JOB_NAME": job.spec.display_name,
+        "GPUFLEET_TENANT": job.spec.tenant,
+        "GPUFLEET_NODE": alloc.node,
+        "GPUFLEET_NODELIST": ",".join(job.node_names),
+        "CUDA_VISIBLE_DEVICES": visible,
+        "NVIDIA_VISIBLE_DEVICES": visible,
+        "GPUFLEET_GPUS": visible,
+        "MASTER_ADDR": master_addr,
+        "MASTER_PORT": str(master_port),
+        "WORLD_SIZE": world,
+        "NODE_RANK": str(rank),
+        "GPUFLEET_MASTER_ADDR": master_addr,
+        "GPUFLEET_MASTER_PORT": str(master_port),
+        "GPUFLEET_WORLD_SIZE": world,
+        "GPUFLEET_NODE_RANK": str(rank),
+    }
+    return env
+
+
+def master_port_for(job_id: int) -> int:
+    """A deterministic port per job so restarts and all ranks agree (29500..39499)."""
+    return 29500 + job_id % 10000
