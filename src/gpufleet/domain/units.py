@@ -76,3 +76,28 @@ def format_duration(seconds: float | None) -> str:
     h, rem = divmod(rem, 3600)
     m, s = divmod(rem, 60)
     return f"{d}-{h:02d}:{m:02d}:{s:02d}" if d else f"{h:02d}:{m:02d}:{s:02d}" if h else f"{m:d}:{s:02d}"
+
+
+def parse_time(value: str | int | float, now: float, field: str = "start") -> float:
+    """An instant: epoch seconds, `now`, `+30m` (from now), or ISO 8601 (`2026-11-22T14:00`, UTC if
+    no zone is given)."""
+    from datetime import datetime, timezone
+
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    text = str(value).strip()
+    if text == "now":
+        return now
+    if text.startswith("+"):
+        return now + (parse_duration(text[1:], field) or 0)
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValidationError(field, f"not a time: {text!r} (use now, +2h, or 2026-11-22T14:00)") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()

@@ -64,6 +64,7 @@ class LogChunk:
 class Executor(Protocol):
     name: ClassVar[str]
     abilities: ClassVar[frozenset[Ability]]
+    requires: ClassVar[frozenset[str]]  # job-spec fields this engine needs (e.g. "image")
 
     def launch(self, job: Job) -> str | None:
         """Start `job` on `job.allocation` (one process/task/pod per allocation entry = per rank).
@@ -101,6 +102,7 @@ class ExecutorBase:
 
     name: ClassVar[str] = "base"
     abilities: ClassVar[frozenset[Ability]] = frozenset()
+    requires: ClassVar[frozenset[str]] = frozenset()  # job-spec fields this engine needs, e.g. image
 
     def nodes(self) -> list[Node]:
         return []

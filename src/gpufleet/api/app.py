@@ -1,0 +1,67 @@
+"""The FastAPI application: routers under /api/v1, errors that name the field, /metrics."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from gpufleet import __version__
+from gpufleet.api.routers import bookings, jobs, nodes, tenants
+from gpufleet.domain import Conflict, Forbidden, IllegalTransition, NotFound, ValidationError
+from gpufleet.services import Ctx
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(ctx: Ctx, metrics: Callable[[], tuple[bytes, str]] | None = None,
+               extra_routers: tuple = ()) -> FastAPI:
+    app = FastAPI(title="gpufleet", version=__version__,
+                  description="Control plane for a GPU lab", openapi_url="/openapi.json")
+    app.state.ctx = ctx
+    app.state.token_cache = {}
+    for r in (jobs.router, nodes.router, tenants.router, bookings.router, *extra_routers):
+        app.include_router(r, prefix=API_PREFIX)
+    _errors(app)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz():
+        return {"ok": True, "version": __version__, "executor": ctx.executor.name}
+
+    if metrics is not None:
+        @app.get("/metrics", include_in_schema=False)
+        def prometheus_metrics():
+            body, content_type = metrics()
+            return Response(body, media_type=content_type)
+
+    return app
+
+
+def _field_error(status: int, field: str, message: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={
+        "detail": [{"loc": ["body", field], "msg": message, "type": "value_error"}],
+        "field": field, "message": message,
+    })
+
+
+def _errors(app: FastAPI) -> None:
+    @app.exception_handler(ValidationError)
+    async def _validation(_: Request, e: ValidationError):
+        return _field_error(422, e.field, e.message)
+
+    @app.exception_handler(NotFound)
+    async def _not_found(_: Request, e: NotFound):
+        return JSONResponse(status_code=404, content={"detail": str(e)})
+
+    @app.exception_handler(Forbidden)
+    async def _forbidden(_: Request, e: Forbidden):
+        return JSONResponse(status_code=403, content={"detail": str(e)})
+
+    @app.exception_handler(Conflict)
+    async def _conflict(_: Request, e: Conflict):
+        return JSONResponse(status_code=409, content={"detail": str(e)})
+
+    @app.exception_handler(IllegalTransition)
+    async def _illegal(_: Request, e: IllegalTransition):
+        return JSONResponse(status_code=409, content={"detail": str(e)})

@@ -1,0 +1,45 @@
+"""Domain objects -> response bodies."""
+
+from __future__ import annotations
+
+from gpufleet.api.schemas import BookingOut, EventOut, GpuOut, JobDetail, JobOut, NodeOut, TenantOut
+from gpufleet.domain import Booking, Job, Node, StateChange, Tenant
+from gpufleet.domain.spec import spec_to_dict
+
+
+def job_out(job: Job, cls=JobOut, **extra) -> JobOut:
+    return cls(
+        id=job.id, name=job.spec.display_name, user=job.user, tenant=job.tenant,
+        state=job.state.value, reason=job.reason, exit_code=job.exit_code, priority=job.spec.priority,
+        nodes=list(job.node_names), gpus={a.node: list(a.gpus) for a in job.allocation},
+        request=spec_to_dict(job.spec), submitted_at=job.submitted_at, started_at=job.started_at,
+        ended_at=job.ended_at, restarts=job.restarts, handle=job.handle,
+        pending_action=job.extra.get("pending_action"), **extra,
+    )
+
+
+def job_detail(job: Job, events: list[StateChange]) -> JobDetail:
+    return job_out(job, JobDetail, events=[EventOut(at=e.at, old=e.old, new=e.new, reason=e.reason)
+                                           for e in events])
+
+
+def node_out(n: Node, owners: dict[tuple[str, int], int]) -> NodeOut:
+    gpus = [GpuOut(index=g.index, model=g.model, uuid=g.uuid, memory_mb=g.memory_mb, group=g.group,
+                   job=owners.get((n.name, g.index))) for g in n.gpus]
+    return NodeOut(
+        name=n.name, kind=n.kind.value, arch=n.arch, cpus=n.cpus, mem_mb=n.mem_mb, labels=n.labels,
+        state=n.state.value, reason=n.reason, gpus_total=len(n.gpus),
+        gpus_allocated=sum(1 for g in gpus if g.job is not None),
+        gpu_models=sorted(n.gpu_models), gpus=gpus,
+    )
+
+
+def tenant_out(t: Tenant, **extra) -> TenantOut:
+    return TenantOut(name=t.name, quota=t.quota, limit=t.limit, weight=t.weight,
+                     can_borrow=t.can_borrow, **extra)
+
+
+def booking_out(b: Booking) -> BookingOut:
+    return BookingOut(id=b.id, name=b.name, tenant=b.tenant, user=b.user, nodes=list(b.nodes),
+                      start=b.start, end=b.end, exclusive=b.exclusive, gpus=b.gpus,
+                      gpu_model=b.gpu_model)

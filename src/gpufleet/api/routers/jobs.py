@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query, Response
+
+from gpufleet.api.convert import job_detail, job_out
+from gpufleet.api.deps import current_user, get_ctx
+from gpufleet.api.schemas import CancelOut, JobCreate, JobDetail, JobOut
+from gpufleet.domain import User
+from gpufleet.services import Ctx
+from gpufleet.services import jobs as svc
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+
+@router.post("", response_model=JobOut, status_code=201)
+def submit(body: JobCreate, ctx: Ctx = Depends(get_ctx), user: User = Depends(current_user)):
+    return job_out(svc.submit(ctx, user, body.model_dump(exclude_unset=True)))
+
+
+@router.post("/batch", response_model=list[JobOut], status_code=201)
+def submit_batch(body: list[JobCreate], ctx: Ctx = Depends(get_ctx), user: User = Depends(current_user)):
+    """Submit several jobs in one call; all are validated before any is stored."""
+    from gpufleet.domain.spec import build_spec
+
+    data = [b.model_dump(exclude_unset=True) for b in body]
+    for d in data:
+        build_spec(d, default_tenant=user.tenant)
+    return [job_out(svc.submit(ctx, user, d)) for d in data]
+
+
+@router.get("", response_model=list[JobOut])
+def list_jobs(state: list[str] | None = Query(None), tenant: str | None = None,
+              all: bool = False, limit: int = Query(1000, ge=1, le=100_000),
+              ctx: Ctx = Depends(get_ctx), user: User = Depends(current_user)):
+    return [job_out(j) for j in svc.list_jobs(ctx, user, state, tenant, all, limit)]
+
+
+@router.get("/{job_id}", response_model=JobDetail)
+def show(job_id: int, ctx: Ctx = Depends(get_ctx), user: User = Depends(current_user)):
+    job = svc.get(ctx, user, job_id)
+    return job_detail(job, ctx.store.events("job", str(job_id)))
+
+
+@router.post("/{job_id}/cancel", response_model=CancelOut)
+def cancel(job_id: int, ctx: Ctx = Depends(get_ctx), user: User = Depends(current_user)):
+    job = svc.cancel(ctx, user, job_id)
+    return CancelOut(id=job.id, state=job.state.value, pending_action=job.extra.get("pending_action"))
+
+
+@router.get("/{job_id}/logs")
+def logs(job_id: int, offset: int = Query(0, ge=0), rank: int = 0,
+         ctx: Ctx = Depends(get_ctx), user: User = Depends(current_user)):
+    chunk = svc.logs(ctx, user, job_id, offset, rank)
+    job = ctx.store.get_job(job_id)
+    return Response(content=chunk.data, media_type="application/octet-stream", headers={
+        "X-Gpufleet-Offset": str(chunk.offset),
+        "X-Gpufleet-Complete": "1" if chunk.complete else "0",
+        "X-Gpufleet-State": job.state.value,
+        "X-Gpufleet-Note": chunk.note.replace("\n", " ")[:500],
+    })

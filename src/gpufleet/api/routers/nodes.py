@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from gpufleet.api.convert import node_out
+from gpufleet.api.deps import current_user, get_ctx
+from gpufleet.api.schemas import NodeOut, NodeStateIn
+from gpufleet.domain import NodeState, NotFound, User
+from gpufleet.services import Ctx
+from gpufleet.services import nodes as svc
+
+router = APIRouter(prefix="/nodes", tags=["nodes"])
+
+
+def _owners(ctx: Ctx) -> dict[tuple[str, int], int]:
+    owners = {}
+    for job in ctx.store.list_jobs(states=["RUNNING"], limit=1_000_000):
+        for a in job.allocation:
+            for g in a.gpus:
+                owners[(a.node, g)] = job.id
+    return owners
+
+
+@router.get("", response_model=list[NodeOut])
+def list_nodes(ctx: Ctx = Depends(get_ctx), user: User = Depends(current_user)):
+    owners = _owners(ctx)
+    return [node_out(n, owners) for n in svc.list_nodes(ctx)]
+
+
+@router.get("/{name}", response_model=NodeOut)
+def show(name: str, ctx: Ctx = Depends(get_ctx), user: User = Depends(current_user)):
+    return node_out(ctx.store.get_node(name), _owners(ctx))
+
+
+def _set(state: NodeState):
+    def handler(name: str, body: NodeStateIn | None = None, ctx: Ctx = Depends(get_ctx),
+                user: User = Depends(current_user)):
+        node = svc.set_state(ctx, user, name, state, (body.reason if body else ""))
+        return node_out(node, _owners(ctx))
+    return handler
+
+
+router.add_api_route("/{name}/drain", _set(NodeState.DRAIN), methods=["POST"], response_model=NodeOut)
+router.add_api_route("/{name}/down", _set(NodeState.DOWN), methods=["POST"], response_model=NodeOut)
+router.add_api_route("/{name}/resume", _set(NodeState.UP), methods=["POST"], response_model=NodeOut)
+_ = NotFound

@@ -1,0 +1,160 @@
+"""Request and response bodies of the REST API (the client SDK imports these)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class JobCreate(BaseModel):
+    """Same fields as `gpufleet submit` flags and the job YAML. Types are checked by the spec rules
+    (gpufleet.domain.spec.build_spec), which name the field in every error."""
+
+    model_config = ConfigDict(extra="forbid")
+    command: list[str] | str
+    gpus: int | str | None = 1
+    nodes: int | str | None = 1
+    gpu_model: str | None = None
+    cpus: int | str | None = None
+    mem: int | str | None = None
+    time_limit: int | str | None = None
+    tenant: str | None = None
+    priority: int | str | None = 0
+    name: str | None = None
+    env: dict[str, str] | list[str] | None = None
+    workdir: str | None = None
+    constraint: dict[str, str] | list[str] | str | None = None
+    booking: int | None = None
+    requeue: bool = True
+    image: str | None = None
+
+
+class JobOut(BaseModel):
+    id: int
+    name: str
+    user: str
+    tenant: str
+    state: str
+    reason: str
+    exit_code: int | None
+    priority: int
+    nodes: list[str] = Field(description="nodes the job runs (ran) on, rank 0 first")
+    gpus: dict[str, list[int]] = Field(description="physical GPU indices per node")
+    request: dict[str, Any] = Field(description="the job spec as submitted")
+    submitted_at: float
+    started_at: float | None
+    ended_at: float | None
+    restarts: int
+    handle: str | None = None
+    pending_action: str | None = None
+
+
+class EventOut(BaseModel):
+    at: float
+    old: str
+    new: str
+    reason: str
+
+
+class JobDetail(JobOut):
+    events: list[EventOut] = []
+
+
+class CancelOut(BaseModel):
+    id: int
+    state: str
+    pending_action: str | None = None
+
+
+class GpuOut(BaseModel):
+    index: int
+    model: str
+    uuid: str
+    memory_mb: int
+    group: int
+    job: int | None = None
+
+
+class NodeOut(BaseModel):
+    name: str
+    kind: str
+    arch: str
+    cpus: int
+    mem_mb: int
+    labels: dict[str, str]
+    state: str
+    reason: str
+    gpus_total: int
+    gpus_allocated: int
+    gpu_models: list[str]
+    gpus: list[GpuOut]
+
+
+class NodeStateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = ""
+
+
+class TenantIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    quota: dict[str, int] | str | None = None
+    limit: dict[str, int] | str | None = None
+    weight: float | None = None
+    can_borrow: bool | None = None
+
+
+class TenantOut(BaseModel):
+    name: str
+    quota: dict[str, int]
+    limit: dict[str, int] | None
+    weight: float
+    can_borrow: bool
+    running_gpus: dict[str, int] = {}
+    pending_jobs: int = 0
+    usage_gpu_hours: float = 0.0
+
+
+class TokenIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    user: str
+    tenant: str
+    admin: bool = False
+
+
+class TokenOut(BaseModel):
+    user: str
+    tenant: str
+    token: str
+
+
+class BookingIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    start: float | str
+    duration: int | str
+    nodes: list[str] = []
+    gpus: int | None = None
+    gpu_model: str | None = None
+    tenant: str | None = None
+    exclusive: bool = True
+    name: str = ""
+
+
+class BookingOut(BaseModel):
+    id: int
+    name: str
+    tenant: str
+    user: str
+    nodes: list[str]
+    start: float
+    end: float
+    exclusive: bool
+    gpus: int | None
+    gpu_model: str | None
+
+
+class WhoAmI(BaseModel):
+    user: str
+    tenant: str
+    admin: bool
+    executor: str

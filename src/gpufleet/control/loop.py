@@ -1,0 +1,230 @@
+"""The control loop: load -> decide -> apply, one cycle at a time.
+
+Every cycle:
+  1. observe   ask the executor about RUNNING jobs, apply what it saw (ends, losses)
+  2. act       carry out decisions written earlier: signal jobs marked cancel/preempt/requeue,
+               launch RUNNING jobs that have no engine handle yet (crash between decide and launch)
+  3. nodes     refresh the inventory from the engine (when it owns it); requeue jobs on DOWN nodes
+  4. schedule  freeze a snapshot, call the pure scheduler
+  5. record    write placements (PENDING -> RUNNING, durable) and preemption decisions, then launch
+No database transaction is held across an executor call.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from gpufleet.domain import Job, JobState, Node, NodeState, transition
+from gpufleet.executors.base import FOREIGN_GPUS_LABEL, Ability, Executor
+from gpufleet.control.apply import apply_observation
+from gpufleet.scheduler import Decisions, SchedulerConfig, Snapshot, schedule
+from gpufleet.store import Store
+
+log = logging.getLogger("gpufleet.control")
+Clock = Callable[[], float]
+
+
+@dataclass(slots=True)
+class CycleReport:
+    started: int = 0
+    ended: int = 0
+    preempted: int = 0
+    pending: int = 0
+    running: int = 0
+    duration_s: float = 0.0
+    decisions: Decisions | None = None
+
+
+@dataclass
+class ControlLoop:
+    store: Store
+    executor: Executor
+    clock: Clock = time.time
+    config: SchedulerConfig = field(default_factory=SchedulerConfig)
+    on_cycle: Callable[[CycleReport], None] | None = None
+    usage: dict[str, float] = field(default_factory=dict)
+    _signalled: set[int] = field(default_factory=set)
+    _usage_at: float | None = None
+
+    def __post_init__(self) -> None:
+        self.usage = {k: float(v) for k, v in self.store.get_meta("fairshare_usage").items()}
+
+    def cycle(self) -> CycleReport:
+        t0 = time.perf_counter()
+        now = self.clock()
+        report = CycleReport()
+        jobs = self.store.active_jobs()
+        running = [j for j in jobs if j.state is JobState.RUNNING]
+        report.ended = self._observe(running, now)  # 1
+        running = [j for j in running if j.state is JobState.RUNNING]
+        self._act(running)  # 2
+        nodes = self._nodes(now)  # 3
+        self._requeue_on_down_nodes(running, nodes)
+        pending = [j for j in jobs if j.state is JobState.PENDING]
+        self._account_usage(running, now)
+        snap = self._snapshot(nodes, running, pending)
+        decisions = schedule(snap, now)  # 4
+        report.started, report.preempted = self._record(decisions, pending, running, now)  # 5
+        report.pending, report.running = len(pending) - report.started, len(running) + report.started
+        report.duration_s = time.perf_counter() - t0
+        report.decisions = decisions
+        if self.on_cycle:
+            self.on_cycle(report)
+        return report
+
+    # 1. observe ------------------------------------------------------------------------------
+    def _observe(self, running: list[Job], now: float) -> int:
+        launched = [j for j in running if j.handle is not None]
+        if not launched:
+            return 0
+        by_id = {j.id: j for j in launched}
+        ended = 0
+        for obs in self.executor.poll(launched):
+            job = by_id.get(obs.job_id)
+            if job is None:
+                continue
+            old_handle = job.handle
+            change = apply_observation(job, obs, now)
+            if change is None:
+                if job.handle != old_handle:
+                    self.store.save_job(job, JobState.RUNNING)
+                continue
+            if self.store.save_job(job, JobState.RUNNING, change, clear_action=True):
+                ended += 1
+                self._signalled.discard(job.id)
+                log.info("job %s %s: %s", job.id, job.state.value, job.reason)
+        return ended
+
+    # 2. act ----------------------------------------------------------------------------------
+    def _act(self, running: list[Job]) -> None:
+        for job in running:
+            if job.extra.get("pending_action") and job.id not in self._signalled:
+                self._signal(job)
+            elif job.handle is None and not job.extra.get("pending_action"):
+                self._launch(job)
+
+    def _signal(self, job: Job) -> None:
+        try:
+            self.executor.cancel(job)
+            self._signalled.add(job.id)
+        except Exception as e:  # the engine is unreachable: try again next cycle
+            log.warning("job %s: cancel failed: %s", job.id, e)
+
+    def _launch(self, job: Job) -> None:
+        try:
+            job.handle = self.executor.launch(job) or f"{self.executor.name}:{job.id}"
+            self.store.save_job(job, JobState.RUNNING)
+        except Exception as e:
+            change = transition(job, JobState.FAILED, f"launch failed: {e}", self.clock())
+            self.store.save_job(job, JobState.RUNNING, change)
+            log.warning("job %s: launch failed: %s", job.id, e)
+
+    # 3. nodes --------------------------------------------------------------------------------
+    def _nodes(self, now: float) -> list[Node]:
+        if Ability.NODES in self.executor.abilities:
+            try:
+                self.store.sync_nodes(self.executor.nodes(), keep_state=False)
+            except Exception as e:
+                log.warning("could not refresh nodes from %s: %s", self.executor.name, e)
+        return self.store.nodes()
+
+    def _requeue_on_down_nodes(self, running: list[Job], nodes: list[Node]) -> None:
+        down = {n.name for n in nodes if n.state is NodeState.DOWN}
+        for job in running:
+            if down.intersection(job.node_names) and not job.extra.get("pending_action"):
+                bad = ",".join(sorted(down.intersection(job.node_names)))
+                if self.store.set_action(job.id, "requeue", f"node {bad} is down", JobState.RUNNING):
+                    job.extra.update(pending_action="requeue", action_reason=f"node {bad} is down")
+                    self._signal(job)
+
+    # 4. schedule -----------------------------------------------------------------------------
+    def _account_usage(self, running: list[Job], now: float) -> None:
+        if self._usage_at is not None and now > self._usage_at:
+            dt = now - self._usage_at
+            decay = 0.5 ** (dt / self.config.fairshare_half_life_s)
+            for t in self.usage:
+                self.usage[t] *= decay
+            for j in running:
+                self.usage[j.tenant] = self.usage.get(j.tenant, 0.0) + j.gpus_held * dt
+            self.store.put_meta("fairshare_usage", self.usage)
+        self._usage_at = now
+
+    def _snapshot(self, nodes: list[Node], running: list[Job], pending: list[Job]) -> Snapshot:
+        now = self.clock()
+        return Snapshot(
+            nodes=tuple(nodes),
+            running=tuple(running),
+            pending=tuple(pending),
+            tenants={t.name: t for t in self.store.tenants()},
+            bookings=tuple(self.store.bookings(now)),
+            usage=dict(self.usage),
+            foreign=foreign_gpus(nodes),
+            config=self.config,
+        )
+
+    # 5. record -------------------------------------------------------------------------------
+    def _record(self, d: Decisions, pending: list[Job], running: list[Job], now: float) -> tuple[int, int]:
+        by_id = {j.id: j for j in pending}
+        run_by_id = {j.id: j for j in running}
+        preempted = 0
+        for p in d.preemptions:
+            job = run_by_id.get(p.job_id)
+            if job and self.store.set_action(job.id, "preempt", p.reason, JobState.RUNNING):
+                job.extra.update(pending_action="preempt", action_reason=p.reason)
+                self._signal(job)
+                preempted += 1
+        placed: list[Job] = []
+        items = []
+        for p in d.placements:
+            job = by_id[p.job_id]
+            job.allocation = p.allocation
+            nodes = ",".join(a.node for a in p.allocation)
+            items.append((job, JobState.PENDING, transition(job, JobState.RUNNING, f"placed on {nodes}", now)))
+            placed.append(job)
+        ok = self.store.save_jobs(items) if items else []
+        for job, saved in zip(placed, ok):
+            if saved:
+                self._launch(job)
+        self._record_reasons(d, by_id)
+        return sum(ok), preempted
+
+    def _record_reasons(self, d: Decisions, by_id: dict[int, Job]) -> None:
+        changed = []
+        for job_id, reason in d.reasons.items():
+            job = by_id.get(job_id)
+            if job is not None and job.reason != reason:
+                job.reason = reason
+                changed.append((job, JobState.PENDING, None))
+        if changed:
+            self.store.save_jobs(changed)
+
+
+def foreign_gpus(nodes: list[Node]) -> dict[str, tuple[int, ...]]:
+    """GPUs held by work gpufleet did not start, from the executor's node label convention."""
+    out: dict[str, tuple[int, ...]] = {}
+    for n in nodes:
+        raw = n.labels.get(FOREIGN_GPUS_LABEL)
+        if not raw:
+            continue
+        if raw.startswith("n:"):  # only a count is known: take the highest indices
+            k = int(raw[2:])
+            out[n.name] = tuple(g.index for g in n.gpus[len(n.gpus) - k:]) if k else ()
+        else:
+            out[n.name] = tuple(int(i) for i in raw.split(",") if i.strip())
+    return out
+
+
+def run_control(loop: ControlLoop, stop: threading.Event, wake: threading.Event,
+                interval_s: float = 0.5) -> None:
+    """Run cycles until `stop` is set; a `wake` (e.g. a new submission) starts one at once."""
+    while not stop.is_set():
+        try:
+            loop.cycle()
+        except Exception:
+            log.exception("control cycle failed; retrying")
+        wake.wait(interval_s)
+        wake.clear()

@@ -1,0 +1,168 @@
+"""Building a JobSpec from user input (CLI flags, YAML, REST): one set of rules, named fields.
+
+The YAML file mirrors the CLI flags one to one: `gpus`, `nodes`, `gpu_model`, `cpus`, `mem`,
+`time_limit`, `tenant`, `priority`, `name`, `env`, `workdir`, `constraint`, `booking`,
+`requeue`, `image`, `command`.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from typing import Any, Mapping
+
+from gpufleet.domain.errors import ValidationError
+from gpufleet.domain.job import JobSpec
+from gpufleet.domain.node import normalise_model
+from gpufleet.domain.units import parse_duration, parse_mem_mb
+
+SPEC_FIELDS = (
+    "command", "gpus", "nodes", "gpu_model", "cpus", "mem", "time_limit", "tenant", "priority",
+    "name", "env", "workdir", "constraint", "booking", "requeue", "image",
+)
+_ALIASES = {"gpu-model": "gpu_model", "time-limit": "time_limit", "constraints": "constraint",
+            "mem_mb": "mem", "time_limit_s": "time_limit", "no_requeue": None}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_PRIORITY = 1000
+
+
+def build_spec(data: Mapping[str, Any], default_tenant: str = "default") -> JobSpec:
+    """Validate user input into a JobSpec. Raises ValidationError naming the first bad field."""
+    data = _canonical_keys(data)
+    return JobSpec(
+        command=_command(data.get("command")),
+        gpus=_count(data.get("gpus", 1), "gpus", minimum=1),
+        nodes=_count(data.get("nodes", 1), "nodes", minimum=1),
+        gpu_model=normalise_model(str(data["gpu_model"])) if data.get("gpu_model") else None,
+        cpus=_count(data["cpus"], "cpus", minimum=1) if data.get("cpus") is not None else None,
+        mem_mb=parse_mem_mb(data.get("mem"), "mem"),
+        time_limit_s=parse_duration(data.get("time_limit"), "time_limit"),
+        tenant=_name(data.get("tenant") or default_tenant, "tenant"),
+        priority=_priority(data.get("priority", 0)),
+        name=_name(data["name"], "name") if data.get("name") else None,
+        env=_env(data.get("env")),
+        workdir=str(data["workdir"]) if data.get("workdir") else None,
+        constraints=_pairs(data.get("constraint"), "constraint"),
+        booking=_count(data["booking"], "booking", minimum=1) if data.get("booking") else None,
+        requeue=_bool(data.get("requeue", True), "requeue"),
+        image=str(data["image"]) if data.get("image") else None,
+    )
+
+
+def spec_to_dict(spec: JobSpec) -> dict[str, Any]:
+    """The stored / wire form: the same keys `build_spec` reads."""
+    return {
+        "command": list(spec.command), "gpus": spec.gpus, "nodes": spec.nodes,
+        "gpu_model": spec.gpu_model, "cpus": spec.cpus, "mem": spec.mem_mb,
+        "time_limit": spec.time_limit_s, "tenant": spec.tenant, "priority": spec.priority,
+        "name": spec.name, "env": dict(spec.env), "workdir": spec.workdir,
+        "constraint": dict(spec.constraints), "booking": spec.booking, "requeue": spec.requeue,
+        "image": spec.image,
+    }
+
+
+def spec_from_dict(d: Mapping[str, Any]) -> JobSpec:
+    """Trusted stored form back to a JobSpec (no validation; it was validated on the way in)."""
+    return JobSpec(
+        command=tuple(d["command"]), gpus=d["gpus"], nodes=d["nodes"], gpu_model=d.get("gpu_model"),
+        cpus=d.get("cpus"), mem_mb=d.get("mem"), time_limit_s=d.get("time_limit"),
+        tenant=d["tenant"], priority=d.get("priority", 0), name=d.get("name"),
+        env=d.get("env") or {}, workdir=d.get("workdir"), constraints=d.get("constraint") or {},
+        booking=d.get("booking"), requeue=d.get("requeue", True), image=d.get("image"),
+    )
+
+
+def _canonical_keys(data: Mapping[str, Any]) -> dict[str, Any]:
+    if not isinstance(data, Mapping):
+        raise ValidationError("spec", "must be a mapping of job fields")
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        k = _ALIASES.get(key, key)
+        if key == "no_requeue":
+            out["requeue"] = not value
+            continue
+        if k not in SPEC_FIELDS:
+            raise ValidationError(str(key), f"unknown field (known: {', '.join(SPEC_FIELDS)})")
+        out[k] = value
+    return out
+
+
+def _command(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        try:
+            value = shlex.split(value)
+        except ValueError as e:
+            raise ValidationError("command", f"cannot split: {e}") from None
+    if not value or not isinstance(value, (list, tuple)) or not str(value[0]).strip():
+        raise ValidationError("command", "must not be empty")
+    return tuple(str(v) for v in value)
+
+
+def _count(value: Any, field: str, minimum: int) -> int:
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(field, f"must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValidationError(field, f"must be >= {minimum}, got {value}")
+    return value
+
+
+def _priority(value: Any) -> int:
+    p = _count(value, "priority", minimum=-MAX_PRIORITY)
+    if p > MAX_PRIORITY:
+        raise ValidationError("priority", f"must be between -{MAX_PRIORITY} and {MAX_PRIORITY}")
+    return p
+
+
+def _name(value: Any, field: str) -> str:
+    s = str(value)
+    if not _NAME.match(s):
+        raise ValidationError(field, f"invalid name {s!r} (letters, digits, _ . : -; max 128)")
+    return s
+
+
+def _env(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if isinstance(value, (list, tuple)):
+        value = dict(_split_pair(item, "env") for item in value)
+    if not isinstance(value, Mapping):
+        raise ValidationError("env", "must be a mapping or a list of K=V")
+    for k in value:
+        if not _ENV_KEY.match(str(k)):
+            raise ValidationError("env", f"invalid variable name {k!r}")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def _pairs(value: Any, field: str) -> dict[str, str]:
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str):
+        value = [p for p in value.split(",") if p.strip()]
+    if isinstance(value, (list, tuple)):
+        items: list[tuple[str, str]] = []
+        for v in value:
+            items.extend(_split_pair(p, field) for p in str(v).split(",") if p.strip())
+        value = dict(items)
+    if not isinstance(value, Mapping):
+        raise ValidationError(field, "must be K=V[,K=V...]")
+    return {str(k).strip(): str(v).strip() for k, v in value.items()}
+
+
+def _split_pair(item: Any, field: str) -> tuple[str, str]:
+    k, sep, v = str(item).partition("=")
+    if not sep or not k.strip():
+        raise ValidationError(field, f"expected K=V, got {item!r}")
+    return k.strip(), v
+
+
+def _bool(value: Any, field: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "yes", "1"):
+        return True
+    if str(value).lower() in ("false", "no", "0"):
+        return False
+    raise ValidationError(field, f"must be true or false, got {value!r}")

@@ -1,0 +1,95 @@
+"""Tenants, users and tokens."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Mapping
+
+from gpufleet.domain import NotFound, Tenant, User, ValidationError
+from gpufleet.domain.node import normalise_model
+from gpufleet.domain.spec import _name as valid_name
+from gpufleet.services.context import Ctx, require_admin
+
+
+def parse_quota(value: str | Mapping[str, int] | None, field: str) -> dict[str, int] | None:
+    """`a100=16,h100=8` (or a mapping) -> {"a100": 16, "h100": 8}."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        pairs = {}
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            k, sep, v = part.partition("=")
+            if not sep:
+                raise ValidationError(field, f"expected MODEL=N, got {part!r}")
+            pairs[k] = v
+        value = pairs
+    out: dict[str, int] = {}
+    for k, v in value.items():
+        try:
+            n = int(v)
+        except (TypeError, ValueError):
+            raise ValidationError(field, f"{k}: not an integer: {v!r}") from None
+        if n < 0:
+            raise ValidationError(field, f"{k}: must be >= 0")
+        out["*" if k == "*" else normalise_model(str(k))] = n
+    return out
+
+
+def put_tenant(ctx: Ctx, user: User, name: str, quota=None, limit=None, weight: float | None = None,
+               can_borrow: bool | None = None, create: bool = False) -> Tenant:
+    require_admin(user, "changing tenants")
+    valid_name(name, "name")
+    try:
+        t = ctx.store.get_tenant(name)
+        if create:
+            raise ValidationError("name", f"tenant {name} already exists")
+    except NotFound:
+        if not create:
+            raise
+        t = Tenant(name)
+    if quota is not None:
+        t.quota = parse_quota(quota, "quota") or {}
+    if limit is not None:
+        t.limit = parse_quota(limit, "limit") if limit not in ("", "none") else None
+    if weight is not None:
+        if weight <= 0:
+            raise ValidationError("weight", "must be positive")
+        t.weight = float(weight)
+    if can_borrow is not None:
+        t.can_borrow = can_borrow
+    ctx.store.put_tenant(t, ctx.clock())
+    ctx.audit(user, "tenant-create" if create else "tenant-set", f"tenant/{name}",
+              quota=t.quota, limit=t.limit, weight=t.weight)
+    ctx.wake()
+    return t
+
+
+def create_token(ctx: Ctx, admin: User, user_name: str, tenant: str, is_admin: bool = False) -> str:
+    """Make a user (if new) in `tenant` and a fresh bearer token for it. Only the hash is stored."""
+    require_admin(admin, "creating tokens")
+    valid_name(user_name, "user")
+    try:
+        ctx.store.get_tenant(tenant)
+    except NotFound:
+        raise ValidationError("tenant", f"unknown tenant {tenant!r}") from None
+    ctx.store.put_user(User(user_name, tenant, is_admin))
+    token = "gf_" + secrets.token_urlsafe(32)
+    ctx.store.add_token(user_name, token, ctx.clock())
+    ctx.audit(admin, "token-create", f"user/{user_name}", tenant=tenant, admin=is_admin)
+    return token
+
+
+def bootstrap(ctx: Ctx, tenants: list[Tenant]) -> str | None:
+    """First start: a `default` tenant, inventory tenants, an admin user. Returns a new admin
+    token when none existed yet (the caller writes it to a 0600 file)."""
+    known = {t.name for t in ctx.store.tenants()}
+    for t in [Tenant("default"), *tenants]:
+        if t.name not in known:
+            ctx.store.put_tenant(t, ctx.clock())
+    if ctx.store.get_meta("bootstrap").get("admin_token_created"):
+        return None
+    ctx.store.put_user(User("admin", "default", admin=True))
+    token = "gf_" + secrets.token_urlsafe(32)
+    ctx.store.add_token("admin", token, ctx.clock())
+    ctx.store.put_meta("bootstrap", {"admin_token_created": True})
+    return token

@@ -1,0 +1,87 @@
+"""Rows <-> domain objects."""
+
+from __future__ import annotations
+
+from gpufleet.domain import (
+    Allocation, Booking, Gpu, Job, JobState, Node, NodeKind, NodeState, Tenant,
+)
+from gpufleet.domain.spec import spec_from_dict, spec_to_dict
+from gpufleet.store.rows import BookingRow, JobRow, NodeRow, TenantRow
+
+
+def job_from_row(r: JobRow) -> Job:
+    job = Job(
+        id=r.id, spec=spec_from_dict(r.spec), user=r.user, state=JobState(r.state), reason=r.reason,
+        submitted_at=r.submitted_at, started_at=r.started_at, ended_at=r.ended_at,
+        exit_code=r.exit_code,
+        allocation=tuple(Allocation(a["node"], tuple(a["gpus"])) for a in r.allocation or ()),
+        handle=r.handle, restarts=r.restarts, attained_gpu_s=r.attained_gpu_s,
+    )
+    if r.pending_action:
+        job.extra["pending_action"] = r.pending_action
+        job.extra["action_reason"] = r.action_reason
+    return job
+
+
+def job_to_row(job: Job, row: JobRow | None = None) -> JobRow:
+    row = row or JobRow()
+    if job.id:
+        row.id = job.id
+    row.name = job.spec.display_name
+    row.user = job.user
+    row.tenant = job.spec.tenant
+    row.priority = job.spec.priority
+    row.spec = spec_to_dict(job.spec)
+    update_job_row(row, job)
+    return row
+
+
+def update_job_row(row: JobRow, job: Job) -> None:
+    """Copy the mutable part of a job (what the control loop changes) onto its row."""
+    row.state = job.state.value
+    row.reason = job.reason
+    row.submitted_at = job.submitted_at
+    row.started_at = job.started_at
+    row.ended_at = job.ended_at
+    row.exit_code = job.exit_code
+    row.allocation = [{"node": a.node, "gpus": list(a.gpus)} for a in job.allocation]
+    row.handle = job.handle
+    row.restarts = job.restarts
+    row.attained_gpu_s = job.attained_gpu_s
+
+
+def node_from_row(r: NodeRow) -> Node:
+    return Node(
+        name=r.name, kind=NodeKind(r.kind), arch=r.arch, cpus=r.cpus, mem_mb=r.mem_mb,
+        labels=dict(r.labels or {}),
+        gpus=tuple(Gpu(g["index"], g["model"], g.get("uuid", ""), g.get("memory_mb", 0), g.get("group", 0))
+                   for g in r.gpus or ()),
+        state=NodeState(r.state), reason=r.reason, address=r.address, updated_at=r.updated_at,
+    )
+
+
+def node_to_row(n: Node, row: NodeRow | None = None) -> NodeRow:
+    row = row or NodeRow(name=n.name)
+    row.kind = n.kind.value
+    row.arch = n.arch
+    row.cpus = n.cpus
+    row.mem_mb = n.mem_mb
+    row.labels = dict(n.labels)
+    row.gpus = [{"index": g.index, "model": g.model, "uuid": g.uuid, "memory_mb": g.memory_mb,
+                 "group": g.group} for g in n.gpus]
+    row.state = n.state.value
+    row.reason = n.reason
+    row.address = n.address
+    row.updated_at = n.updated_at
+    return row
+
+
+def tenant_from_row(r: TenantRow) -> Tenant:
+    return Tenant(r.name, dict(r.quota or {}), dict(r.limit) if r.limit is not None else None,
+                  r.weight, r.can_borrow)
+
+
+def booking_from_row(r: BookingRow) -> Booking:
+    return Booking(id=r.id, tenant=r.tenant, nodes=tuple(r.nodes), start=r.start, end=r.end,
+                   exclusive=r.exclusive, gpus=r.gpus, gpu_model=r.gpu_model, user=r.user,
+                   name=r.name)

@@ -1,0 +1,240 @@
+"""The Store: every read and write of durable state goes through here (short transactions only)."""
+
+from __future__ import annotations
+
+import hashlib
+from contextlib import contextmanager
+from typing import Iterable, Iterator, Sequence
+
+from sqlalchemy import Engine, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from gpufleet.domain import (
+    Booking, Job, JobState, Node, NotFound, StateChange, Tenant, User,
+)
+from gpufleet.store.mapping import (
+    booking_from_row, job_from_row, job_to_row, node_from_row, node_to_row, tenant_from_row,
+    update_job_row,
+)
+from gpufleet.store.rows import (
+    AuditRow, BookingRow, EventRow, JobRow, MetaRow, NodeRow, TenantRow, TokenRow, UserRow,
+)
+
+ACTIVE = (JobState.PENDING.value, JobState.RUNNING.value)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Store:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @contextmanager
+    def tx(self) -> Iterator[Session]:
+        with self._sessions.begin() as s:
+            yield s
+
+    # ---- jobs -------------------------------------------------------------------------------
+    def add_job(self, job: Job, change: StateChange) -> Job:
+        """Insert a new job and its first event in ONE transaction: durable when this returns."""
+        with self.tx() as s:
+            row = job_to_row(job)
+            s.add(row)
+            s.flush()
+            job.id = row.id
+            s.add(_event_row(change, key=str(row.id)))
+        return job
+
+    def get_job(self, job_id: int) -> Job:
+        with self.tx() as s:
+            row = s.get(JobRow, job_id)
+            if row is None:
+                raise NotFound("job", job_id)
+            return job_from_row(row)
+
+    def list_jobs(self, states: Sequence[str] | None = None, tenant: str | None = None,
+                  limit: int = 1000, ids: Sequence[int] | None = None) -> list[Job]:
+        q = select(JobRow)
+        if states:
+            q = q.where(JobRow.state.in_(list(states)))
+        if tenant:
+            q = q.where(JobRow.tenant == tenant)
+        if ids is not None:
+            q = q.where(JobRow.id.in_(list(ids)))
+        q = q.order_by(JobRow.id.desc()).limit(limit)
+        with self.tx() as s:
+            return [job_from_row(r) for r in s.scalars(q)]
+
+    def active_jobs(self) -> list[Job]:
+        with self.tx() as s:
+            rows = s.scalars(select(JobRow).where(JobRow.state.in_(ACTIVE)).order_by(JobRow.id))
+            return [job_from_row(r) for r in rows]
+
+    def save_job(self, job: Job, expected: JobState, change: StateChange | None = None,
+                 clear_action: bool = False) -> bool:
+        """Compare-and-set: write `job` only if its row is still in state `expected`."""
+        return self.save_jobs([(job, expected, change)], clear_action)[0]
+
+    def save_jobs(self, items: Iterable[tuple[Job, JobState, StateChange | None]],
+                  clear_action: bool = False) -> list[bool]:
+        out: list[bool] = []
+        with self.tx() as s:
+            for job, expected, change in items:
+                row = JobRow()
+                update_job_row(row, job)
+                values = {c: getattr(row, c) for c in _MUTABLE}
+                if clear_action:
+                    values["pending_action"] = None
+                res = s.execute(update(JobRow).where(JobRow.id == job.id, JobRow.state == expected.value)
+                                .values(**values))
+                ok = res.rowcount == 1
+                if ok and change is not None:
+                    s.add(_event_row(change))
+                out.append(ok)
+        return out
+
+    def set_action(self, job_id: int, action: str | None, reason: str = "",
+                   only_state: JobState | None = None) -> bool:
+        """Record a decision to act on a job (cancel/preempt/requeue) before acting on it."""
+        with self.tx() as s:
+            q = update(JobRow).where(JobRow.id == job_id)
+            if only_state is not None:
+                q = q.where(JobRow.state == only_state.value)
+            return s.execute(q.values(pending_action=action, action_reason=reason)).rowcount == 1
+
+    def events(self, kind: str, key: str) -> list[StateChange]:
+        with self.tx() as s:
+            rows = s.scalars(select(EventRow).where(EventRow.kind == kind, EventRow.key == key)
+                             .order_by(EventRow.id))
+            return [StateChange(r.kind, r.key, r.old, r.new, r.reason, r.at) for r in rows]
+
+    def add_events(self, changes: Iterable[StateChange]) -> None:
+        with self.tx() as s:
+            s.add_all(_event_row(c) for c in changes)
+
+    # ---- nodes ------------------------------------------------------------------------------
+    def nodes(self) -> list[Node]:
+        with self.tx() as s:
+            return [node_from_row(r) for r in s.scalars(select(NodeRow).order_by(NodeRow.name))]
+
+    def get_node(self, name: str) -> Node:
+        with self.tx() as s:
+            row = s.get(NodeRow, name)
+            if row is None:
+                raise NotFound("node", name)
+            return node_from_row(row)
+
+    def sync_nodes(self, nodes: Sequence[Node], keep_state: bool = True, prune: bool = True) -> None:
+        """Make the node table match an inventory. Admin drain state survives unless told."""
+        with self.tx() as s:
+            existing = {r.name: r for r in s.scalars(select(NodeRow))}
+            for n in nodes:
+                row = existing.pop(n.name, None)
+                if row is not None and keep_state:
+                    n.state, n.reason = type(n.state)(row.state), row.reason
+                s.add(node_to_row(n, row))
+            if prune:
+                for row in existing.values():
+                    s.delete(row)
+
+    def save_node(self, node: Node, change: StateChange | None = None) -> None:
+        with self.tx() as s:
+            s.merge(node_to_row(node))
+            if change is not None:
+                s.add(_event_row(change))
+
+    # ---- tenants, users, tokens -------------------------------------------------------------
+    def tenants(self) -> list[Tenant]:
+        with self.tx() as s:
+            return [tenant_from_row(r) for r in s.scalars(select(TenantRow).order_by(TenantRow.name))]
+
+    def get_tenant(self, name: str) -> Tenant:
+        with self.tx() as s:
+            row = s.get(TenantRow, name)
+            if row is None:
+                raise NotFound("tenant", name)
+            return tenant_from_row(row)
+
+    def put_tenant(self, t: Tenant, now: float = 0.0) -> None:
+        with self.tx() as s:
+            row = s.get(TenantRow, t.name) or TenantRow(name=t.name, created_at=now)
+            row.quota, row.limit, row.weight, row.can_borrow = dict(t.quota), t.limit, t.weight, t.can_borrow
+            s.add(row)
+
+    def put_user(self, user: User) -> None:
+        with self.tx() as s:
+            s.merge(UserRow(name=user.name, tenant=user.tenant, admin=user.admin))
+
+    def add_token(self, user: str, token: str, now: float) -> None:
+        with self.tx() as s:
+            s.add(TokenRow(token_hash=hash_token(token), user=user, created_at=now))
+
+    def user_for_token(self, token: str) -> User | None:
+        with self.tx() as s:
+            row = s.execute(select(UserRow).join(TokenRow, TokenRow.user == UserRow.name)
+                            .where(TokenRow.token_hash == hash_token(token))).scalar_one_or_none()
+            return User(row.name, row.tenant, row.admin) if row else None
+
+    # ---- bookings ---------------------------------------------------------------------------
+    def add_booking(self, b: Booking) -> Booking:
+        with self.tx() as s:
+            row = BookingRow(name=b.name, tenant=b.tenant, user=b.user, nodes=list(b.nodes),
+                             start=b.start, end=b.end, exclusive=b.exclusive, gpus=b.gpus,
+                             gpu_model=b.gpu_model)
+            s.add(row)
+            s.flush()
+            b.id = row.id
+        return b
+
+    def bookings(self, now: float | None = None) -> list[Booking]:
+        """Bookings not cancelled (and, given `now`, not yet over)."""
+        q = select(BookingRow).where(BookingRow.cancelled.is_(False))
+        if now is not None:
+            q = q.where(BookingRow.end > now)
+        with self.tx() as s:
+            return [booking_from_row(r) for r in s.scalars(q.order_by(BookingRow.start))]
+
+    def get_booking(self, booking_id: int) -> Booking:
+        with self.tx() as s:
+            row = s.get(BookingRow, booking_id)
+            if row is None or row.cancelled:
+                raise NotFound("booking", booking_id)
+            return booking_from_row(row)
+
+    def cancel_booking(self, booking_id: int) -> None:
+        with self.tx() as s:
+            row = s.get(BookingRow, booking_id)
+            if row is None:
+                raise NotFound("booking", booking_id)
+            row.cancelled = True
+
+    # ---- audit and meta ---------------------------------------------------------------------
+    def audit(self, at: float, user: str, action: str, target: str, detail: dict | None = None) -> None:
+        with self.tx() as s:
+            s.add(AuditRow(at=at, user=user, action=action, target=target, detail=detail or {}))
+
+    def audit_log(self, limit: int = 100) -> list[dict]:
+        with self.tx() as s:
+            rows = s.scalars(select(AuditRow).order_by(AuditRow.id.desc()).limit(limit))
+            return [{"at": r.at, "user": r.user, "action": r.action, "target": r.target,
+                     "detail": r.detail} for r in rows]
+
+    def get_meta(self, key: str, default: dict | None = None) -> dict:
+        with self.tx() as s:
+            row = s.get(MetaRow, key)
+            return dict(row.value) if row else (default or {})
+
+    def put_meta(self, key: str, value: dict) -> None:
+        with self.tx() as s:
+            s.merge(MetaRow(key=key, value=value))
+
+
+_MUTABLE = ("state", "reason", "submitted_at", "started_at", "ended_at", "exit_code", "allocation",
+            "handle", "restarts", "attained_gpu_s")
+
+
+def _event_row(c: StateChange, key: str | None = None) -> EventRow:
+    return EventRow(kind=c.kind, key=key or c.key, at=c.at, old=c.old, new=c.new, reason=c.reason)

@@ -1,0 +1,119 @@
+"""SQLAlchemy rows. One table per noun; JSON columns for nested, rarely-queried parts."""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class TenantRow(Base):
+    __tablename__ = "tenants"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    quota: Mapped[dict] = mapped_column(JSON, default=dict)
+    limit: Mapped[dict | None] = mapped_column("limit_", JSON, nullable=True)
+    weight: Mapped[float] = mapped_column(Float, default=1.0)
+    can_borrow: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class UserRow(Base):
+    __tablename__ = "users"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant: Mapped[str] = mapped_column(ForeignKey("tenants.name"))
+    admin: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class TokenRow(Base):
+    __tablename__ = "tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user: Mapped[str] = mapped_column(ForeignKey("users.name"))
+    created_at: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class NodeRow(Base):
+    __tablename__ = "nodes"
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), default="server")
+    arch: Mapped[str] = mapped_column(String(32), default="x86_64")
+    cpus: Mapped[int] = mapped_column(Integer, default=0)
+    mem_mb: Mapped[int] = mapped_column(Integer, default=0)
+    labels: Mapped[dict] = mapped_column(JSON, default=dict)
+    gpus: Mapped[list] = mapped_column(JSON, default=list)
+    state: Mapped[str] = mapped_column(String(16), default="up")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    address: Mapped[str] = mapped_column(String(128), default="127.0.0.1")
+    updated_at: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class JobRow(Base):
+    __tablename__ = "jobs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(256), default="")
+    user: Mapped[str] = mapped_column(String(64))
+    tenant: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    spec: Mapped[dict] = mapped_column(JSON)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    submitted_at: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    allocation: Mapped[list] = mapped_column(JSON, default=list)
+    handle: Mapped[str | None] = mapped_column(Text, nullable=True)
+    restarts: Mapped[int] = mapped_column(Integer, default=0)
+    attained_gpu_s: Mapped[float] = mapped_column(Float, default=0.0)
+    # a decision written before acting on it: "cancel" | "preempt" | "requeue" (see control.loop)
+    pending_action: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    action_reason: Mapped[str] = mapped_column(Text, default="")
+    __table_args__ = (Index("ix_jobs_state_tenant", "state", "tenant"),)
+
+
+class EventRow(Base):
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))  # job | node
+    key: Mapped[str] = mapped_column(String(128))
+    at: Mapped[float] = mapped_column(Float)
+    old: Mapped[str] = mapped_column(String(16), default="")
+    new: Mapped[str] = mapped_column(String(16), default="")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    __table_args__ = (Index("ix_events_kind_key", "kind", "key"),)
+
+
+class BookingRow(Base):
+    __tablename__ = "bookings"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128), default="")
+    tenant: Mapped[str] = mapped_column(String(64))
+    user: Mapped[str] = mapped_column(String(64), default="")
+    nodes: Mapped[list] = mapped_column(JSON, default=list)
+    start: Mapped[float] = mapped_column(Float)
+    end: Mapped[float] = mapped_column(Float)
+    exclusive: Mapped[bool] = mapped_column(Boolean, default=True)
+    gpus: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    gpu_model: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    cancelled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class AuditRow(Base):
+    __tablename__ = "audit"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[float] = mapped_column(Float)
+    user: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(String(256), default="")
+    detail: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class MetaRow(Base):
+    """Small durable key/values: fair-share usage, schema facts, loop bookkeeping."""
+
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    value: Mapped[dict] = mapped_column(JSON, default=dict)
