@@ -73,23 +73,21 @@ def create_token(ctx: Ctx, admin: User, user_name: str, tenant: str, is_admin: b
     except NotFound:
         raise ValidationError("tenant", f"unknown tenant {tenant!r}") from None
     ctx.store.put_user(User(user_name, tenant, is_admin))
-    token = "gf_" + secrets.token_urlsafe(32)
-    ctx.store.add_token(user_name, token, ctx.clock())
+    token = mint_token(ctx, user_name)
     ctx.audit(admin, "token-create", f"user/{user_name}", tenant=tenant, admin=is_admin)
     return token
 
 
-def bootstrap(ctx: Ctx, tenants: list[Tenant]) -> str | None:
-    """First start: a `default` tenant, inventory tenants, an admin user. Returns a new admin
-    token when none existed yet (the caller writes it to a 0600 file)."""
+def bootstrap(ctx: Ctx, tenants: list[Tenant]) -> None:
+    """First start: a `default` tenant, the inventory's tenants, an `admin` user."""
     known = {t.name for t in ctx.store.tenants()}
     for t in [Tenant("default"), *tenants]:
         if t.name not in known:
             ctx.store.put_tenant(t, ctx.clock())
-    if ctx.store.get_meta("bootstrap").get("admin_token_created"):
-        return None
     ctx.store.put_user(User("admin", "default", admin=True))
+
+
+def mint_token(ctx: Ctx, user: str) -> str:
     token = "gf_" + secrets.token_urlsafe(32)
-    ctx.store.add_token("admin", token, ctx.clock())
-    ctx.store.put_meta("bootstrap", {"admin_token_created": True})
+    ctx.store.add_token(user, token, ctx.clock())
     return token

@@ -1,0 +1,175 @@
+"""submit, jobs, show, logs, cancel."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+import yaml
+
+from gpufleet.cli.output import ago, out, print_json, table, when
+from gpufleet.client import Client
+from gpufleet.domain import ValidationError, format_duration
+
+FLAG_FIELDS = ("gpus", "nodes", "gpu_model", "cpus", "mem", "time_limit", "tenant", "priority",
+               "name", "workdir", "booking", "image")
+
+
+def submit(
+    command: Optional[list[str]] = typer.Argument(None, help="CMD ARGS... (after --), or a job.yaml"),
+    gpus: Optional[int] = typer.Option(None, "--gpus", "-G", help="GPUs per node"),
+    nodes: Optional[int] = typer.Option(None, "--nodes", "-N", help="nodes (a gang: all or none)"),
+    gpu_model: Optional[str] = typer.Option(None, "--gpu-model", help="e.g. a100, h100"),
+    cpus: Optional[int] = typer.Option(None, "--cpus", help="CPUs per node"),
+    mem: Optional[str] = typer.Option(None, "--mem", help="memory per node, e.g. 16G"),
+    time_limit: Optional[str] = typer.Option(None, "--time-limit", "-t", help="90s, 30m, 4h, 1d, HH:MM:SS"),
+    tenant: Optional[str] = typer.Option(None, "--tenant", "-T"),
+    priority: Optional[int] = typer.Option(None, "--priority", "-p"),
+    name: Optional[str] = typer.Option(None, "--name", "-n"),
+    env: Optional[list[str]] = typer.Option(None, "--env", "-e", help="K=V (repeatable)"),
+    workdir: Optional[str] = typer.Option(None, "--workdir", "-C"),
+    constraint: Optional[list[str]] = typer.Option(None, "--constraint", help="K=V[,K=V] node attributes"),
+    booking: Optional[int] = typer.Option(None, "--booking", help="run inside this booking"),
+    no_requeue: bool = typer.Option(False, "--no-requeue", help="fail instead of requeue when preempted"),
+    image: Optional[str] = typer.Option(None, "--image", help="container image (Kubernetes engine)"),
+    as_json: bool = typer.Option(False, "--json", help="print {\"id\": ...} as JSON"),
+) -> None:
+    """Submit a job: `gpufleet submit --gpus 2 -- python train.py` or `gpufleet submit job.yaml`."""
+    given = {k: v for k, v in locals().items() if k in FLAG_FIELDS and v is not None}
+    spec: dict[str, Any] = {}
+    args = list(command or [])
+    if len(args) == 1 and args[0].endswith((".yaml", ".yml")) and Path(args[0]).is_file():
+        spec = load_job_file(args[0])
+    elif args:
+        spec["command"] = args
+    spec.update(given)
+    if env:
+        spec["env"] = {**_as_env(spec.get("env")), **dict(_kv(e, "env") for e in env)}
+    if constraint:
+        spec["constraint"] = ",".join(constraint)
+    if no_requeue:
+        spec["requeue"] = False
+    if "workdir" not in spec:
+        spec["workdir"] = str(Path.cwd())
+    if not spec.get("command"):
+        raise ValidationError("command", "must not be empty (gpufleet submit [flags] -- CMD ARGS...)")
+    with Client.from_env() as c:
+        job = c.submit(spec)
+    if as_json:
+        print_json({"id": job.id, "state": job.state})
+    else:
+        print(job.id)
+
+
+def load_job_file(path: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as e:
+        raise ValidationError("file", f"{path} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ValidationError("file", f"{path} must hold a mapping of job fields")
+    return {k.replace("-", "_"): v for k, v in data.items()}
+
+
+def _kv(item: str, field: str) -> tuple[str, str]:
+    k, sep, v = item.partition("=")
+    if not sep or not k:
+        raise ValidationError(field, f"expected K=V, got {item!r}")
+    return k, v
+
+
+def _as_env(value: Any) -> dict[str, str]:
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return dict(_kv(str(i), "env") for i in value)
+    return {}
+
+
+def jobs(
+    all: bool = typer.Option(False, "--all", "-a", help="include finished jobs"),
+    state: Optional[list[str]] = typer.Option(None, "--state", "-s"),
+    tenant: Optional[str] = typer.Option(None, "--tenant", "-T"),
+    limit: int = typer.Option(200, "--limit"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """List jobs like squeue (pending and running by default), with the REASON a job waits."""
+    with Client.from_env() as c:
+        rows = c.jobs(state=state, tenant=tenant, all=all, limit=limit)
+    if as_json:
+        print_json(rows)
+        return
+    now = time.time()
+    table(("ID", "NAME", "TENANT", "USER", "STATE", "GPUS", "NODES", "TIME", "REASON/NODELIST"), [
+        (j.id, j.name[:24], j.tenant, j.user, j.state,
+         f"{j.request['nodes']}x{j.request['gpus']}" if j.request["nodes"] > 1 else j.request["gpus"],
+         j.request["nodes"],
+         ago(j.started_at, now) if j.state == "RUNNING" else ago(j.submitted_at, now) if j.state == "PENDING"
+         else format_duration((j.ended_at or now) - (j.started_at or j.submitted_at)),
+         _reason_col(j))
+        for j in rows
+    ])
+
+
+def _reason_col(j) -> str:
+    if j.state == "PENDING":
+        return f"({j.reason})"
+    if j.state == "RUNNING":
+        where = ",".join(j.nodes)
+        return f"{where} (cancelling)" if j.pending_action == "cancel" else where
+    return j.reason
+
+
+def show(job_id: int, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Everything about one job, with its event history."""
+    with Client.from_env() as c:
+        j = c.job(job_id)
+    if as_json:
+        print_json(j)
+        return
+    r = j.request
+    lines = [
+        ("Job", f"{j.id} ({j.name})"), ("State", f"{j.state}  {j.reason}"),
+        ("Exit code", j.exit_code), ("Tenant / user", f"{j.tenant} / {j.user}"),
+        ("Request", f"{r['nodes']} node(s) x {r['gpus']} GPU(s)" + (f" {r['gpu_model']}" if r["gpu_model"] else "")),
+        ("Time limit", format_duration(r["time_limit"]) if r["time_limit"] else "-"),
+        ("Priority", j.priority), ("Command", " ".join(r["command"])), ("Workdir", r["workdir"] or "-"),
+        ("GPUs", "  ".join(f"{n}:{','.join(map(str, g))}" for n, g in j.gpus.items()) or "-"),
+        ("Submitted", when(j.submitted_at)), ("Started", when(j.started_at)), ("Ended", when(j.ended_at)),
+        ("Restarts", j.restarts),
+    ]
+    for k, v in lines:
+        out.print(f"[bold]{k:>14}[/bold]  {v}")
+    out.print()
+    table(("TIME", "FROM", "TO", "REASON"), [(when(e.at), e.old or "-", e.new, e.reason) for e in j.events],
+          title="events")
+
+
+def logs(job_id: int, follow: bool = typer.Option(False, "--follow", "-f"),
+         rank: int = typer.Option(0, "--rank", "-r", help="which rank of a multi-node job")) -> None:
+    """Print a job's output; -f follows it until the job ends."""
+    offset = 0
+    with Client.from_env() as c:
+        while True:
+            page = c.logs(job_id, offset, rank)
+            if page.data:
+                sys.stdout.buffer.write(page.data)
+                sys.stdout.flush()
+            offset = page.offset
+            if page.note and not page.data and (not follow or page.complete):
+                print(page.note, file=sys.stderr)
+            if not follow or page.complete:
+                return
+            time.sleep(0.5 if not page.data else 0.05)
+
+
+def cancel(job_ids: list[int] = typer.Argument(..., help="job ids")) -> None:
+    """Cancel jobs (pending: at once; running: stopped and recorded by the control loop)."""
+    with Client.from_env() as c:
+        for job_id in job_ids:
+            r = c.cancel(job_id)
+            what = "cancelling" if r.pending_action == "cancel" else r.state.lower()
+            print(f"{r.id} {what}")

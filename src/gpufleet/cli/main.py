@@ -1,0 +1,83 @@
+"""The `gpufleet` command. Talks to the server through the client only (serve and sim excepted)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import click
+import typer
+
+from gpufleet.cli import admin, jobs
+from gpufleet.cli.output import err
+from gpufleet.client import ApiError, ServerUnreachable
+from gpufleet.domain import ValidationError
+
+app = typer.Typer(name="gpufleet", help="The control plane of a GPU lab.", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]})
+
+app.command(context_settings={"allow_interspersed_args": False})(jobs.submit)
+app.command()(jobs.jobs)
+app.command()(jobs.show)
+app.command()(jobs.logs)
+app.command()(jobs.cancel)
+app.command()(admin.nodes)
+app.add_typer(admin.node_app, name="node")
+app.command()(admin.tenants)
+app.add_typer(admin.tenant_app, name="tenant")
+app.add_typer(admin.token_app, name="token")
+app.command()(admin.book)
+app.command()(admin.bookings)
+app.command()(admin.unbook)
+
+
+@app.command()
+def serve(
+    db: Optional[str] = typer.Option(None, "--db", help="database URL (default: SQLite in GPUFLEET_HOME)"),
+    inventory: Optional[str] = typer.Option(None, "--inventory", help="inventory YAML"),
+    fake_gpus: Optional[int] = typer.Option(None, "--fake-gpus", help="pretend this host has N GPUs"),
+    host: Optional[str] = typer.Option(None, "--host"),
+    port: Optional[int] = typer.Option(None, "--port"),
+    executor: Optional[str] = typer.Option(None, "--executor", help="local | slurm | kubernetes"),
+    policy: Optional[str] = typer.Option(None, "--policy", help="fifo | priority | fairshare | sjf | las"),
+    config: Optional[str] = typer.Option(None, "--config", help="server config YAML"),
+    home: Optional[str] = typer.Option(None, "--home", help="data directory (env GPUFLEET_HOME)"),
+    kubeconfig: Optional[str] = typer.Option(None, "--kubeconfig", help="Kubernetes executor"),
+    namespace: Optional[str] = typer.Option(None, "--namespace", help="Kubernetes executor"),
+) -> None:
+    """Start the control plane: REST API, /metrics, and the control loops."""
+    from gpufleet.main import serve as run_server
+    from gpufleet.settings import load_settings
+
+    s = load_settings(config, db=db, inventory=inventory, fake_gpus=fake_gpus, host=host, port=port,
+                      executor=executor, policy=policy, home=home)
+    if kubeconfig:
+        s.kubernetes["kubeconfig"] = kubeconfig
+    if namespace:
+        s.kubernetes["namespace"] = namespace
+    run_server(s)
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(2)
+    except ValidationError as e:
+        err.print(f"error: {e.field}: {e.message}", markup=False)
+        sys.exit(2)
+    except ApiError as e:
+        err.print(f"error: {e}", markup=False)
+        sys.exit(2 if e.status in (400, 422) else 1)
+    except ServerUnreachable as e:
+        err.print(f"error: {e}", markup=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,103 @@
+"""Server settings: flags, an optional YAML config file, and the data directory. Read ONLY by the
+composition root (main.py); core code gets what it needs injected."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gpufleet.domain import ValidationError
+from gpufleet.scheduler import POLICIES, SchedulerConfig
+
+EXECUTORS = ("local", "slurm", "kubernetes", "fake")
+
+
+def default_home() -> Path:
+    """Where the embedded server keeps its database, runs and admin token."""
+    env = os.environ.get("GPUFLEET_HOME")
+    if env:
+        return Path(env)
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("gpufleet"))
+
+
+@dataclass
+class Settings:
+    home: Path = field(default_factory=default_home)
+    db: str | None = None  # default: sqlite in home
+    inventory: str | None = None
+    fake_gpus: int | None = None
+    host: str = "127.0.0.1"
+    port: int = 8765
+    executor: str = "local"
+    loop_interval_s: float = 0.5
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    slurm: dict[str, Any] = field(default_factory=dict)  # options for the Slurm executor
+    kubernetes: dict[str, Any] = field(default_factory=dict)  # kubeconfig, namespace, ...
+    health: dict[str, Any] = field(default_factory=dict)
+    log_format: str = "auto"  # auto | json | console
+
+    @property
+    def db_url(self) -> str:
+        return self.db or f"sqlite:///{self.home / 'gpufleet.db'}"
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"http://{host}:{self.port}"
+
+
+def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
+    """Defaults < config file < flags (the flags given as overrides; None means not given)."""
+    s = Settings()
+    if config_file:
+        s = _apply_file(s, config_file)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key in {f.name for f in fields(SchedulerConfig)}:
+            s.scheduler = replace(s.scheduler, **{key: value})
+        else:
+            setattr(s, key, Path(value) if key == "home" else value)
+    _check(s)
+    return s
+
+
+def _apply_file(s: Settings, path: str) -> Settings:
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError:
+        raise ValidationError("config", f"no such file: {path}") from None
+    except yaml.YAMLError as e:
+        raise ValidationError("config", f"not valid YAML: {e}") from None
+    known = {f.name for f in fields(Settings)}
+    for key, value in data.items():
+        if key not in known:
+            raise ValidationError(f"config.{key}", f"unknown setting (known: {', '.join(sorted(known))})")
+        if key == "scheduler":
+            sched_keys = {f.name for f in fields(SchedulerConfig)}
+            bad = set(value) - sched_keys
+            if bad:
+                raise ValidationError(f"config.scheduler.{sorted(bad)[0]}", "unknown scheduler setting")
+            s.scheduler = replace(s.scheduler, **value)
+        else:
+            setattr(s, key, Path(value) if key == "home" else value)
+    return s
+
+
+def _check(s: Settings) -> None:
+    if s.executor not in EXECUTORS:
+        raise ValidationError("executor", f"unknown executor {s.executor!r} (one of {', '.join(EXECUTORS)})")
+    if s.scheduler.policy not in POLICIES:
+        raise ValidationError("policy", f"unknown policy {s.scheduler.policy!r} (one of {', '.join(POLICIES)})")
+    if s.inventory and s.fake_gpus is not None:
+        raise ValidationError("inventory", "give --inventory or --fake-gpus, not both")
+    if s.fake_gpus is not None and s.fake_gpus < 0:
+        raise ValidationError("fake_gpus", "must be >= 0")
+    if not 0 < s.port < 65536:
+        raise ValidationError("port", f"not a port: {s.port}")
