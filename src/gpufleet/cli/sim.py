@@ -235,16 +235,18 @@ def _print_comparison(table: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry: click usage errors become one line and exit 2 as well."""
-    import click
-
+    try:  # typer >= 0.16 vendors click
+        from typer._click.exceptions import UsageError
+    except ImportError:  # pragma: no cover
+        from click.exceptions import UsageError
     try:
         rc = app(args=argv, prog_name="gpufleet sim", standalone_mode=False)
-    except click.exceptions.Exit as e:
+    except typer.Exit as e:
         return e.exit_code
-    except click.UsageError as e:
+    except UsageError as e:
         typer.echo(f"error: {e.format_message()}", err=True)
         return 2
-    except click.Abort:
+    except typer.Abort:
         return 130
     return rc if isinstance(rc, int) else 0
 
