@@ -133,7 +133,7 @@ class Simulation:
         if token != self.tokens[idx]:
             return False  # the run was preempted; this end belongs to the past
         job = self.running.pop(job_id)
-        ran = t - (job.started_at or t)
+        ran = t - job.started_at if job.started_at is not None else 0.0
         done = not self.times_out[idx]
         held = job.allocation
         transition(job, JobState.SUCCEEDED if done else JobState.TIMEOUT,
@@ -176,7 +176,7 @@ class Simulation:
         if job is None:
             raise SimError(f"scheduler preempted job {job_id}, which is not running")
         idx = job_id - 1
-        ran = t - (job.started_at or t)
+        ran = t - job.started_at if job.started_at is not None else 0.0
         held = job.allocation
         requeue = requeue and job.spec.requeue
         transition(job, JobState.PENDING if requeue else JobState.FAILED, reason or "Preempted", t)
