@@ -150,7 +150,7 @@ def remediation_settings(cfg: Mapping[str, Any]) -> RemediationSettings:
         raise ValidationError("health.remediation.max_rounds", "must be >= 1")
     return RemediationSettings(
         enabled=bool(cfg.get("enabled", True)), max_rounds=max_rounds,
-        retry_delay_s=float(parse_duration(cfg.get("retry_delay", 0), "health.remediation.retry_delay") or 0),
+        retry_delay_s=float(parse_duration(cfg.get("retry_delay") or None, "health.remediation.retry_delay") or 0),
         playbook=cfg.get("playbook"), ansible_inventory=cfg.get("ansible_inventory"),
         runbook_timeout_s=float(parse_duration(cfg.get("runbook_timeout", 1800),
                                                "health.remediation.runbook_timeout") or 1800),

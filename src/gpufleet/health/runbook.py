@@ -1,0 +1,83 @@
+"""Remediation runbooks: an Ansible playbook run through ansible-runner, limited to the node.
+
+The playbook gets extra vars `gpufleet_node`, `gpufleet_reason`, `gpufleet_round` (and any from
+config). Without an inventory file every node is one host `<node>` with `ansible_host: <address>`;
+`connection: local` makes every node this host (tests, single-host labs).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from gpufleet.health.remediation import StepResult
+
+
+def ansible_playbook_binary() -> str | None:
+    """`ansible-playbook` on PATH, else next to this Python (a venv whose bin is not on PATH)."""
+    found = shutil.which("ansible-playbook")
+    if found:
+        return found
+    beside = Path(sys.executable).parent / "ansible-playbook"
+    return str(beside) if beside.exists() else None
+
+
+@dataclass
+class AnsibleRunbook:
+    playbook: str
+    inventory: str | None = None  # an Ansible inventory file; None: built from `address_of`
+    address_of: Callable[[str], str] = lambda node: node
+    connection_local: bool = False
+    timeout_s: float = 1800.0
+    extravars: Mapping[str, Any] = field(default_factory=dict)
+    artifacts_dir: str | None = None  # where ansible-runner keeps its run folders (default: a temp dir)
+
+    def __call__(self, node: str, reason: str, round_: int) -> StepResult:
+        import ansible_runner
+
+        playbook = Path(self.playbook).resolve()
+        if not playbook.is_file():
+            return StepResult(False, f"playbook not found: {playbook}")
+        binary = ansible_playbook_binary()
+        if binary is None:
+            return StepResult(False, "ansible-playbook not found (install ansible-core)")
+        data_dir = Path(self.artifacts_dir or tempfile.mkdtemp(prefix="gpufleet-runbook-")) / node
+        data_dir.mkdir(parents=True, exist_ok=True)
+        runner = ansible_runner.run(
+            private_data_dir=str(data_dir), playbook=str(playbook), inventory=self._inventory(node),
+            limit=node, binary=binary, quiet=True, timeout=int(self.timeout_s), rotate_artifacts=5,
+            extravars={**self.extravars, "gpufleet_node": node, "gpufleet_reason": reason,
+                       "gpufleet_round": round_},
+            envvars={"ANSIBLE_HOST_KEY_CHECKING": "False", "ANSIBLE_NOCOLOR": "1"},
+        )
+        facts = {"status": runner.status, "rc": runner.rc, "stats": runner.stats or {},
+                 "artifacts": str(getattr(runner.config, "artifact_dir", data_dir))}
+        if runner.status == "successful" and runner.rc == 0:
+            return StepResult(True, f"playbook {playbook.name} ok", facts)
+        return StepResult(False, f"playbook {playbook.name} {runner.status} (rc {runner.rc}): "
+                                 f"{_first_failure(runner)}", facts)
+
+    def _inventory(self, node: str) -> Any:
+        if self.inventory:
+            return str(Path(self.inventory).resolve())
+        host: dict[str, Any] = {"ansible_host": self.address_of(node)}
+        if self.connection_local:
+            host = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+        return {"all": {"hosts": {node: host}}}
+
+
+def _first_failure(runner: Any) -> str:
+    try:
+        for ev in runner.events:
+            if ev.get("event") in ("runner_on_failed", "runner_on_unreachable"):
+                data = ev.get("event_data", {})
+                res = data.get("res", {})
+                msg = res.get("msg") or res.get("stderr") or ""
+                return f"task '{data.get('task', '?')}': {str(msg).strip()[:300]}"
+    except Exception:
+        pass
+    return "see the runner artifacts"
