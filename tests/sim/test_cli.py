@@ -76,6 +76,7 @@ def test_human_output_mentions_the_policy(files):
     (["--time-limit-model", "guess"], "time_limit_model"),
     (["--tenant-shares", "some"], "tenant_shares"),
     (["--restart", "later"], "restart"),
+    (["--cycle-interval", "-5"], "cycle_interval"),
 ])
 def test_bad_flags_exit_2_naming_the_field(files, extra, field):
     r = invoke("--trace", files / "trace.csv", "--cluster", files / "cluster.yaml", "--json", *extra)

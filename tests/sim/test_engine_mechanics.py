@@ -116,3 +116,23 @@ def test_decayed_usage_matches_the_integral():
     flat.change("x", 2)
     flat.advance(10)
     assert flat.snapshot()["x"] == 20
+
+
+@pytest.mark.parametrize("priorities, calls", [((0, 0, 0), [0, 100, 200]), ((0, 0, 100), [0, 10, 20, 100, 200])])
+def test_cycles_are_skipped_only_when_they_could_decide_nothing(priorities, calls):
+    fake = Greedy()
+    one = cluster(nodes=1, gpus=1, groups=1)
+    jobs = [job(k, t, 100, priority=p) for k, t, p in zip("abc", (0, 10, 20), priorities)]
+    make(jobs, fake, one).run()
+    # full cluster, one priority, no quota: the arrivals at 10 and 20 cannot change anything
+    assert [c[0] for c in fake.calls] == calls
+
+
+def test_cycle_interval_batches_arrivals_like_a_timer_loop():
+    fake = Greedy()
+    jobs = [job("a", 0, 100), job("b", 10, 100), job("c", 20, 100)]
+    cl = with_trace_tenants(cluster(), Trace(jobs).tenants)
+    sim = Simulation(Trace(jobs), cl, SimOptions(SchedulerConfig(), cycle_interval_s=60), fake)
+    rec = sim.run()
+    assert [c[0] for c in fake.calls] == [0, 60]
+    assert rec.first_start[:3] == [0, 60, 60]

@@ -29,13 +29,14 @@ CLUSTER_HELP = "Inventory YAML (node groups, optional tenants with quotas and we
 TL_HELP = "Time-limit over-estimate model for jobs without one: buckets:1h,4h,1d,7d | factor:2 | exact."
 SHARES_HELP = "Trace tenants missing from the cluster file get equal 'weight' (default) or 'quota' shares."
 RESTART_HELP = "A preempted job 'resume's its progress (default) or restarts from 'scratch'."
+INTERVAL_HELP = "Run cycles at most every S virtual seconds (default 0: at every event instant)."
 
 
 class _Common:
     """The inputs both commands share, checked up front (exit 2 names the field)."""
 
     def __init__(self, trace: str | None, cluster: str | None, fmt: str, config: str | None,
-                 time_limit_model: str | None, tenant_shares: str, restart: str):
+                 time_limit_model: str | None, tenant_shares: str, restart: str, interval: float = 0.0):
         if not trace:
             raise ValidationError("trace", "required: --trace FILE")
         if not cluster:
@@ -44,6 +45,7 @@ class _Common:
 
         self.base = load_config(config)
         self.restart = restart
+        self.interval = interval
         from gpufleet.sim.runner import prepare
 
         self.trace, self.cluster = prepare(trace, cluster, fmt, time_limit_model, tenant_shares)
@@ -70,13 +72,14 @@ def sim(
     time_limit_model: Optional[str] = typer.Option(None, "--time-limit-model", help=TL_HELP),
     tenant_shares: str = typer.Option("weight", "--tenant-shares", help=SHARES_HELP),
     restart: str = typer.Option("resume", "--restart", help=RESTART_HELP),
+    interval: float = typer.Option(0.0, "--cycle-interval", help=INTERVAL_HELP),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar (off under --json)."),
 ) -> None:
     """Replay one trace under one scheduler configuration."""
     if ctx.invoked_subcommand is not None:
         return
     with _errors():
-        common = _Common(trace, cluster, fmt, config, time_limit_model, tenant_shares, restart)
+        common = _Common(trace, cluster, fmt, config, time_limit_model, tenant_shares, restart, interval)
         cfg = common.config(policy, backfill)
         result = _replay(common, cfg, show=progress and not json_out)
         if plot:
@@ -103,12 +106,13 @@ def compare(
     time_limit_model: Optional[str] = typer.Option(None, "--time-limit-model", help=TL_HELP),
     tenant_shares: str = typer.Option("weight", "--tenant-shares", help=SHARES_HELP),
     restart: str = typer.Option("resume", "--restart", help=RESTART_HELP),
+    interval: float = typer.Option(0.0, "--cycle-interval", help=INTERVAL_HELP),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar (off under --json)."),
 ) -> None:
     """Replay one trace under several policies; print one table (the first entry is the baseline)."""
     with _errors():
         entries = parse_policies(policies)
-        common = _Common(trace, cluster, fmt, config, time_limit_model, tenant_shares, restart)
+        common = _Common(trace, cluster, fmt, config, time_limit_model, tenant_shares, restart, interval)
         configs = [common.config(p, True if bf or backfill else backfill) for p, bf in entries]
         results = [_replay(common, c, show=progress and not json_out) for c in configs]
         table = comparison(results)
@@ -153,7 +157,8 @@ def _replay(common: _Common, cfg: SchedulerConfig, show: bool):
 
     label = policy_label(cfg)
     if not show:
-        return replay(common.trace, common.cluster, cfg, common.restart, label=label)
+        return replay(common.trace, common.cluster, cfg, common.restart, label=label,
+                      cycle_interval_s=common.interval)
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -162,6 +167,7 @@ def _replay(common: _Common, cfg: SchedulerConfig, show: bool):
     with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task(label, total=len(common.trace.jobs))
         return replay(common.trace, common.cluster, cfg, common.restart, label=label,
+                      cycle_interval_s=common.interval,
                       progress=lambda done, total: bar.update(task, completed=done, total=total))
 
 

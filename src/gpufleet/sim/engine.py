@@ -3,7 +3,10 @@
 Events are job arrivals and job ends (ends of preempted runs are dropped by a run token).
 All events at one instant are applied first, then ONE scheduling cycle runs (more only when the
 cycle preempted, so the preemptor can take the freed GPUs at the same instant). A cycle runs
-only when something changed and the queue is not empty. Decisions are applied as the live
+only when something changed and the queue is not empty, and is skipped (exactly: it could decide
+nothing) while no GPU is free and no preemption is possible (preemption off, or one priority and
+no tenant quota in the whole replay). With `cycle_interval_s` > 0, cycles run at most once per
+interval, like a live loop on a timer (an approximation; off by default). Decisions are applied as the live
 control loop applies them: preemptions first (`transition(job, PENDING|FAILED)`), then
 placements (allocation + `transition(job, RUNNING)`). The cluster state the snapshot needs is
 kept incrementally (running / pending dicts, free GPUs per node, decayed usage per tenant).
@@ -41,6 +44,7 @@ class SimOptions:
     config: SchedulerConfig = field(default_factory=SchedulerConfig)
     restart: str = "resume"  # resume (progress kept) | scratch
     max_cycles_per_instant: int = 4  # cycles at one instant while each one preempts
+    cycle_interval_s: float = 0.0  # 0: a cycle at every instant with news; S: at most one per S s
     progress_every: int = 2000  # events between progress callbacks
 
 
@@ -66,6 +70,10 @@ class Simulation:
         self.usage = DecayedUsage(self.opt.config.fairshare_half_life_s, list(cluster.tenants))
         self.rec = Recorder(self.nodes, n)
         self.now = 0.0
+        self.dirty = False  # something changed since the last cycle
+        self.next_cycle = 0.0
+        self.tick_queued = False
+        self.may_preempt = self._may_preempt()
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -82,6 +90,14 @@ class Simulation:
             else:
                 self.trace.append(tj)
 
+    def _may_preempt(self) -> bool:
+        """Preemption is by priority class or quota reclaim: impossible without either."""
+        if not self.opt.config.preemption:
+            return False
+        if len({tj.priority for tj in self.trace}) > 1:
+            return True
+        return any(v > 0 for t in self.cluster.tenants.values() for v in t.quota.values())
+
     def _spec(self, tj: TraceJob) -> JobSpec:
         nodes, per_node = gang_shape(tj, self.cluster.node_gpus)
         return JobSpec(command=("sim",), gpus=per_node, nodes=nodes, gpu_model=tj.gpu_model,
@@ -97,15 +113,14 @@ class Simulation:
         while ai < n or events:
             t = min(arrivals[ai].submit_s if ai < n else math.inf, events[0][0] if events else math.inf)
             self._advance(t)
-            changed = False
             while events and events[0][0] <= t:
-                changed |= self._end(*heapq.heappop(events))
+                self.dirty |= self._end(*heapq.heappop(events))
             while ai < n and arrivals[ai].submit_s <= t:
                 self._arrive(ai, t)
                 ai += 1
-                changed = True
-            if changed and self.pending:
-                self._cycles(t)
+                self.dirty = True
+            if self.dirty:
+                self._maybe_cycle(t)
             self.rec.sample(t, len(self.pending), self.rec.busy)
             batches += 1
             if progress and batches % self.opt.progress_every == 0:
@@ -115,6 +130,22 @@ class Simulation:
         self.rec.wall_s = time.perf_counter() - wall0
         self.rec.unfinished = len(self.pending) + len(self.running)
         return self.rec
+
+    def _maybe_cycle(self, t: float) -> None:
+        if not self.pending:
+            self.dirty = False
+            return
+        if self.rec.free_total == 0 and not self.may_preempt:
+            return  # nothing could be decided; stay dirty until GPUs free up
+        interval = self.opt.cycle_interval_s
+        if interval > 0 and t < self.next_cycle:
+            if not self.tick_queued:
+                heapq.heappush(self.events, (self.next_cycle, 0, 0))
+                self.tick_queued = True
+            return
+        self.dirty = False
+        self.next_cycle = t + interval
+        self._cycles(t)
 
     def _advance(self, t: float) -> None:
         if t > self.now:
@@ -129,6 +160,9 @@ class Simulation:
         self.pending[job.id] = job
 
     def _end(self, t: float, job_id: int, token: int) -> bool:
+        if job_id == 0:  # the cycle timer
+            self.tick_queued = False
+            return False
         idx = job_id - 1
         if token != self.tokens[idx]:
             return False  # the run was preempted; this end belongs to the past

@@ -36,10 +36,12 @@ def prepare(trace_path: str | Path, cluster_path: str | Path, fmt: str = "auto",
 
 def replay(trace: Trace, cluster: Cluster, config: SchedulerConfig, restart: str = "resume",
            progress: Progress | None = None, scheduler: Scheduler | None = None,
-           label: str | None = None) -> SimResult:
+           label: str | None = None, cycle_interval_s: float = 0.0) -> SimResult:
     if restart not in RESTART_MODES:
         raise ValidationError("restart", f"must be one of {list(RESTART_MODES)}, got {restart!r}")
-    opts = SimOptions(config=config, restart=restart)
+    if not cycle_interval_s >= 0:
+        raise ValidationError("cycle_interval", f"must be >= 0 seconds, got {cycle_interval_s!r}")
+    opts = SimOptions(config=config, restart=restart, cycle_interval_s=cycle_interval_s)
     sim = Simulation(trace, cluster, opts, scheduler) if scheduler else Simulation(trace, cluster, opts)
     rec = sim.run(progress)
     summary = summarize(rec)
@@ -66,6 +68,7 @@ def describe(trace: Trace, cluster: Cluster, config: SchedulerConfig, restart: s
         # offered load: GPU-seconds asked for / GPU-seconds the cluster has over the arrival span
         "offered_load": demand / (gpus * span) if gpus and span else 0.0,
         "restart": restart,
+        "cycle_interval_s": sim.opt.cycle_interval_s,
     }
 
 
