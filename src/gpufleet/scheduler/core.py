@@ -1,69 +1,247 @@
-"""First-fit placement behind the pure seam (the full scheduler replaces this module's body)."""
+"""The scheduler: `schedule(snapshot, now) -> Decisions`. Pure: no I/O, no clock, no asyncio.
+
+A cycle, over a frozen snapshot:
+  0. bookings    jobs that may not be on the nodes of an open booking window are preempted
+  1. order       priority classes first, then the policy (fifo|priority|fairshare|sjf|las)
+  then for every job in that order (jobs within their tenant's quota before borrowing jobs):
+  2. admit       against quota: guaranteed, borrowing, or QuotaExceeded
+  3. place       best fit on the capacity index (NVLink groups, racks), gangs all or nothing
+  4. preempt     priority and quota reclaim choose the cheapest victims
+  5. backfill    the first blocked job per GPU model reserves what it will get (EASY); later jobs
+                 may not delay it; every job left gets a precise reason
+See docs/scheduler.md.
+"""
 
 from __future__ import annotations
 
-from gpufleet.domain import Allocation, Job, NodeState
-from gpufleet.scheduler.types import Decisions, Placement, Snapshot
+from gpufleet.domain import Job
+from gpufleet.scheduler import reasons as why
+from gpufleet.scheduler.cycle import Ask, Cycle, up_nodes_with
+from gpufleet.scheduler.metrics import fragmentation
+from gpufleet.scheduler.placement import candidates, find_cpu_nodes, find_nodes
+from gpufleet.scheduler.preemption import Plan, Victim
+from gpufleet.scheduler.queue import order_queue
+from gpufleet.scheduler.quota import Admission
+from gpufleet.scheduler.types import Decisions, Preemption, Snapshot
 
 
 def schedule(snapshot: Snapshot, now: float) -> Decisions:
-    """1. order the queue (FIFO)  2. place first-fit  3. give every job left a reason."""
-    decisions = Decisions()
-    free = _free_gpus(snapshot)
-    up = [n for n in snapshot.nodes if n.state is NodeState.UP]
-    models = {g.model for n in snapshot.nodes for g in n.gpus}
-    for job in sorted(snapshot.pending, key=lambda j: (-j.spec.priority, j.submitted_at, j.id)):
-        alloc = _first_fit(job, up, free)
-        if alloc is None:
-            decisions.reasons[job.id] = _reason(job, up, free, models)
-            continue
-        for a in alloc:
-            free[a.node] = [g for g in free[a.node] if g not in a.gpus]
-        decisions.placements.append(Placement(job.id, alloc))
-    return decisions
+    cyc = Cycle(snapshot, now)
+    # 0. bookings: open windows are cleared of jobs that may not be there
+    _evict_for_bookings(cyc)
+    # 1. order the queue
+    for jobs in order_queue(snapshot.pending, snapshot.config, snapshot.usage, snapshot.tenants, now):
+        # jobs within their tenant's guaranteed quota go first, borrowing jobs after them
+        later = [job for job in jobs if not _consider(cyc, job, first_pass=True)]
+        for job in later:
+            _consider(cyc, job, first_pass=False)
+    d = cyc.d
+    d.stats.update(placements=float(len(d.placements)), preemptions=float(len(d.preemptions)),
+                   pending=float(len(d.reasons)), reservations=float(len(cyc.backfill.reservations)),
+                   backfilled=float(cyc.backfilled), **fragmentation(cyc.state))
+    return d
 
 
-def _free_gpus(snapshot: Snapshot) -> dict[str, list[int]]:
-    used: dict[str, set[int]] = {}
-    for job in snapshot.running:
-        for a in job.allocation:
-            used.setdefault(a.node, set()).update(a.gpus)
-    for node, idx in snapshot.foreign.items():
-        used.setdefault(node, set()).update(idx)
-    return {
-        n.name: [g.index for g in n.gpus if g.index not in used.get(n.name, ())]
-        for n in snapshot.nodes
-    }
-
-
-def _fits(job: Job, node) -> bool:
-    spec = job.spec
-    if spec.gpu_model and spec.gpu_model not in node.gpu_models:
+def _consider(cyc: Cycle, job: Job, first_pass: bool) -> bool:
+    """Steps 2-5 for one job. False: it may only borrow, come back after the guaranteed jobs."""
+    ask = cyc.ask(job)
+    if ask.reason:
+        return _wait(cyc, job, ask.reason)
+    if len(cyc.d.placements) >= cyc.cfg.max_placements_per_cycle:
+        return _wait(cyc, job, "Queued(placement limit of this cycle reached)")
+    # 2. admit against quota
+    models, adm = _admit(cyc, ask, first_pass)
+    if adm is not None and adm.reason:
+        return _wait(cyc, job, adm.reason)
+    if not models:
         return False
-    return all(node.attribute(k) == v for k, v in spec.constraints.items())
+    # 3. place
+    if _place(cyc, ask, models):
+        return True
+    if first_pass and adm is not None and adm.borrowing:
+        return False  # it may still borrow another model, after the guaranteed jobs
+    # 4. preempt
+    if _preempt(cyc, ask, models):
+        return True
+    # 5. backfill: the head job reserves, the others learn why they wait
+    return _wait(cyc, job, _blocked(cyc, ask, models))
 
 
-def _first_fit(job: Job, up, free) -> tuple[Allocation, ...] | None:
-    spec = job.spec
-    chosen: list[Allocation] = []
-    for node in up:
-        if not _fits(job, node):
+def _wait(cyc: Cycle, job: Job, reason: str) -> bool:
+    cyc.d.reasons[job.id] = reason
+    return True
+
+
+# 0. bookings ----------------------------------------------------------------------------------------
+def _evict_for_bookings(cyc: Cycle) -> None:
+    if not cyc.bookings:
+        return
+    staying = [j for j in cyc.snapshot.running if not j.extra.get("pending_action")]
+    for job, b in cyc.bookings.evictions(staying, cyc.state.pos):
+        v = cyc.victims.by_id.get(job.id)
+        if v is not None:
+            cyc.victims.remove(v)
+            cyc.quota.release_borrowed(job.id, job.spec.tenant, v.model, job.gpus_held)
+        cyc.d.preemptions.append(Preemption(
+            job.id, f"Preempted(booking {b.id} of tenant {b.tenant} started)", requeue=job.spec.requeue))
+
+
+# 2. admit ---------------------------------------------------------------------------------------------
+def _admit(cyc: Cycle, ask: Ask, first_pass: bool) -> tuple[list, Admission | None]:
+    if ask.gpus == 0:
+        return [None], None  # no GPUs, no GPU quota
+    if ask.booking is not None:
+        return list(ask.models), None  # its booking is its admission
+    adm = cyc.quota.admit(ask.job.spec.tenant, ask.models, ask.gpus * ask.nodes)
+    if adm.reason:
+        return [], adm
+    return (adm.guaranteed if first_pass else adm.guaranteed + adm.borrowing), adm
+
+
+# 3. place ---------------------------------------------------------------------------------------------
+def _place(cyc: Cycle, ask: Ask, models: list) -> bool:
+    for model in models:
+        key = cyc.search_key(ask, model)
+        if key in cyc.failed:
             continue
-        gpus = [i for i in free[node.name] if not spec.gpu_model
-                or node.gpus[i].model == spec.gpu_model] if spec.gpus else []
-        if len(gpus) >= spec.gpus:
-            chosen.append(Allocation(node.name, tuple(gpus[: spec.gpus])))
-            if len(chosen) == spec.nodes:
-                return tuple(chosen)
-    return None
+        gate = cyc.gate(ask, model)
+        if model is None:
+            nodes = find_cpu_nodes(cyc.state, ask.nodes, ask.cpus, ask.mem, ask.elig, gate)
+        else:
+            nodes = find_nodes(cyc.state, model, ask.gpus, ask.nodes, ask.elig, gate)
+        if nodes:
+            cyc.commit(ask, model, nodes)
+            return True
+        cyc.failed[key] = None
+    return False
 
 
-def _reason(job: Job, up, free, models) -> str:
-    spec = job.spec
-    if spec.gpu_model and spec.gpu_model not in models:
-        return f"NodeConstraint(gpu_model={spec.gpu_model} matches 0 nodes)"
-    matching = [n for n in up if _fits(job, n)]
-    if len(matching) < spec.nodes:
-        return f"NodeConstraint(needs {spec.nodes} up nodes, {len(matching)} match)"
-    largest = max((len(free[n.name]) for n in matching), default=0)
-    return f"Resources(needs {spec.nodes}x{spec.gpus} GPUs, largest free {largest})"
+# 4. preempt -------------------------------------------------------------------------------------------
+def _preempt(cyc: Cycle, ask: Ask, models: list) -> bool:
+    if ask.gpus == 0:
+        return False
+    for model in models:
+        if cyc.victims.leaving_total.get(model) and _wait_for_release(cyc, ask, model):
+            return True
+    cfg = cyc.cfg
+    if not cfg.preemption or cyc.preemptors >= cfg.max_preemptors_per_cycle:
+        return False
+    tenant, total = ask.job.spec.tenant, ask.gpus * ask.nodes
+    for model in models:
+        within = ask.booking is None and cyc.quota.within_quota(tenant, model, total)
+        if not (within and cyc.quota.reclaimable(model, but=tenant)) and \
+                cyc.victims.min_class.get(model, ask.cls) >= ask.cls:
+            continue  # nobody it may preempt
+        key = (cyc.search_key(ask, model), tenant, ask.cls, within)
+        if key in cyc.failed_preempt or cyc.preempt_attempts >= 4 * cfg.max_preemptors_per_cycle + 16:
+            continue
+        cyc.preempt_attempts += 1
+        plan = _plan(cyc, ask, model, within)
+        if plan is None:
+            cyc.failed_preempt.add(key)
+            continue
+        _apply(cyc, ask, model, plan, within)
+        return True
+    return False
+
+
+def _plan(cyc: Cycle, ask: Ask, model: str, within: bool) -> Plan | None:
+    state, quota = cyc.state, cyc.quota
+    tenant, cls = ask.job.spec.tenant, ask.cls
+    gate = cyc.gate(ask, model, resources=False)
+    nodes = [i for i in up_nodes_with(state, model, ask.elig) if gate is None or gate(i)]
+
+    def allowed(v: Victim) -> bool:
+        if v.job.spec.tenant == tenant:
+            return v.cls < cls
+        if not v.borrowed or v.booked or quota.borrowed_left.get((v.job.spec.tenant, model), 0) <= 0:
+            return False
+        return within or v.cls < cls
+
+    return cyc.victims.plan(nodes, model, ask.gpus, ask.nodes, lambda i: state.free_count(i, model), allowed)
+
+
+def _apply(cyc: Cycle, ask: Ask, model: str, plan: Plan, within: bool) -> None:
+    nodes, victims = plan
+    job, tenant = ask.job, ask.job.spec.tenant
+    for v in victims:
+        cyc.victims.remove(v)
+        cyc.quota.release_borrowed(v.job.id, v.job.spec.tenant, model, v.job.gpus_held)
+        if v.job.spec.tenant != tenant and within and not v.cls < ask.cls:
+            text = f"Preempted(quota reclaim: tenant {tenant} takes back its {model} quota for job {job.id})"
+        else:
+            text = f"Preempted(for job {job.id} of tenant {tenant}: priority class {ask.cls} > {v.cls})"
+        cyc.d.preemptions.append(Preemption(v.job.id, text, requeue=v.job.spec.requeue))
+    for i in nodes:
+        cyc.hold(i, model, ask.gpus)
+    if ask.booking is None:
+        cyc.quota.take(tenant, model, ask.gpus * ask.nodes)
+    cyc.preemptors += 1
+    _wait(cyc, job, f"Preempting(jobs {why.job_list(v.job.id for v in victims)})")
+
+
+def _wait_for_release(cyc: Cycle, ask: Ask, model: str) -> bool:
+    """GPUs being freed (victims of earlier cycles, cancels) that complete this job: claim them."""
+    state, victims, elig = cyc.state, cyc.victims, ask.elig
+    gate = cyc.gate(ask, model, resources=False)
+    leaving = [i for i in victims.leaving if victims.unclaimed(i, model) and (elig is None or i in elig)
+               and (gate is None or gate(i))]
+    fitting = sorted(i for i in leaving if state.free_count(i, model) + victims.unclaimed(i, model) >= ask.gpus)
+    if not fitting:
+        return False
+    chosen = fitting[: ask.nodes]
+    if len(chosen) < ask.nodes:
+        more = [i for _, i in candidates(state, model, ask.gpus, elig, gate) if i not in chosen]
+        if len(chosen) + len(more) < ask.nodes:
+            return False
+        chosen += more[: ask.nodes - len(chosen)]
+    ids = set().union(*(victims.leaving_jobs.get(i, set()) for i in chosen))
+    for i in chosen:
+        cyc.hold(i, model, ask.gpus)
+    if ask.booking is None:
+        cyc.quota.take(ask.job.spec.tenant, model, ask.gpus * ask.nodes)
+    return _wait(cyc, ask.job, f"WaitingForRelease(jobs {why.job_list(ids)} exiting)")
+
+
+# 5. backfill ------------------------------------------------------------------------------------------
+def _blocked(cyc: Cycle, ask: Ask, models: list) -> str:
+    """Reserve for the head job of its GPU model (EASY backfill), else explain the wait."""
+    if models[0] is None:
+        return f"Resources(needs {ask.nodes} nodes with {ask.cpus} CPUs, {ask.mem} MB free)"
+    state, bf = cyc.state, cyc.backfill
+    model = models[0]
+    if cyc.cfg.backfill and model not in bf.models and len(bf.reservations) < cyc.cfg.max_reservations:
+        gate = cyc.gate(ask, model, reservations=False, resources=False)
+        nodes = [i for i in up_nodes_with(state, model, ask.elig) if gate is None or gate(i)]
+        free_now = bf.free_candidates(nodes, lambda i: state.free_count(i, model))
+        r = bf.reserve(ask.job.id, model, ask.gpus, ask.nodes, free_now, state.rack, state.topology)
+        if r is not None:
+            largest = max(state.largest_free(m, ask.elig) for m in models)
+            return why.resources(ask.gpus, ask.nodes, models, largest, r.start - cyc.now)
+    key = cyc.search_key(ask, model)
+    reason = cyc.failed.get(key)
+    if reason is None:
+        reason = cyc.failed[key] = _explain(cyc, ask, models)
+    return reason
+
+
+def _explain(cyc: Cycle, ask: Ask, models: list) -> str:
+    state, job = cyc.state, ask.job
+    for model in models:
+        if cyc.backfill.reservations:
+            nodes = find_nodes(state, model, ask.gpus, ask.nodes, ask.elig, cyc.gate(ask, model, reservations=False))
+            for i in nodes or ():
+                r = cyc.backfill.blocker(i, model, ask.gpus, ask.end)
+                if r is not None:
+                    return why.backfill_blocked(r.job_id, r.start - cyc.now)
+        if cyc.bookings:
+            gate = cyc.gate(ask, model, reservations=False, bookings=False)
+            for i in find_nodes(state, model, ask.gpus, ask.nodes, ask.elig, gate) or ():
+                b = cyc.bookings.blocker(i, job, ask.end)
+                if b is not None:
+                    return cyc.bookings.describe(b)
+    largest = max(state.largest_free(m, ask.elig) for m in models)
+    if largest >= ask.gpus and (ask.cpus or ask.mem):
+        return (f"Resources(needs {why.what(ask.gpus, ask.nodes, models)} with {ask.cpus} CPUs, "
+                f"{ask.mem} MB per node; no node has both free)")
+    return why.resources(ask.gpus, ask.nodes, models, largest)

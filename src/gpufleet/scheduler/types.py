@@ -19,6 +19,11 @@ class SchedulerConfig:
     default_time_limit_s: int = 86400  # for jobs without one (backfill, sjf)
     fairshare_half_life_s: float = 7 * 86400.0
     max_placements_per_cycle: int = 100_000
+    # jobs p, q share a priority class when p // priority_class_size == q // priority_class_size;
+    # classes order the queue before any policy, and only a higher class preempts by priority
+    priority_class_size: int = 100
+    max_reservations: int = 4  # EASY backfill: blocked head jobs that reserve capacity (one per GPU model)
+    max_preemptors_per_cycle: int = 16  # pending jobs that may choose victims in one cycle
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,95 @@
+"""Step 5: EASY backfill. The first job of a GPU model that cannot start reserves the capacity it
+will get, computed from the time limits of running jobs; later jobs may use a reserved node only
+if they end before the reservation starts, or if they leave enough of it for the reserved job.
+
+Per reserved node we keep `spare`: GPUs free at the reservation's start beyond what the reserved job
+needs there. A job that would still run at the start may take at most `spare` GPUs of that node.
+Without reservations a stream of small jobs would starve a big gang forever; with them, a job's
+start is bounded by the running jobs' time limits.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from gpufleet.scheduler.scorers import pack_gang
+
+Release = tuple[float, int, str, int]  # (end, node, model, GPUs)
+
+
+@dataclass(slots=True)
+class Reservation:
+    job_id: int
+    model: str
+    start: float
+    nodes: tuple[int, ...]
+    spare: dict[int, int] = field(default_factory=dict)
+
+
+class Backfill:
+    def __init__(self, releases: list[Release], now: float):
+        self.now = now
+        self.releases = sorted(releases)
+        self.added: list[Release] = []
+        self.reservations: list[Reservation] = []
+        self.on_node: dict[int, list[Reservation]] = {}
+        self.models: set[str] = set()
+
+    def blocker(self, i: int, model: str | None, gpus: int, end: float) -> Reservation | None:
+        """The reservation a job taking `gpus` of `model` on node i until `end` would delay, if any."""
+        for r in self.on_node.get(i, ()):
+            if r.model == model and end > r.start and gpus > r.spare[i]:
+                return r
+        return None
+
+    def context(self, end: float) -> tuple:
+        """Everything `blocker` depends on for a job ending at `end`, as a cache key."""
+        return tuple(end > r.start for r in self.reservations)
+
+    def placed(self, i: int, model: str | None, gpus: int, end: float) -> None:
+        """A job starts on node i now: it releases at `end`, and eats spare it runs across."""
+        if model is None or not gpus:
+            return
+        self.added.append((max(end, self.now), i, model, gpus))
+        for r in self.on_node.get(i, ()):
+            if r.model == model and end > r.start:
+                r.spare[i] -= gpus
+
+    def reserve(self, job_id: int, model: str, gpus: int, count: int, free_now: dict[int, int],
+                rack_of: Sequence[tuple[str, str]], topology: bool) -> Reservation | None:
+        """When will `count` of the candidate nodes (free_now: node -> free GPUs of model now, already
+        restricted to eligible, unreserved nodes) have `gpus` free? Reserve them from then on."""
+        free = dict(free_now)
+        fits = {i for i, f in free.items() if f >= gpus}
+        start = self.now
+        if len(fits) < count:
+            start = self._walk(free, fits, model, gpus, count)
+            if start is None:
+                return None
+        cands = sorted(((free[i] - gpus,), i) for i in fits)
+        chosen = pack_gang(cands, count, rack_of, topology)
+        if chosen is None:
+            return None
+        r = Reservation(job_id, model, start, tuple(chosen), {i: free[i] - gpus for i in chosen})
+        self.reservations.append(r)
+        self.models.add(model)
+        for i in chosen:
+            self.on_node.setdefault(i, []).append(r)
+        return r
+
+    def _walk(self, free: dict[int, int], fits: set[int], model: str, gpus: int, count: int) -> float | None:
+        for end, i, m, n in heapq.merge(self.releases, sorted(self.added)):
+            if m != model or i not in free:
+                continue
+            free[i] += n
+            if free[i] >= gpus:
+                fits.add(i)
+                if len(fits) >= count:
+                    return max(end, self.now)
+        return None
+
+    def free_candidates(self, nodes, free_of: Callable[[int], int]) -> dict[int, int]:
+        """Current free GPUs of the given nodes that no other reservation holds."""
+        return {i: free_of(i) for i in nodes if i not in self.on_node}

@@ -1,0 +1,206 @@
+"""One scheduling cycle's working state, built from a frozen Snapshot: capacity index, quota book,
+bookings, backfill timeline, candidate victims; and the per-job `Ask` with its cached eligibility."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gpufleet.domain import Allocation, Booking, Job
+from gpufleet.scheduler.backfill import Backfill, Release
+from gpufleet.scheduler.filters import Eligibility, static_eligibility
+from gpufleet.scheduler.filters.bookings import BookingRules
+from gpufleet.scheduler.placement import Gate
+from gpufleet.scheduler.preemption import Victim, Victims
+from gpufleet.scheduler.quota import Held, QuotaBook
+from gpufleet.scheduler.state import ClusterState
+from gpufleet.scheduler.types import Decisions, Placement, Snapshot
+
+
+@dataclass(slots=True)
+class Ask:
+    """What one pending job asks of the cluster this cycle."""
+
+    job: Job
+    gpus: int  # per node
+    nodes: int
+    cpus: int
+    mem: int
+    end: float  # now + time limit
+    cls: int  # priority class
+    elig: frozenset[int] | None  # UP nodes passing the static filters (None: all)
+    elig_key: tuple
+    models: tuple[str, ...]  # GPU models that could host it, by node size
+    booking: Booking | None  # its own booking, open now
+    reason: str = ""  # set when it cannot run whatever is free
+
+
+class Cycle:
+    def __init__(self, snapshot: Snapshot, now: float):
+        self.snapshot = snapshot
+        self.cfg = snapshot.config
+        self.now = now
+        self.d = Decisions()
+        used, cpu_used, mem_used = _occupied(snapshot)
+        self.state = ClusterState(snapshot.nodes, used, cpu_used, mem_used, snapshot.config.topology)
+        self.bookings = BookingRules(snapshot.bookings, self.state.pos, now)
+        self.victims = Victims()
+        held, releases = self._running()
+        self.quota = QuotaBook(snapshot.tenants, held)
+        self._classify_running()
+        self.backfill = Backfill(releases, now)
+        self._elig: dict[tuple, Eligibility] = {}
+        self.failed: dict[tuple, str | None] = {}  # placement search key -> reason once explained
+        self.failed_preempt: set[tuple] = set()
+        self.preemptors = 0
+        self.preempt_attempts = 0
+        self.backfilled = 0
+
+    # building -------------------------------------------------------------------------------------
+    def _running(self) -> tuple[list[Held], list[Release]]:
+        state, now, default = self.state, self.now, self.cfg.default_time_limit_s
+        held: list[Held] = []
+        releases: list[Release] = []
+        self._victims: list[tuple[Job, str | None, dict[int, int]]] = []
+        for job in self.snapshot.running:
+            on: dict[int, int] = {}
+            model = None
+            for a in job.allocation:
+                i = state.pos.get(a.node)
+                if i is None or not a.gpus:
+                    continue
+                model = model or state.model_of[i].get(a.gpus[0])
+                on[i] = on.get(i, 0) + sum(1 for g in a.gpus if state.model_of[i].get(g) == model)
+            started = job.started_at if job.started_at is not None else now
+            held.append(Held(job.id, job.spec.tenant, model, job.gpus_held, started, job.spec.booking is not None))
+            leaving = bool(job.extra.get("pending_action"))
+            end = now if leaving else max(now, started + (job.spec.time_limit_s or default))
+            up_on = {i: n for i, n in on.items() if state.up[i]}
+            if model is not None:
+                releases.extend((end, i, model, n) for i, n in up_on.items())
+                self._victims.append((job, model if not leaving else None, up_on))
+                if leaving:
+                    self.victims.add_leaving(job.id, up_on, model)
+        return held, releases
+
+    def _classify_running(self) -> None:
+        size = self.cfg.priority_class_size
+        for job, model, on in self._victims:
+            if model is None or not on:
+                continue
+            started = job.started_at if job.started_at is not None else self.now
+            lost = job.gpus_held * max(0.0, self.now - started) / 3600.0
+            self.victims.add(Victim(job, model, job.spec.priority // size, job.id in self.quota.borrowed,
+                                    job.spec.booking is not None, lost, on))
+        del self._victims
+
+    # asks -----------------------------------------------------------------------------------------
+    def ask(self, job: Job) -> Ask:
+        spec = job.spec
+        cfg = self.cfg
+        end = self.now + (spec.time_limit_s or cfg.default_time_limit_s)
+        booking, why = self.bookings.own(job)
+        key = (spec.gpu_model, tuple(sorted(spec.constraints.items())) if spec.constraints else (),
+               booking.id if booking else None)
+        ask = Ask(job, max(0, spec.gpus), max(1, spec.nodes), spec.cpus or 0, spec.mem_mb or 0, end,
+                  spec.priority // cfg.priority_class_size, None, key, (), booking, why)
+        if why:
+            return ask
+        elig = self._elig.get(key)
+        if elig is None:
+            elig = self._elig[key] = static_eligibility(job, self.state, booking)
+        ask.elig = elig.nodes
+        if elig.reason:
+            ask.reason = elig.reason
+            return ask
+        ask.reason = self._sizes(ask, elig)
+        return ask
+
+    def _sizes(self, ask: Ask, elig: Eligibility) -> str:
+        """Which models have at least `nodes` eligible nodes big enough; else why not."""
+        if ask.gpus == 0:
+            n = len(elig.nodes) if elig.nodes is not None else sum(self.state.up)
+            return "" if n >= ask.nodes else f"NodeConstraint(needs {ask.nodes} nodes, {n} up{elig.label})"
+        models = []
+        for model, sizes in sorted(elig.sizes.items()):
+            if len(sizes) >= ask.nodes and sizes[ask.nodes - 1] >= ask.gpus:
+                models.append(model)
+        ask.models = tuple(models)
+        if models:
+            return ""
+        largest = max((s[0] for s in elig.sizes.values()), default=0)
+        if largest < ask.gpus:
+            return (f"NodeConstraint(gpus={ask.gpus} per node matches 0 up nodes{elig.label}, "
+                    f"largest has {largest})")
+        fit = max(sum(1 for s in sizes if s >= ask.gpus) for sizes in elig.sizes.values())
+        return f"NodeConstraint(needs {ask.nodes} nodes with {ask.gpus} GPUs, {fit} up{elig.label})"
+
+    # placing --------------------------------------------------------------------------------------
+    def gate(self, ask: Ask, model: str | None, reservations: bool = True, bookings: bool = True,
+             resources: bool = True) -> Gate:
+        """The job's dynamic per-node filter: CPU/memory, booking windows, backfill reservations."""
+        state, job, end, gpus = self.state, ask.job, ask.end, ask.gpus
+        cpus, mem = (ask.cpus, ask.mem) if resources else (0, 0)
+        book = self.bookings.on_node if bookings else {}
+        res = self.backfill.on_node if reservations else {}
+        if not (cpus or mem) and not book and not res:
+            return None
+        rules, backfill = self.bookings, self.backfill
+
+        def ok(i: int) -> bool:
+            if (cpus or mem) and not state.cpu_mem_ok(i, cpus, mem):
+                return False
+            if i in book and rules.blocker(i, job, end) is not None:
+                return False
+            return not (i in res and backfill.blocker(i, model, gpus, end) is not None)
+
+        return ok
+
+    def search_key(self, ask: Ask, model: str | None) -> tuple:
+        return (model, ask.gpus, ask.nodes, ask.cpus, ask.mem, ask.elig_key,
+                self.bookings.context(ask.job, ask.end), self.backfill.context(ask.end))
+
+    def commit(self, ask: Ask, model: str | None, nodes: list[int]) -> None:
+        state, job = self.state, ask.job
+        allocs = []
+        for i in nodes:
+            gpus = state.choose(i, model, ask.gpus) if model is not None else ()
+            state.take(i, model, gpus, ask.cpus, ask.mem)
+            self.backfill.placed(i, model, len(gpus), ask.end)
+            allocs.append(Allocation(state.nodes[i].name, gpus))
+        if model is not None and ask.booking is None:
+            self.quota.take(job.spec.tenant, model, ask.gpus * ask.nodes)
+        if self.backfill.reservations:
+            self.backfilled += 1
+        self.d.placements.append(Placement(job.id, tuple(allocs)))
+
+    def hold(self, i: int, model: str, gpus: int) -> None:
+        """Keep `gpus` of node i (free ones first, then leaving ones) for a job starting next cycle."""
+        state = self.state
+        take = min(gpus, state.free_count(i, model))
+        if take:
+            state.take(i, model, state.choose(i, model, take), 0, 0)
+        self.victims.claim(i, model, gpus - take)
+
+
+def _occupied(snapshot: Snapshot) -> tuple[dict[str, set[int]], dict[str, int], dict[str, int]]:
+    used: dict[str, set[int]] = {}
+    cpu: dict[str, int] = {}
+    mem: dict[str, int] = {}
+    for job in snapshot.running:
+        spec = job.spec
+        for a in job.allocation:
+            used.setdefault(a.node, set()).update(a.gpus)
+            if spec.cpus:
+                cpu[a.node] = cpu.get(a.node, 0) + spec.cpus
+            if spec.mem_mb:
+                mem[a.node] = mem.get(a.node, 0) + spec.mem_mb
+    for node, idx in snapshot.foreign.items():
+        used.setdefault(node, set()).update(idx)
+    return used, cpu, mem
+
+
+def up_nodes_with(state: ClusterState, model: str, eligible: frozenset[int] | None) -> list[int]:
+    nodes = eligible if eligible is not None else range(len(state.nodes))
+    return [i for i in nodes if state.up[i] and model in state.size[i]]
+
+

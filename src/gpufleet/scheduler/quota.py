@@ -1,0 +1,116 @@
+"""Step 2: admit against quota. Guaranteed quota per GPU model, borrowing, hard limits.
+
+- A tenant's `quota[model]` ("*" = every model not named) is guaranteed: its jobs within it are
+  admitted first and may reclaim it by preempting other tenants' borrowed jobs.
+- Above its quota a tenant *borrows* idle GPUs (if `can_borrow`); borrowed jobs are preemptible.
+- `limit[model]` is a hard cap on what a tenant holds, borrowed or not; `can_borrow=False` caps at quota.
+- A running job is *borrowed* when it lies above its tenant's quota, counting the tenant's jobs on
+  that model oldest first (the newest jobs are the borrowed ones).
+- Jobs running inside their booking (`spec.booking`) are outside quota: the booking is their admission.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
+
+from gpufleet.domain import Tenant
+
+
+@dataclass(slots=True)
+class Held:
+    """What one running job holds, as the scheduler sees it."""
+
+    job_id: int
+    tenant: str
+    model: str | None
+    gpus: int
+    started_at: float
+    booked: bool  # runs inside its booking: outside quota
+
+
+@dataclass(slots=True)
+class Admission:
+    guaranteed: list[str] = field(default_factory=list)  # models it may take within its quota
+    borrowing: list[str] = field(default_factory=list)  # models it may take by borrowing
+    reason: str = ""  # QuotaExceeded(...) when no model is allowed
+
+
+class QuotaBook:
+    def __init__(self, tenants: Mapping[str, Tenant], held: Iterable[Held]):
+        self.tenants = tenants
+        self.used: dict[str, dict[str, int]] = {}
+        self.borrowed: set[int] = set()  # running job ids above their tenant's quota
+        self.borrowed_left: dict[tuple[str, str], int] = {}  # (tenant, model) -> reclaimable GPUs
+        self._limits: dict[tuple[str, str], tuple[int, int | None]] = {}
+        self._mark(list(held))
+
+    def _mark(self, held: list[Held]) -> None:
+        held.sort(key=lambda h: (h.started_at, h.job_id))
+        for h in held:
+            if h.booked or h.model is None or not h.gpus:
+                continue
+            per = self.used.setdefault(h.tenant, {})
+            before = per.get(h.model, 0)
+            per[h.model] = before + h.gpus
+            quota, _ = self.limits(h.tenant, h.model)
+            if before + h.gpus > quota:
+                self.borrowed.add(h.job_id)
+                key = (h.tenant, h.model)
+                self.borrowed_left[key] = self.borrowed_left.get(key, 0) + h.gpus
+
+    def limits(self, tenant: str, model: str) -> tuple[int, int | None]:
+        """(guaranteed quota, hard cap or None) of a tenant on a model. Unknown tenants: 0 and no cap."""
+        key = (tenant, model)
+        got = self._limits.get(key)
+        if got is None:
+            t = self.tenants.get(tenant)
+            if t is None:
+                got = (0, None)
+            else:
+                quota, cap = t.quota_for(model), t.limit_for(model)
+                if not t.can_borrow:
+                    cap = quota if cap is None else min(cap, quota)
+                got = (quota, cap)
+            self._limits[key] = got
+        return got
+
+    def admit(self, tenant: str, models: Iterable[str], gpus: int) -> Admission:
+        out = Admission()
+        blocked: tuple[str, int, int] | None = None
+        per = self.used.get(tenant, {})
+        for model in models:
+            used = per.get(model, 0)
+            quota, cap = self.limits(tenant, model)
+            if used + gpus <= quota:
+                out.guaranteed.append(model)
+            elif cap is None or used + gpus <= cap:
+                out.borrowing.append(model)
+            elif blocked is None:
+                blocked = (model, used, cap)
+        if blocked and not out.guaranteed and not out.borrowing:
+            out.reason = quota_reason(*blocked, gpus)
+        return out
+
+    def within_quota(self, tenant: str, model: str, gpus: int) -> bool:
+        return self.used.get(tenant, {}).get(model, 0) + gpus <= self.limits(tenant, model)[0]
+
+    def take(self, tenant: str, model: str, gpus: int) -> None:
+        per = self.used.setdefault(tenant, {})
+        per[model] = per.get(model, 0) + gpus
+
+    def reclaimable(self, model: str, but: str) -> int:
+        """GPUs of `model` other tenants than `but` hold beyond their quota."""
+        return sum(n for (t, m), n in self.borrowed_left.items() if m == model and t != but)
+
+    def release_borrowed(self, job_id: int, tenant: str, model: str, gpus: int) -> None:
+        """A borrowed job was chosen as a victim: it no longer counts as reclaimable."""
+        if job_id in self.borrowed:
+            key = (tenant, model)
+            self.borrowed_left[key] = max(0, self.borrowed_left.get(key, 0) - gpus)
+
+
+def quota_reason(model: str, used: int, cap: int, gpus: int) -> str:
+    if used >= cap:
+        return f"QuotaExceeded({model}: {used}/{cap})"
+    return f"QuotaExceeded({model}: {used}/{cap}, needs {gpus})"

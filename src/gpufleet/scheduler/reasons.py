@@ -1,0 +1,48 @@
+"""Pending reasons: short, precise, user-readable; the first thing a waiting user reads.
+
+    NodeConstraint(driver=560.35 matches 0 up nodes)      no UP node has what the job requires
+    QuotaExceeded(a100: 16/16)                            the tenant's hard limit (or quota, no borrowing)
+    WaitingForBooking(booking 7 starts in 41m)            its booking has not started
+    Resources(needs 2x8 h100, largest free 8)             not enough free GPUs now
+    BackfillBlocked(head job 123 starts in 41m)           it fits, but would delay a reserved head job
+    Booked(booking 7 of tenant b, 2h left)                it fits only on nodes booked by others
+    Preempting(jobs 12,13)                                victims chosen this cycle; it starts once they exit
+    WaitingForRelease(jobs 12,13 exiting)                 GPUs it needs are being freed
+"""
+
+from __future__ import annotations
+
+
+def fmt_in(seconds: float) -> str:
+    """41m, 2h05m, 3d4h, 30s: a relative time for reasons."""
+    s = max(0, int(seconds + 0.5))
+    if s < 60:
+        return f"{s}s"
+    m = (s + 30) // 60 if s < 3600 else s // 60
+    if m < 60:
+        return f"{m}m"
+    h, m = divmod(m, 60)
+    if h < 48:
+        return f"{h}h{m:02d}m" if m else f"{h}h"
+    d, h = divmod(h, 24)
+    return f"{d}d{h}h" if h else f"{d}d"
+
+
+def what(gpus: int, nodes: int, models: list[str] | tuple[str, ...]) -> str:
+    model = models[0] if len(models) == 1 else "gpus" if not models else "|".join(models)
+    return f"{nodes}x{gpus} {model}"
+
+
+def resources(gpus: int, nodes: int, models, largest: int, starts_in: float | None = None) -> str:
+    tail = f"; reserved, starts in {fmt_in(starts_in)}" if starts_in is not None else ""
+    return f"Resources(needs {what(gpus, nodes, models)}, largest free {largest}{tail})"
+
+
+def backfill_blocked(head_job: int, starts_in: float) -> str:
+    return f"BackfillBlocked(head job {head_job} starts in {fmt_in(starts_in)})"
+
+
+def job_list(ids) -> str:
+    ids = sorted(ids)
+    shown = ",".join(str(i) for i in ids[:8])
+    return shown + (f",+{len(ids) - 8}" if len(ids) > 8 else "")
