@@ -1,0 +1,49 @@
+"""Settings of the Slurm executor (built by main.py from gpufleet's settings; never read from the
+environment here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+
+@dataclass(frozen=True, slots=True)
+class SlurmConfig:
+    # Where gpufleet's placement goes: False = gpufleet chose the nodes and they are passed with
+    # --nodelist (topology-aware); True = only counts are passed and Slurm places the job itself.
+    slurm_place: bool = False
+    partition: str | None = None  # None: the cluster's default partition
+    # Job output (rank 0 / batch: gf<id>.<run>.out, rank r: gf<id>.<run>.rank<r>.out). Must be a
+    # folder that the compute nodes can write and this host can read (a shared filesystem).
+    log_dir: str = "/var/tmp/gpufleet-slurm"
+    # Job API: "cli" (sbatch/squeue/sinfo/scancel) or "rest" (slurmrestd at rest_url).
+    api: str = "cli"
+    rest_url: str | None = None  # unix:/path/slurmrestd.sock or http://host:6820
+    rest_version: str = "v0.0.38"  # OpenAPI plugin version slurmrestd serves (22.05: v0.0.36-38)
+    rest_user: str | None = None  # X-SLURM-USER-NAME (JWT) and the user REST jobs run as
+    rest_token_file: str | None = None  # file holding the JWT (scontrol token)
+    # Marks this gpufleet installation's jobs (--comment "<tag>:<job id>:..."); jobs without it are
+    # foreign. Two gpufleet installations on one Slurm cluster must use different tags.
+    tag: str = "gpufleet"
+    # Slurm time limits are whole minutes; with this on, gpufleet cancels a job at its exact limit
+    # and reports it as TIMEOUT (the Slurm limit, rounded up to minutes, stays as a backstop).
+    exact_time_limit: bool = True
+    create_accounts: bool = True  # tenant -> Slurm account, created on demand with sacctmgr
+    account_parent: str = "root"
+    submit_user: str | None = None  # the Unix user sbatch runs as (None: the current user)
+    reservation_prefix: str = "gpufleet_b"  # booking 7 -> reservation gpufleet_b7
+    bin_dir: str = ""  # where sbatch & co live ("" = PATH)
+    env: Mapping[str, str] = field(default_factory=dict)  # e.g. {"SLURM_CONF": "/etc/slurm/slurm.conf"}
+    command_timeout_s: float = 30.0
+    log_chunk_bytes: int = 1 << 20
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> SlurmConfig:
+        """From settings, ignoring unknown keys; accepts an optional `slurm_` prefix on every key."""
+        names = {f.name for f in fields(cls)}
+        kwargs = {}
+        for key, value in values.items():
+            name = key[len("slurm_"):] if key.startswith("slurm_") and key != "slurm_place" else key
+            if name in names and value is not None:
+                kwargs[name] = value
+        return cls(**kwargs)

@@ -1,0 +1,393 @@
+"""The Slurm executor: gpufleet decides (tenants, quotas, fair share, gang, topology, bookings),
+Slurm runs. One gpufleet job = one Slurm batch job with one task per node.
+
+Identity: every Slurm job gpufleet submits carries `--comment <tag>:<job id>:<run>:<stamp>:<alloc>`
+and `--job-name gf<id>-<name>`. `launch` looks the identity up before submitting (jobs this process
+submitted, then a `squeue --json` snapshot taken after this executor was created, then sacct for
+jobs older than slurmctld's MinJobAge), so a crash between submit and recording the handle, or a
+gpufleet restart, never submits twice.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import threading
+import time
+from datetime import datetime
+from typing import Callable, Sequence
+
+from gpufleet.domain import Booking, Job, Node
+from gpufleet.executors.base import FOREIGN_GPUS_LABEL, Ability, ExecutorBase, LogChunk, Observation, Phase
+from gpufleet.executors.slurm.client import Admin, CliApi, JobApi, RestApi, Runner, SlurmError, SlurmUnavailable
+from gpufleet.executors.slurm.config import SlurmConfig
+from gpufleet.executors.slurm.parse import HOLDING_STATES, SlurmJob, job_from_json, node_from_json, phase_of
+from gpufleet.executors.slurm.script import (
+    Identity, SubmitRequest, account_name, build_script, constraint_of, gres_of, job_name, rank_log, time_minutes,
+)
+
+log = logging.getLogger(__name__)
+TIMEOUT_MARK = "gpufleet:timeout"
+ACCOUNT_ERRORS = ("Invalid account", "invalid account")
+GONE_ERRORS = ("already completed", "Invalid job id", "Job/step already completing", "does not exist")
+
+
+class _Snapshot:
+    """Slurm's jobs at one instant, indexed by Slurm id and by gpufleet identity."""
+
+    def __init__(self, jobs: list[SlurmJob], tag: str, taken: float):
+        self.taken = taken
+        self.by_id = {j.job_id: j for j in jobs}
+        self.idents: dict[int, Identity] = {}
+        self.by_key: dict[tuple, SlurmJob] = {}
+        for j in jobs:
+            ident = Identity.parse(j.comment)
+            if ident is not None and ident.tag == tag:
+                self.idents[j.job_id] = ident
+                prev = self.by_key.get(ident.key)
+                if prev is None or prev.job_id < j.job_id:
+                    self.by_key[ident.key] = j
+
+
+class SlurmExecutor(ExecutorBase):
+    name = "slurm"
+    abilities = frozenset({Ability.NODES, Ability.DRAIN, Ability.LOGS, Ability.BOOKINGS, Ability.ADOPT})
+
+    def __init__(self, config: SlurmConfig | None = None, *, api: JobApi | None = None, admin: Admin | None = None,
+                 clock: Callable[[], float] = time.time):
+        self.config = cfg = config or SlurmConfig()
+        run = Runner(cfg.bin_dir, dict(cfg.env), cfg.command_timeout_s)
+        self.admin = admin or Admin(run)
+        if api is not None:
+            self.api = api
+        elif cfg.api == "rest":
+            if not cfg.rest_url:
+                raise ValueError("slurm api 'rest' needs rest_url")
+            self.api = RestApi(cfg.rest_url, cfg.rest_version, cfg.rest_user, cfg.rest_token_file,
+                               cfg.command_timeout_s)
+        else:
+            self.api = CliApi(run)
+        self.clock = clock
+        self.user = (cfg.rest_user if cfg.api == "rest" else None) or cfg.submit_user or getpass.getuser()
+        self._lock = threading.RLock()
+        self._snap: _Snapshot | None = None  # only snapshots taken by this instance
+        self._submitted: dict[tuple, int] = {}
+        self._accounts: set[str] = set()
+        self._addresses: dict[str, str] = {}
+        self._limited: set[int] = set()
+        self._min_job_age: int | None = None
+        os.makedirs(cfg.log_dir, mode=0o1777, exist_ok=True)
+
+    # ------------------------------------------------------------------------------ snapshots
+
+    def _refresh(self) -> _Snapshot:
+        jobs = [job_from_json(d) for d in self.api.jobs()]
+        snap = _Snapshot(jobs, self.config.tag, self.clock())
+        with self._lock:
+            self._snap = snap
+        return snap
+
+    def _snapshot(self) -> _Snapshot:
+        with self._lock:
+            snap = self._snap
+        return snap if snap is not None else self._refresh()
+
+    def _find(self, job: Job, snap: _Snapshot) -> SlurmJob | None:
+        """The Slurm job of this run of `job`: by handle when it carries our identity, else by identity."""
+        key = Identity.of_job(self.config.tag, job).key
+        if job.handle and job.handle.isdigit():
+            sj = snap.by_id.get(int(job.handle))
+            if sj is not None and snap.idents.get(sj.job_id, Identity("", 0, 0, 0)).key == key:
+                return sj
+        return snap.by_key.get(key)
+
+    # --------------------------------------------------------------------------------- launch
+
+    def launch(self, job: Job) -> str | None:
+        ident = Identity.of_job(self.config.tag, job)
+        existing = self._existing(job, ident)
+        if existing is not None:
+            return str(existing)
+        req = self._request(job, ident)
+        job_id = self._submit(req)
+        with self._lock:
+            self._submitted[ident.key] = job_id
+        log.info("slurm: submitted gpufleet job %s run %s as Slurm job %s", job.id, job.restarts, job_id)
+        return str(job_id)
+
+    def _existing(self, job: Job, ident: Identity) -> int | None:
+        with self._lock:
+            mine = self._submitted.get(ident.key)
+        if mine is not None:
+            return mine
+        found = self._find(job, self._snapshot())
+        if found is not None:
+            return found.job_id
+        if self.clock() - job.submitted_at > self._job_age_horizon():
+            return self._existing_in_accounting(job, ident)
+        return None
+
+    def _job_age_horizon(self) -> float:
+        """Jobs submitted longer ago than this may have been purged from slurmctld (MinJobAge)."""
+        if self._min_job_age is None:
+            self._min_job_age = self.admin.min_job_age()
+        return max(0, self._min_job_age - 30)
+
+    def _existing_in_accounting(self, job: Job, ident: Identity) -> int | None:
+        for sj in self.admin.sacct(name=job_name(job), since=job.submitted_at - 60):
+            other = Identity.parse(sj.comment)
+            if other is not None and other.key == ident.key:
+                return sj.job_id
+            if not sj.comment and (sj.submit_time or 0) >= job.submitted_at - 1:
+                return sj.job_id  # cluster without AccountingStoreFlags=job_comment: name + time
+        return None
+
+    def _request(self, job: Job, ident: Identity) -> SubmitRequest:
+        cfg = self.config
+        placed = bool(job.allocation) and not cfg.slurm_place
+        if placed and job.allocation[0].node not in self._addresses:
+            self._learn_addresses()
+        main_log = rank_log(cfg.log_dir, job, 0)
+        spec = job.spec
+        return SubmitRequest(
+            script=build_script(job, dict(self._addresses), cfg.log_dir, placed),
+            name=job_name(job),
+            comment=ident.comment(),
+            account=self._account(job.tenant),
+            nodes=spec.nodes,
+            gres=gres_of(job),
+            output=main_log,
+            cpus_per_task=spec.cpus,
+            mem_mb=spec.mem_mb,
+            time_minutes=time_minutes(spec.time_limit_s) if spec.time_limit_s else None,
+            nodelist=",".join(dict.fromkeys(job.node_names)) if placed else None,
+            partition=cfg.partition,
+            reservation=f"{cfg.reservation_prefix}{spec.booking}" if spec.booking is not None else None,
+            constraint=None if placed else constraint_of(job),
+            workdir=spec.workdir,
+        )
+
+    def _account(self, tenant: str) -> str:
+        account = account_name(tenant)
+        if self.config.create_accounts and account not in self._accounts:
+            self.admin.ensure_account(account, self.user, self.config.account_parent)
+            self._accounts.add(account)
+        return account
+
+    def _submit(self, req: SubmitRequest) -> int:
+        """sbatch, retried while slurmctld has not yet heard of a just-created account."""
+        deadline = self.clock() + 10
+        while True:
+            try:
+                return self.api.submit(req)
+            except SlurmError as e:
+                if not any(m in str(e) for m in ACCOUNT_ERRORS) or self.clock() > deadline:
+                    raise
+                if self.config.create_accounts:
+                    self._accounts.discard(req.account)
+                    self.admin.ensure_account(req.account, self.user, self.config.account_parent)
+                    self._accounts.add(req.account)
+                time.sleep(0.2)
+
+    # ----------------------------------------------------------------------------------- poll
+
+    def poll(self, jobs: Sequence[Job]) -> list[Observation]:
+        if not jobs:
+            return []
+        try:
+            snap = self._refresh()
+        except SlurmUnavailable as e:
+            log.warning("slurm: poll skipped, Slurm unavailable: %s", e)
+            return []
+        out: list[Observation] = []
+        missing: list[Job] = []
+        for job in jobs:
+            sj = self._find(job, snap)
+            if sj is not None:
+                out.append(self._observe(job, sj))
+            elif job.handle and job.handle.isdigit():
+                missing.append(job)
+        if missing:
+            out.extend(self._observe_from_accounting(missing))
+        return out
+
+    def _observe(self, job: Job, sj: SlurmJob) -> Observation:
+        phase, code, reason = phase_of(sj, TIMEOUT_MARK)
+        if phase is Phase.RUNNING and sj.state == "RUNNING":
+            self._enforce_time_limit(job, sj)
+        at = sj.end_time if phase.ended else sj.start_time if phase is Phase.RUNNING else None
+        return Observation(job.id, phase, code, reason, handle=str(sj.job_id), at=at)
+
+    def _enforce_time_limit(self, job: Job, sj: SlurmJob) -> None:
+        limit = job.spec.time_limit_s
+        if not (self.config.exact_time_limit and limit and sj.start_time):
+            return
+        if self.clock() - sj.start_time < limit or sj.job_id in self._limited:
+            return
+        self._limited.add(sj.job_id)
+        try:
+            self.admin.mark_job(sj.job_id, TIMEOUT_MARK)
+            self.api.cancel(sj.job_id)
+            log.info("slurm: job %s (Slurm %s) reached its %ss limit, cancelled", job.id, sj.job_id, limit)
+        except SlurmError as e:
+            self._limited.discard(sj.job_id)
+            log.warning("slurm: could not enforce the time limit of Slurm job %s: %s", sj.job_id, e)
+
+    def _observe_from_accounting(self, jobs: list[Job]) -> list[Observation]:
+        try:
+            found = {sj.job_id: sj for sj in self.admin.sacct(job_ids=[int(j.handle or 0) for j in jobs])}
+        except SlurmError as e:
+            log.warning("slurm: sacct failed: %s", e)
+            return []
+        out = []
+        for job in jobs:
+            sj = found.get(int(job.handle or 0))
+            ident = Identity.parse(sj.comment) if sj is not None else None
+            if sj is not None and (ident is None or ident.key == Identity.of_job(self.config.tag, job).key):
+                out.append(self._observe(job, sj))
+            else:
+                out.append(Observation(job.id, Phase.LOST, None, f"Slurm has no record of job {job.handle}",
+                                       handle=job.handle))
+        return out
+
+    # --------------------------------------------------------------------------------- cancel
+
+    def cancel(self, job: Job) -> None:
+        try:
+            sj = self._find(job, self._refresh())
+        except SlurmUnavailable:
+            sj = None
+        if sj is not None and phase_of(sj)[0].ended:
+            return  # already over: nothing to stop
+        ids = {sj.job_id} if sj is not None else set()
+        with self._lock:
+            mine = self._submitted.get(Identity.of_job(self.config.tag, job).key)
+        if mine is not None:
+            ids.add(mine)
+        if not ids and job.handle and job.handle.isdigit():
+            ids.add(int(job.handle))
+        for job_id in ids:
+            try:
+                self.api.cancel(job_id)
+            except SlurmError as e:
+                if not any(m in str(e) for m in GONE_ERRORS):
+                    raise
+
+    # ----------------------------------------------------------------------------------- logs
+
+    def logs(self, job: Job, offset: int = 0, rank: int = 0) -> LogChunk:
+        path = rank_log(self.config.log_dir, job, rank)
+        ended = job.state.terminal or self._ended(job)
+        try:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                data = f.read(self.config.log_chunk_bytes)
+                size = os.fstat(f.fileno()).st_size
+        except FileNotFoundError:
+            return LogChunk(b"", offset, ended, note="" if ended else f"no output yet ({path})")
+        end = offset + len(data)
+        return LogChunk(data, end, ended and end >= size)
+
+    def _ended(self, job: Job) -> bool:
+        """Whether Slurm says this run ended (a fresh look at most every 0.25 s)."""
+        snap = self._snapshot()
+        sj = self._find(job, snap)
+        if (sj is None or not phase_of(sj)[0].ended) and self.clock() - snap.taken > 0.25:
+            try:
+                sj = self._find(job, self._refresh())
+            except SlurmUnavailable:
+                return False
+        return sj is not None and phase_of(sj)[0].ended
+
+    # ---------------------------------------------------------------------------------- nodes
+
+    def nodes(self) -> list[Node]:
+        raw = self.api.nodes()
+        snap = self._refresh()
+        now = self.clock()
+        nodes: dict[str, Node] = {}
+        for d in raw:
+            if d.get("name") and d["name"] not in nodes:
+                nodes[d["name"]] = node_from_json(d, now)
+        with self._lock:
+            self._addresses.update({n.name: n.address for n in nodes.values()})
+        for node, idx in foreign_gpus(snap, nodes).items():
+            if idx:
+                nodes[node].labels[FOREIGN_GPUS_LABEL] = ",".join(map(str, idx))
+        return list(nodes.values())
+
+    def _learn_addresses(self) -> None:
+        try:
+            self.nodes()
+        except SlurmError as e:
+            log.warning("slurm: cannot read node addresses: %s", e)
+
+    def drain(self, node: str, reason: str) -> None:
+        self.admin.update_node(node, "drain", reason or "drained by gpufleet")
+
+    def resume(self, node: str) -> None:
+        try:
+            self.admin.update_node(node, "resume")
+        except SlurmError as e:
+            if "Invalid node state" not in str(e):
+                raise
+
+    # ------------------------------------------------------------------------------- bookings
+
+    def reservation_name(self, booking: Booking) -> str:
+        return f"{self.config.reservation_prefix}{booking.id}"
+
+    def book(self, booking: Booking) -> None:
+        now = self.clock()
+        if booking.end <= now:
+            return
+        fields = {
+            "starttime": "now" if booking.start <= now else _slurm_time(booking.start),
+            "endtime": _slurm_time(booking.end),
+            "nodes": ",".join(booking.nodes),
+            "accounts": self._account(booking.tenant),
+            "flags": "ignore_jobs",
+        }
+        self.admin.create_reservation(self.reservation_name(booking), fields)
+
+    def unbook(self, booking: Booking) -> None:
+        self.admin.delete_reservation(self.reservation_name(booking))
+
+    def close(self) -> None:
+        closer = getattr(self.api, "close", None)
+        if closer is not None:
+            closer()
+
+
+def _slurm_time(ts: float) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def foreign_gpus(snap: _Snapshot, nodes: dict[str, Node]) -> dict[str, tuple[int, ...]]:
+    """GPU indices held by Slurm jobs that are not ours, per node.
+
+    Slurm picks GPU indices itself, so ours may sit elsewhere than gpufleet planned. To keep
+    gpufleet's count exact, the reported indices avoid those gpufleet believes its own jobs hold:
+    a foreign GPU on a planned index is reported as one of the indices ours really occupy instead."""
+    foreign: dict[str, set[int]] = {}
+    actual: dict[str, set[int]] = {}
+    planned: dict[str, set[int]] = {}
+    for sj in snap.by_id.values():
+        if sj.state not in HOLDING_STATES:
+            continue
+        ident = snap.idents.get(sj.job_id)
+        for node, idx in sj.gpus.items():
+            (actual if ident else foreign).setdefault(node, set()).update(idx)
+        if ident:
+            for node, idx in ident.alloc.items():
+                planned.setdefault(node, set()).update(idx)
+    out: dict[str, tuple[int, ...]] = {}
+    for node, fset in foreign.items():
+        p = planned.get(node, set())
+        keep = fset - p
+        total = len(nodes[node].gpus) if node in nodes else max(fset | p | actual.get(node, set())) + 1
+        spare = sorted(actual.get(node, set()) - p - keep) + [i for i in range(total) if i not in p | keep
+                                                                and i not in actual.get(node, set())]
+        out[node] = tuple(sorted(keep | set(spare[: len(fset) - len(keep)])))
+    return out

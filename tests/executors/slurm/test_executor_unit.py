@@ -1,0 +1,148 @@
+"""SlurmExecutor's own logic on captured real Slurm output, with a stand-in for the Slurm API
+(unit level; the real cluster tests are in test_real_cluster.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from gpufleet.domain import Allocation, Job, JobSpec, JobState
+from gpufleet.executors.base import FOREIGN_GPUS_LABEL, Phase
+from gpufleet.executors.slurm import SlurmConfig, SlurmExecutor
+from gpufleet.executors.slurm.client import Admin, Runner
+from gpufleet.executors.slurm.parse import SlurmJob
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+class StubApi:
+    """Answers with the captured `squeue --json` / `sinfo --json`; records submits and cancels."""
+
+    def __init__(self):
+        self.jobs_json = json.loads((FIXTURES / "squeue.json").read_text())["jobs"]
+        self.nodes_json = json.loads((FIXTURES / "sinfo_drain_down.json").read_text())["nodes"]
+        self.submitted, self.cancelled = [], []
+
+    def submit(self, req):
+        self.submitted.append(req)
+        return 1000 + len(self.submitted)
+
+    def jobs(self):
+        return self.jobs_json
+
+    def nodes(self):
+        return self.nodes_json
+
+    def cancel(self, job_id):
+        self.cancelled.append(job_id)
+
+
+class StubAdmin(Admin):
+    def __init__(self):
+        super().__init__(Runner())
+        self.calls = []
+        self.accounting: list[SlurmJob] = []
+
+    def ensure_account(self, account, user, parent="root", wait_s=10.0):
+        self.calls.append(("account", account))
+
+    def mark_job(self, job_id, admin_comment):
+        self.calls.append(("mark", job_id, admin_comment))
+
+    def sacct(self, job_ids=(), name=None, since=None):
+        return [j for j in self.accounting if not job_ids or j.job_id in job_ids]
+
+    def min_job_age(self):
+        return 300
+
+
+def make(tmp_path, clock=lambda: 1795314100.0):
+    api, admin = StubApi(), StubAdmin()
+    ex = SlurmExecutor(SlurmConfig(tag="gpufleet-test", log_dir=str(tmp_path)), api=api, admin=admin, clock=clock)
+    return ex, api, admin
+
+
+def adopted_job(**kw) -> Job:
+    """gpufleet job 7, which the fixture's Slurm job 5 runs (comment gpufleet-test:7:0:1795314000000:...)."""
+    spec = JobSpec(command=("sleep", "30"), gpus=2, nodes=2, **kw)
+    return Job(7, spec, state=JobState.RUNNING, submitted_at=1795314000.0,
+               allocation=(Allocation("gpu01", (0, 1)), Allocation("gpu02", (0, 1))))
+
+
+def test_launch_finds_the_job_a_previous_process_submitted(tmp_path):
+    ex, api, _ = make(tmp_path)
+    assert ex.launch(adopted_job()) == "5"
+    assert api.submitted == []
+
+
+def test_launch_submits_once_per_run(tmp_path):
+    ex, api, admin = make(tmp_path)
+    job = adopted_job(tenant="Team A")
+    job.restarts = 1  # a requeued job is a new Slurm job
+    first = ex.launch(job)
+    assert ex.launch(job) == first and len(api.submitted) == 1
+    req = api.submitted[0]
+    assert req.account == "team_a" and ("account", "team_a") in admin.calls
+    assert req.nodelist == "gpu01,gpu02" and req.comment.startswith("gpufleet-test:7:1:")
+
+
+def test_poll_maps_by_handle_and_identity(tmp_path):
+    ex, _, _ = make(tmp_path)
+    job = adopted_job()
+    [obs] = ex.poll([job])  # no handle yet: found by identity
+    assert (obs.phase, obs.handle) == (Phase.RUNNING, "5")
+    stranger = adopted_job()
+    stranger.id, stranger.handle = 99, "1"  # Slurm job 1 is not gpufleet job 99: not adopted
+    assert ex.poll([stranger])[0].phase is Phase.LOST
+
+
+def test_poll_falls_back_to_accounting(tmp_path):
+    ex, _, admin = make(tmp_path)
+    job = adopted_job()
+    job.id, job.handle = 8, "77"
+    admin.accounting = [SlurmJob(77, "gf8-x", "OUT_OF_MEMORY", exit_code=137, comment="")]
+    [obs] = ex.poll([job])
+    assert (obs.phase, obs.exit_code, obs.reason) == (Phase.FAILED, 137, "OUT_OF_MEMORY")
+
+
+def test_exact_time_limit_cancels_and_marks(tmp_path):
+    start = 1795314000.0
+    for j in StubApi().jobs_json:
+        if j["job_id"] == 5:
+            start = j["start_time"]
+    ex, api, admin = make(tmp_path, clock=lambda: start + 11)
+    [obs] = ex.poll([adopted_job(time_limit_s=10)])
+    assert obs.phase is Phase.RUNNING  # until Slurm says it ended
+    assert ("mark", 5, "gpufleet:timeout") in admin.calls and api.cancelled == [5]
+    ex.poll([adopted_job(time_limit_s=10)])
+    assert api.cancelled == [5]  # once
+
+
+def test_nodes_mark_foreign_gpus(tmp_path):
+    ex, api, _ = make(tmp_path)
+    nodes = {n.name: n for n in ex.nodes()}
+    assert nodes["gpu01"].labels[FOREIGN_GPUS_LABEL] == "4,5,6"  # the foreign job; ours hold 0,1
+    assert FOREIGN_GPUS_LABEL not in nodes["gpu02"].labels
+
+
+def test_foreign_gpus_never_overlap_what_gpufleet_planned(tmp_path):
+    """gpufleet planned 4,5 on gpu01 but Slurm gave ours 0,1 and the foreign job 4-6: the count of
+    foreign GPUs stays 3 and none of them is reported on 4 or 5."""
+    ex, api, _ = make(tmp_path)
+    for j in api.jobs_json:
+        if j["job_id"] == 5:
+            j["comment"] = "gpufleet-test:7:0:1795314000000:gpu01=4,5;gpu02=0,1"
+    nodes = {n.name: n for n in ex.nodes()}
+    assert nodes["gpu01"].labels[FOREIGN_GPUS_LABEL] == "0,1,6"
+
+
+def test_logs_read_from_offset(tmp_path):
+    ex, _, _ = make(tmp_path)
+    job = adopted_job()
+    chunk = ex.logs(job)
+    assert chunk.data == b"" and not chunk.complete and "no output yet" in chunk.note
+    (tmp_path / "gf7.0.out").write_bytes(b"hello\nworld\n")
+    first = ex.logs(job, 0)
+    assert first.data == b"hello\nworld\n" and first.offset == 12 and not first.complete
+    job.state = JobState.SUCCEEDED
+    assert ex.logs(job, 6) == type(first)(b"world\n", 12, True)
