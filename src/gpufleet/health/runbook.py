@@ -7,6 +7,7 @@ config). Without an inventory file every node is one host `<node>` with `ansible
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -49,10 +50,12 @@ class AnsibleRunbook:
         data_dir.mkdir(parents=True, exist_ok=True)
         runner = ansible_runner.run(
             private_data_dir=str(data_dir), playbook=str(playbook), inventory=self._inventory(node),
-            limit=node, binary=binary, quiet=True, timeout=int(self.timeout_s), rotate_artifacts=5,
+            limit=node, quiet=True, timeout=int(self.timeout_s), rotate_artifacts=5,
             extravars={**self.extravars, "gpufleet_node": node, "gpufleet_reason": reason,
                        "gpufleet_round": round_},
-            envvars={"ANSIBLE_HOST_KEY_CHECKING": "False", "ANSIBLE_NOCOLOR": "1"},
+            envvars={"ANSIBLE_HOST_KEY_CHECKING": "False", "ANSIBLE_NOCOLOR": "1",
+                     # ansible-runner starts `ansible-playbook` by name: make sure it is the one we found
+                     "PATH": os.pathsep.join([str(Path(binary).parent), os.environ.get("PATH", "")])},
         )
         facts = {"status": runner.status, "rc": runner.rc, "stats": runner.stats or {},
                  "artifacts": str(getattr(runner.config, "artifact_dir", data_dir))}
