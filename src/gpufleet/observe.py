@@ -18,6 +18,7 @@ def configure_logging(fmt: str = "auto") -> None:
     form = ('{"ts":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}'
             if json_lines else "%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.basicConfig(level=logging.INFO, format=form, stream=sys.stderr, force=True)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def metrics_for(server: "Server") -> tuple[Callable[[], tuple[bytes, str]], Callable[["CycleReport"], None]]:

@@ -13,6 +13,7 @@ import yaml
 from gpufleet.cli.output import ago, out, print_json, table, when
 from gpufleet.client import Client
 from gpufleet.domain import ValidationError, format_duration
+from gpufleet.domain.spec import build_spec
 
 FLAG_FIELDS = ("gpus", "nodes", "gpu_model", "cpus", "mem", "time_limit", "tenant", "priority",
                "name", "workdir", "booking", "image")
@@ -56,6 +57,7 @@ def submit(
         spec["workdir"] = str(Path.cwd())
     if not spec.get("command"):
         raise ValidationError("command", "must not be empty (gpufleet submit [flags] -- CMD ARGS...)")
+    build_spec(spec)  # the server checks again; this names a bad field without a round trip
     with Client.from_env() as c:
         job = c.submit(spec)
     if as_json:

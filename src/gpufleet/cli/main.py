@@ -17,7 +17,7 @@ app = typer.Typer(name="gpufleet", help="The control plane of a GPU lab.", no_ar
                   add_completion=False, pretty_exceptions_enable=False,
                   context_settings={"help_option_names": ["-h", "--help"]})
 
-app.command(context_settings={"allow_interspersed_args": False})(jobs.submit)
+app.command()(jobs.submit)
 app.command()(jobs.jobs)
 app.command()(jobs.show)
 app.command()(jobs.logs)

@@ -185,6 +185,12 @@ def _error(r: httpx.Response) -> ApiError:
     detail = body.get("detail") if isinstance(body, dict) else body
     if isinstance(detail, list) and detail:  # FastAPI/pydantic validation errors
         first = detail[0]
-        loc = [str(x) for x in first.get("loc", []) if x not in ("body", "query", "path")]
+        loc = []
+        for x in first.get("loc", []):
+            if x in ("body", "query", "path"):
+                continue
+            if isinstance(x, int) or "[" in str(x):  # pydantic's union branch / list index
+                break
+            loc.append(str(x))
         return ApiError(r.status_code, first.get("msg", ""), ".".join(loc) or None)
     return ApiError(r.status_code, str(detail))

@@ -1,0 +1,172 @@
+"""FakeExecutor: an in-memory engine for unit tests of the control loop. Nothing executes.
+
+A job behaves as its spec's env says:
+    GPUFLEET_FAKE_SECONDS   run time in seconds (float); unset: runs until `finish()` (or cancel,
+                            time limit, `vanish()`)
+    GPUFLEET_FAKE_EXIT      exit code when it ends by itself (default 0)
+    GPUFLEET_FAKE_OUTPUT    the text its log holds (every rank prints it once)
+Time is the injected `clock` (e.g. `FakeClock`, advanced by the test). What the engine knows lives
+in a `FakeWorld`; a second FakeExecutor on the same world is a restarted server (re-attachment).
+`world.launches` records every real start: the proof that nothing was launched twice.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from gpufleet.domain import Job, ValidationError
+from gpufleet.executors.base import Ability, ExecutorBase, LogChunk, Observation, Phase
+
+ENV_SECONDS = "GPUFLEET_FAKE_SECONDS"
+ENV_EXIT = "GPUFLEET_FAKE_EXIT"
+ENV_OUTPUT = "GPUFLEET_FAKE_OUTPUT"
+TERM_EXIT = 128 + 15
+
+
+class FakeClock:
+    """A clock tests move by hand: `clock()` is now, `clock.advance(s)` (or `sleep(s)`) moves it."""
+
+    def __init__(self, start: float = 1_000_000.0):
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    sleep = advance
+
+
+@dataclass(slots=True)
+class FakeRun:
+    job_id: int
+    ranks: int
+    started: float
+    seconds: float | None
+    exit_code: int
+    output: str
+    time_limit_s: int | None
+    handle: str
+    ended: Observation | None = None  # set once it ended by finish/cancel/vanish
+
+
+@dataclass(slots=True)
+class FakeWorld:
+    """The engine's state, shared by every FakeExecutor made on it."""
+
+    runs: dict[int, FakeRun] = field(default_factory=dict)
+    launches: list[int] = field(default_factory=list)  # job ids, one entry per real start
+    cancels: list[int] = field(default_factory=list)
+
+
+class FakeExecutor(ExecutorBase):
+    name = "fake"
+    abilities = frozenset({Ability.LOGS, Ability.ADOPT})
+
+    def __init__(self, clock: Callable[[], float] = time.time, world: FakeWorld | None = None):
+        self.clock = clock
+        self.world = world if world is not None else FakeWorld()
+        self.launch_error: Exception | None = None  # set it: the next launches raise it
+
+    def restarted(self) -> FakeExecutor:
+        """A new executor over the same engine state: what a restarted server sees."""
+        return FakeExecutor(self.clock, self.world)
+
+    @property
+    def launches(self) -> list[int]:
+        return self.world.launches
+
+    def launch(self, job: Job) -> str:
+        if self.launch_error is not None:
+            raise self.launch_error
+        if not job.allocation:
+            raise ValidationError("allocation", f"job {job.id} has no allocation")
+        run = self.world.runs.get(job.id)
+        if run is not None:
+            return run.handle
+        env = job.spec.env
+        seconds = env.get(ENV_SECONDS)
+        run = FakeRun(
+            job_id=job.id, ranks=len(job.allocation), started=self.clock(),
+            seconds=float(seconds) if seconds not in (None, "") else None,
+            exit_code=int(env.get(ENV_EXIT, "0") or 0), output=env.get(ENV_OUTPUT, ""),
+            time_limit_s=job.spec.time_limit_s, handle=f"fake-{job.id}",
+        )
+        self.world.runs[job.id] = run
+        self.world.launches.append(job.id)
+        return run.handle
+
+    def poll(self, jobs: Sequence[Job]) -> list[Observation]:
+        out = []
+        for job in jobs:
+            run = self.world.runs.get(job.id)
+            if run is None:
+                if job.handle is not None:
+                    out.append(Observation(job.id, Phase.LOST, reason="unknown to the fake engine"))
+                continue
+            out.append(self._observe(run))
+        return out
+
+    def _observe(self, run: FakeRun) -> Observation:
+        if run.ended is not None:
+            return run.ended
+        now = self.clock()
+        limit_at = run.started + run.time_limit_s if run.time_limit_s else None
+        end_at = run.started + run.seconds if run.seconds is not None else None
+        if limit_at is not None and now >= limit_at and (end_at is None or end_at > limit_at):
+            run.ended = Observation(run.job_id, Phase.TIMEOUT, TERM_EXIT,
+                                    f"time limit ({run.time_limit_s}s) reached", run.handle, limit_at)
+        elif end_at is not None and now >= end_at:
+            run.ended = _exited(run, run.exit_code, end_at)
+        else:
+            return Observation(run.job_id, Phase.RUNNING, handle=run.handle)
+        return run.ended
+
+    def cancel(self, job: Job) -> None:
+        self.world.cancels.append(job.id)
+        run = self.world.runs.get(job.id)
+        if run is not None and self._observe(run).phase is Phase.RUNNING:
+            run.ended = Observation(job.id, Phase.CANCELLED, TERM_EXIT, "cancelled", run.handle, self.clock())
+
+    def finish(self, job_id: int, exit_code: int = 0) -> None:
+        """The job's process exits now with `exit_code` (all ranks)."""
+        run = self.world.runs[job_id]
+        if self._observe(run).phase is Phase.RUNNING:
+            run.ended = _exited(run, exit_code, self.clock())
+
+    def vanish(self, job_id: int) -> None:
+        """The engine loses every trace of the job's processes: it will be LOST."""
+        run = self.world.runs[job_id]
+        if self._observe(run).phase is Phase.RUNNING:
+            run.ended = Observation(job_id, Phase.LOST, None, "the fake process vanished", run.handle,
+                                    self.clock())
+
+    def logs(self, job: Job, offset: int = 0, rank: int = 0) -> LogChunk:
+        run = self.world.runs.get(job.id)
+        if run is None:
+            return LogChunk(b"", offset, job.state.terminal, note="not launched")
+        if not 0 <= rank < run.ranks:
+            raise ValidationError("rank", f"job {job.id} has no rank {rank}")
+        text = run.output if not run.output or run.output.endswith("\n") else run.output + "\n"
+        data = text.encode()[offset:]
+        ended = self._observe(run).phase.ended
+        return LogChunk(data, offset + len(data), ended)
+
+
+def _exited(run: FakeRun, code: int, at: float) -> Observation:
+    if code == 0:
+        return Observation(run.job_id, Phase.SUCCEEDED, 0, "", run.handle, at)
+    return Observation(run.job_id, Phase.FAILED, code, f"rank 0 exited with {code}", run.handle, at)
+
+
+def create(options: dict, home) -> FakeExecutor:
+    """Composition-root hook (gpufleet.main.build_executor)."""
+    return FakeExecutor()
+
+
+def create(options: dict, home: object = None) -> FakeExecutor:
+    """The composition root's factory (wall-clock time: jobs with GPUFLEET_FAKE_SECONDS end)."""
+    return FakeExecutor(clock=time.time)

@@ -1,0 +1,121 @@
+"""The REST API in-process, on the fake executor, with the control loop driven by hand."""
+
+import pytest
+
+
+def test_submit_runs_and_succeeds(api):
+    r = api.submit(command=["python", "-c", "print(1)"], gpus=2, gpu_model="a100", time_limit="1h",
+                   env={"GPUFLEET_FAKE_SECONDS": "5", "GPUFLEET_FAKE_EXIT": "0"})
+    assert r.status_code == 201, r.text
+    job_id = r.json()["id"]
+    assert api.job(job_id)["state"] == "PENDING"
+    api.cycle()
+    j = api.job(job_id)
+    assert j["state"] == "RUNNING"
+    assert j["nodes"] == ["dgx1"] and len(j["gpus"]["dgx1"]) == 2
+    api.clock.advance(10)
+    api.cycle()
+    j = api.job(job_id)
+    assert j["state"] == "SUCCEEDED" and j["exit_code"] == 0
+    assert [e["new"] for e in j["events"]] == ["PENDING", "RUNNING", "SUCCEEDED"]
+    for key in ("id", "state", "exit_code", "nodes", "gpus", "reason", "submitted_at", "started_at", "ended_at"):
+        assert key in j
+
+
+def test_failed_exit_code_is_recorded(api):
+    job_id = api.submit(env={"GPUFLEET_FAKE_SECONDS": "1", "GPUFLEET_FAKE_EXIT": "3"}).json()["id"]
+    api.cycle()
+    api.clock.advance(2)
+    api.cycle()
+    j = api.job(job_id)
+    assert (j["state"], j["exit_code"]) == ("FAILED", 3)
+
+
+@pytest.mark.parametrize("spec,field", [
+    ({"gpus": 0}, "gpus"),
+    ({"gpus": -1}, "gpus"),
+    ({"gpus": 9}, "gpus"),  # the largest node has 8
+    ({"gpu_model": "b200"}, "gpu_model"),
+    ({"time_limit": "forever"}, "time_limit"),
+    ({"command": []}, "command"),
+    ({"tenant": "nobody"}, "tenant"),
+    ({"nodes": 5, "gpus": 2}, "nodes"),
+    ({"constraint": "driver=999"}, "constraint"),
+    ({"colour": "red"}, "colour"),
+])
+def test_bad_input_is_422_naming_the_field_and_stores_nothing(api, spec, field):
+    before = api.get("/api/v1/jobs?all=true", headers=api.admin).json()
+    r = api.submit(**spec)
+    assert r.status_code == 422, r.text
+    body = r.json()
+    fields = [".".join(str(x) for x in d["loc"] if x != "body") for d in body["detail"]]
+    assert field in fields
+    assert api.get("/api/v1/jobs?all=true", headers=api.admin).json() == before
+
+
+def test_auth_required_and_tenants_isolated(api):
+    assert api.get("/api/v1/jobs").status_code == 401
+    assert api.get("/api/v1/jobs", headers={"Authorization": "Bearer nope"}).status_code == 401
+    alice = api.token("alice", "vision")
+    bob = api.token("bob", "speech")
+    a_job = api.submit(headers=alice).json()
+    assert a_job["tenant"] == "vision"
+    assert api.submit(headers=alice, tenant="speech").status_code == 422
+    assert [j["id"] for j in api.get("/api/v1/jobs", headers=bob).json()] == []
+    assert api.get(f"/api/v1/jobs/{a_job['id']}", headers=bob).status_code == 404
+    assert api.post(f"/api/v1/jobs/{a_job['id']}/cancel", headers=bob).status_code == 404
+    assert api.post("/api/v1/nodes/dgx1/drain", json={"reason": "x"}, headers=alice).status_code == 403
+    assert len(api.get("/api/v1/jobs", headers=api.admin).json()) == 1
+
+
+def test_cancel_pending_and_running(api):
+    pending = api.submit(gpus=8, gpu_model="a100").json()["id"]
+    api.cycle()  # takes dgx1 entirely
+    blocked = api.submit(gpus=8, gpu_model="a100").json()["id"]
+    api.cycle()
+    assert api.job(blocked)["state"] == "PENDING"
+    assert api.job(blocked)["reason"]
+    assert api.post(f"/api/v1/jobs/{blocked}/cancel", headers=api.admin).json()["state"] == "CANCELLED"
+    r = api.post(f"/api/v1/jobs/{pending}/cancel", headers=api.admin).json()
+    assert r["pending_action"] == "cancel"
+    api.cycle()  # signals the engine
+    api.cycle()  # observes the end
+    assert api.job(pending)["state"] == "CANCELLED"
+    assert api.server.executor.launches.count(pending) == 1
+
+
+def test_drain_keeps_new_jobs_off_and_resume(api):
+    r = api.post("/api/v1/nodes/dgx1/drain", json={"reason": "bad fan"}, headers=api.admin)
+    assert r.status_code == 200 and r.json()["state"] == "drain"
+    assert api.post("/api/v1/nodes/dgx1/drain", json={"reason": ""}, headers=api.admin).status_code == 422
+    job_id = api.submit(gpus=4, gpu_model="a100").json()["id"]
+    api.cycle()
+    assert api.job(job_id)["state"] == "PENDING"
+    api.post("/api/v1/nodes/dgx1/resume", headers=api.admin)
+    api.cycle()
+    assert api.job(job_id)["state"] == "RUNNING"
+    nodes = {n["name"]: n for n in api.get("/api/v1/nodes", headers=api.admin).json()}
+    assert nodes["dgx1"]["gpus_allocated"] == 4 and nodes["dgx1"]["gpus_total"] == 8
+
+
+def test_two_node_job_gets_two_allocations(api):
+    job_id = api.submit(gpus=2, nodes=2, gpu_model="rtx4090").json()["id"]
+    api.cycle()
+    j = api.job(job_id)
+    assert j["state"] == "RUNNING" and sorted(j["nodes"]) == ["desk-001", "desk-002"]
+
+
+def test_tenant_admin_and_tokens(api):
+    r = api.post("/api/v1/tenants/robotics", json={"quota": "a100=2", "weight": 2}, headers=api.admin)
+    assert r.status_code == 201 and r.json()["quota"] == {"a100": 2}
+    r = api.patch("/api/v1/tenants/robotics", json={"quota": {"a100": "x"}}, headers=api.admin)
+    assert r.status_code == 422
+    assert api.post("/api/v1/tenants/robotics", json={}, headers=api.admin).status_code == 422
+    names = [t["name"] for t in api.get("/api/v1/tenants", headers=api.admin).json()]
+    assert {"default", "vision", "speech", "robotics"} <= set(names)
+    assert api.post("/api/v1/tokens", json={"user": "x", "tenant": "ghost"}, headers=api.admin).status_code == 422
+
+
+def test_openapi_is_served(api):
+    spec = api.get("/openapi.json").json()
+    assert "/api/v1/jobs" in spec["paths"]

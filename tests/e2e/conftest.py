@@ -1,0 +1,126 @@
+"""End-to-end fixtures: a REAL `gpufleet serve` process (SQLite or PostgreSQL), driven by the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import EXAMPLE_LAB, require_engine
+
+BIN = Path(sys.executable).parent / "gpufleet"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def reset_postgres(url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    eng = create_engine(url)
+    with eng.begin() as c:
+        c.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        c.execute(text("CREATE SCHEMA public"))
+    eng.dispose()
+
+
+class ServerProc:
+    def __init__(self, home: Path, db: str | None, args: list[str]):
+        self.home, self.db, self.args = home, db, args
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self.env = {**os.environ, "GPUFLEET_HOME": str(home), "GPUFLEET_URL": f"http://127.0.0.1:{self.port}"}
+        self.env.pop("GPUFLEET_TOKEN", None)
+
+    def start(self, timeout: float = 20.0) -> "ServerProc":
+        cmd = [str(BIN), "serve", "--port", str(self.port), *self.args]
+        if self.db:
+            cmd += ["--db", self.db]
+        self.log = open(self.home / f"server-{time.time_ns()}.log", "w")
+        self.proc = subprocess.Popen(cmd, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {Path(self.log.name).read_text()[-2000:]}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError("server did not become ready")
+
+    def kill9(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+
+    def cli(self, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+        r = subprocess.run([str(BIN), *args], env={**self.env, **(env or {})}, capture_output=True,
+                           text=True, timeout=60)
+        if check and r.returncode != 0:
+            raise AssertionError(f"gpufleet {' '.join(args)} -> {r.returncode}\n{r.stdout}\n{r.stderr}")
+        return r
+
+    def cli_json(self, *args: str):
+        return json.loads(self.cli(*args, "--json").stdout)
+
+    def submit(self, *args: str) -> int:
+        return int(self.cli("submit", *args).stdout.strip())
+
+    def wait_state(self, job_id: int, states: set[str], timeout: float = 20.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            j = self.cli_json("show", str(job_id))
+            if j["state"] in states:
+                return j
+            if time.monotonic() > deadline:
+                raise AssertionError(f"job {job_id} stuck in {j['state']} ({j['reason']}), wanted {states}")
+            time.sleep(0.2)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request, tmp_path):
+    if request.param == "sqlite":
+        return None  # the embedded default
+    require_engine("GPUFLEET_TEST_PG_URL", "PostgreSQL")
+    url = os.environ["GPUFLEET_TEST_PG_URL"]
+    reset_postgres(url)
+    return url
+
+
+@pytest.fixture
+def server_factory(tmp_path, db_url):
+    made: list[ServerProc] = []
+
+    def make(*args: str) -> ServerProc:
+        s = ServerProc(tmp_path, db_url, list(args) or ["--inventory", str(EXAMPLE_LAB)])
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.stop()
+    subprocess.run(["pkill", "-f", f"gpufleet.executors.local.shim.*{tmp_path}"], check=False)
+
+
+@pytest.fixture
+def server(server_factory):
+    return server_factory().start()
