@@ -1,0 +1,236 @@
+"""LocalExecutor: every rank of a job runs under a detached shim on this host.
+
+Several "virtual nodes" of the inventory all execute here; a rank sees exactly its GPUs through
+CUDA_VISIBLE_DEVICES/NVIDIA_VISIBLE_DEVICES. Everything the executor knows lives in files under
+`run_dir` (see files.py), so a new LocalExecutor on the same run_dir (a restarted server) sees the
+jobs of the old one: that is re-attachment, and `poll` is all it takes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Sequence
+
+from gpufleet.domain import Job, ValidationError
+from gpufleet.executors.base import (
+    Ability,
+    ExecutorBase,
+    LogChunk,
+    Observation,
+    Phase,
+    master_port_for,
+    rank_env,
+)
+from gpufleet.executors.local.files import (
+    JobPaths,
+    RankPaths,
+    create_exclusive,
+    kill_group,
+    proc_start,
+    read_json,
+    signal_process,
+    write_bytes_atomic,
+    write_json,
+)
+from gpufleet.executors.local.status import RankState, RankView, judge, view_job
+
+SHIM = Path(__file__).with_name("shim.py")
+LOG_CHUNK = 1 << 20
+
+
+class LaunchError(RuntimeError):
+    """A rank could not be spawned; the ranks already started were stopped."""
+
+
+class LocalExecutor(ExecutorBase):
+    name = "local"
+    abilities = frozenset({Ability.LOGS, Ability.ADOPT})
+    launch_timeout_s = 5.0  # a marker without a shim for this long: the launcher died mid-launch
+
+    def __init__(
+        self,
+        run_dir: Path,
+        addresses: dict[str, str] | None = None,
+        grace_s: float = 5.0,
+        python: str = sys.executable,
+    ):
+        self.run_dir = Path(run_dir)
+        self.addresses = dict(addresses or {})
+        self.grace_s = grace_s
+        self.python = python
+        self._lock = threading.Lock()
+        self._children: dict[tuple[int, int], subprocess.Popen[bytes]] = {}  # reaped in poll
+        (self.run_dir / "jobs").mkdir(parents=True, exist_ok=True)
+
+    def job_dir(self, job_id: int) -> Path:
+        return JobPaths.of(self.run_dir, job_id).root
+
+    # launch ------------------------------------------------------------------------------------
+    def launch(self, job: Job) -> str:
+        """Spawn one shim per rank, each at most once ever (O_EXCL marker); all or nothing."""
+        if not job.allocation:
+            raise ValidationError("allocation", f"job {job.id} has no allocation")
+        if not job.spec.command:
+            raise ValidationError("command", "empty command")
+        paths = JobPaths.of(self.run_dir, job.id)
+        with self._lock:
+            paths.root.mkdir(parents=True, exist_ok=True)
+            if paths.launch_failed.exists():
+                raise LaunchError(f"an earlier launch failed: {paths.launch_failed.read_text()}")
+            if not paths.meta.exists():
+                write_json(paths.meta, _describe(job))
+            for r in range(len(job.allocation)):
+                try:
+                    self._spawn_rank(job, r, paths.rank(r))
+                except Exception as e:
+                    self._abort(job, paths, f"rank {r} could not be started: {e}")
+                    raise LaunchError(f"rank {r} could not be started: {e}") from e
+        return str(paths.root)
+
+    def _spawn_rank(self, job: Job, r: int, rp: RankPaths) -> None:
+        rp.dir.mkdir(exist_ok=True)
+        try:
+            os.close(os.open(rp.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except FileExistsError:
+            return  # spawned before (maybe by a previous server): never twice
+        try:
+            write_bytes_atomic(rp.env, _env_file(self._rank_env(job, r)))
+            argv = [
+                self.python, "-I", "-S", str(SHIM), str(rp.dir), str(job.spec.time_limit_s or 0),
+                str(self.grace_s), job.spec.workdir or str(rp.dir), "--", *job.spec.command,
+            ]
+            with open(rp.shim_log, "ab") as log:
+                proc = subprocess.Popen(
+                    argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    cwd=rp.dir, start_new_session=True, close_fds=True,
+                )
+        except BaseException:
+            rp.marker.unlink(missing_ok=True)  # nothing was spawned for this rank
+            raise
+        self._children[(job.id, r)] = proc
+        write_json(rp.shim, {"pid": proc.pid, "start": proc_start(proc.pid), "spawned_at": time.time()})
+
+    def _rank_env(self, job: Job, r: int) -> dict[str, str]:
+        master = self.addresses.get(job.allocation[0].node, "127.0.0.1")
+        env = {str(k): str(v) for k, v in job.spec.env.items()}
+        env.update(rank_env(job, r, master_addr=master, master_port=master_port_for(job.id)))
+        return env
+
+    def _abort(self, job: Job, paths: JobPaths, why: str) -> None:
+        create_exclusive(paths.launch_failed, why)
+        for r in paths.existing_ranks():
+            _stop_rank(paths.rank(r), "abort")
+
+    # poll --------------------------------------------------------------------------------------
+    def poll(self, jobs: Sequence[Job]) -> list[Observation]:
+        self._reap()
+        out = []
+        for job in jobs:
+            obs = self._poll_one(job)
+            if obs is not None:
+                out.append(obs)
+        return out
+
+    def _poll_one(self, job: Job) -> Observation | None:
+        paths = JobPaths.of(self.run_dir, job.id)
+        ranks = len(job.allocation) or len(paths.existing_ranks())
+        views = view_job(paths, ranks, self.launch_timeout_s)
+        failed = _read_text(paths.launch_failed)
+        unlaunched = [v for v in views if v.state is RankState.UNLAUNCHED]
+        if (unlaunched or not views) and failed is None:
+            if job.handle is None:
+                return None  # not launched yet: the control loop launches it
+            for v in unlaunched:
+                v.state, v.reason = RankState.LOST, f"rank {v.rank}: no trace in {paths.root}"
+            if not views:
+                return Observation(job.id, Phase.LOST, reason=f"no trace in {paths.root}")
+        self._enforce_gang(paths, views)
+        verdict = judge(views, failed, job.spec.time_limit_s)
+        return Observation(job.id, verdict.phase, verdict.exit_code, verdict.reason, str(paths.root),
+                           verdict.at)
+
+    def _enforce_gang(self, paths: JobPaths, views: list[RankView]) -> None:
+        """A gang fails as a whole: one bad rank stops the others; orphans of lost ranks die."""
+        if not any(v.bad for v in views):
+            return
+        for v in views:
+            if v.state is RankState.LOST:
+                if paths.rank(v.rank).dir.is_dir():
+                    create_exclusive(paths.rank(v.rank).stop, "lost")  # a late shim must not run it
+                kill_group(v.pids.get("child_pgid"), v.pids.get("child_start"))
+            elif v.active:
+                _stop_rank(paths.rank(v.rank), "gang")
+
+    def _reap(self) -> None:
+        with self._lock:
+            for key, proc in list(self._children.items()):
+                if proc.poll() is not None:
+                    del self._children[key]
+
+    # cancel ------------------------------------------------------------------------------------
+    def cancel(self, job: Job) -> None:
+        """Ask every rank's shim to stop (TERM, grace, KILL happen there). Does not wait."""
+        paths = JobPaths.of(self.run_dir, job.id)
+        with self._lock:
+            ranks = range(len(job.allocation)) if job.allocation else paths.existing_ranks()
+            for r in ranks:
+                rp = paths.rank(r)
+                rp.dir.mkdir(parents=True, exist_ok=True)  # a stop before the launch wins too
+                _stop_rank(rp, "cancel")
+
+    # logs --------------------------------------------------------------------------------------
+    def logs(self, job: Job, offset: int = 0, rank: int = 0) -> LogChunk:
+        n = len(job.allocation) or None
+        if rank < 0 or (n is not None and rank >= n):
+            raise ValidationError("rank", f"job {job.id} has no rank {rank}")
+        paths = JobPaths.of(self.run_dir, job.id)
+        ended = job.state.terminal or all(
+            paths.rank(r).exit.exists() for r in (range(n) if n else paths.existing_ranks()))
+        try:
+            with open(paths.rank(rank).output, "rb") as f:
+                f.seek(offset)
+                data = f.read(LOG_CHUNK)
+                at_end = f.tell() >= os.fstat(f.fileno()).st_size
+        except FileNotFoundError:
+            return LogChunk(b"", offset, ended, note="" if ended else "no output yet")
+        return LogChunk(data, offset + len(data), ended and at_end)
+
+    def close(self) -> None:
+        self._reap()
+
+
+def _stop_rank(rp: RankPaths, reason: str) -> None:
+    """Record why (first writer wins), then signal the shim; it reads the reason.
+
+    A shim without pid.json is still starting: it is not signalled (a TERM could kill it before
+    its handlers are in place); it checks `stop` before spawning and again after writing pid.json.
+    """
+    create_exclusive(rp.stop, reason)
+    pids = read_json(rp.pid)
+    if pids is not None:
+        signal_process(pids.get("shim_pid"), pids.get("shim_start"), signal.SIGTERM)
+
+
+def _env_file(env: dict[str, str]) -> bytes:
+    return b"".join(f"{k}={v}".encode("utf-8", "surrogateescape") + b"\0" for k, v in env.items())
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return None
+
+
+def _describe(job: Job) -> dict[str, object]:
+    return {
+        "id": job.id, "command": list(job.spec.command), "tenant": job.spec.tenant,
+        "allocation": [{"node": a.node, "gpus": list(a.gpus)} for a in job.allocation],
+        "time_limit_s": job.spec.time_limit_s, "launched_at": time.time(),
+    }

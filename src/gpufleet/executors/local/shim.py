@@ -1,0 +1,260 @@
+"""The per-rank shim of the local executor: a tiny detached supervisor of one user command.
+
+    python -I -S shim.py RANK_DIR TIME_LIMIT_S GRACE_S WORKDIR -- COMMAND ARGS...
+    (also runnable as `python -m gpufleet.executors.local.shim ...`)
+
+It is started in its own session (so it survives a kill -9 of the server) and:
+  1. starts COMMAND in its own process group, stdout+stderr appended to RANK_DIR/output.log,
+     env = its own environment + the NUL-separated K=V pairs of RANK_DIR/launch.env, cwd = WORKDIR;
+  2. atomically writes RANK_DIR/pid.json {shim_pid, shim_start, child_pid, child_pgid, child_start,
+     started_at} (start times: field 22 of /proc/<pid>/stat, so a reused pid is never mistaken);
+  3. enforces TIME_LIMIT_S (0 = none): TERM to the child's process group, GRACE_S, then KILL;
+  4. on SIGTERM/SIGINT/SIGHUP (a stop: cancel, gang stop...) does the same TERM/grace/KILL; the
+     reason is the word in RANK_DIR/stop ("cancel" when there is no such file);
+  5. when the child exits, KILLs what is left of its process group, then atomically writes
+     RANK_DIR/exit.json {exit_code (128+signal for signals), timed_out, cancelled, stopped_by,
+     started_at, ended_at, error}.
+
+Start latency matters (it is submit->running latency), so this module imports only builtin /
+C modules: no json, no subprocess, no enum-based `signal` wrapper, nothing of gpufleet.
+"""
+
+import os
+import select
+import sys
+import time
+
+try:  # the C module: `signal` itself pulls in enum (several ms of start-up)
+    import _signal as sig
+except ImportError:  # pragma: no cover - other interpreters
+    import signal as sig  # type: ignore[no-redef]
+
+STOP_SIGNALS = (sig.SIGTERM, sig.SIGINT, sig.SIGHUP)
+RESET_SIGNALS = tuple(getattr(sig, n) for n in ("SIGCHLD", "SIGPIPE", "SIGXFSZ") if hasattr(sig, n))
+MAX_SLEEP_S = 5.0  # safety net: re-check even if a wake-up were missed
+
+
+def proc_start(pid):
+    """Start time of `pid` in clock ticks since boot (None where there is no /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return int(data[data.rindex(b")") + 2:].split()[19])
+
+
+def _json_value(v):
+    if v is None:
+        return "null"
+    if v is True or v is False:
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    out = []
+    for c in str(v):
+        if c in '"\\' or ord(c) < 0x20:
+            out.append("\\u%04x" % ord(c))
+        else:
+            out.append(c)
+    return '"' + "".join(out) + '"'
+
+
+def write_json(path, obj):
+    """Atomic write of a flat dict as JSON (tmp + rename)."""
+    text = "{" + ", ".join(f'"{k}": {_json_value(v)}' for k, v in obj.items()) + "}\n"
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def read_stop(rank_dir):
+    """The stop reason written by the executor, None when there is none."""
+    try:
+        with open(os.path.join(rank_dir, "stop")) as f:
+            return f.read().strip() or "cancel"
+    except OSError:
+        return None
+
+
+def read_env(rank_dir):
+    env = dict(os.environ)
+    try:
+        with open(os.path.join(rank_dir, "launch.env"), "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return env
+    for item in data.split(b"\0"):
+        if item:
+            k, _, v = item.decode("utf-8", "surrogateescape").partition("=")
+            env[k] = v
+    return env
+
+
+def spawn(cmd, env, cwd, log_fd):
+    """fork+exec `cmd` in a new process group. Returns (pid, None) or (None, (exit_code, error))."""
+    r, w = os.pipe()  # close-on-exec: EOF means exec succeeded
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            os.close(r)
+            os.setpgid(0, 0)
+            for s in STOP_SIGNALS + RESET_SIGNALS:  # Python ignores SIGPIPE: undo for the child
+                sig.signal(s, sig.SIG_DFL)
+            if cwd:
+                os.chdir(cwd)
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)
+            os.dup2(log_fd, 1)
+            os.dup2(log_fd, 2)
+            os.execvpe(cmd[0], cmd, env)
+        except BaseException as e:  # noqa: BLE001 - report anything to the parent
+            where = "workdir" if cwd and not os.path.isdir(cwd) else "exec"
+            os.write(w, f"{where}\0{getattr(e, 'errno', 0) or 0}\0{e}".encode(errors="replace"))
+        finally:
+            os._exit(127)
+    os.close(w)
+    try:
+        os.setpgid(pid, pid)  # also in the parent: no race with an early killpg
+    except OSError:
+        pass
+    chunks = []
+    while True:
+        b = os.read(r, 4096)
+        if not b:
+            break
+        chunks.append(b)
+    os.close(r)
+    if not chunks:
+        return pid, None
+    os.waitpid(pid, 0)
+    where, errno_, msg = b"".join(chunks).decode(errors="replace").split("\0", 2)
+    if where == "workdir":
+        return None, (1, f"workdir {cwd!r} is not usable: {msg}")
+    code = 126 if errno_ in ("13", "8") else 127  # EACCES/ENOEXEC like a shell
+    return None, (code, f"cannot run {cmd[0]!r}: {msg}")
+
+
+class Supervisor:
+    """Waits for the child, enforcing the time limit and stops."""
+
+    def __init__(self, rank_dir, pid, limit_s, grace_s, wake_fd, signals):
+        self.rank_dir, self.pid, self.grace_s, self.wake_fd = rank_dir, pid, grace_s, wake_fd
+        self.signals = signals  # appended to by the stop-signal handler
+        self.started = time.monotonic()
+        self.deadline = self.started + limit_s if limit_s > 0 else None
+        self.kill_at = None
+        self.stopped_by = None
+        self.timed_out = False
+        self.status = None  # wait status, where it had to be reaped early (no waitid)
+
+    def killpg(self, signum):
+        try:
+            os.killpg(self.pid, signum)
+        except OSError:
+            pass
+
+    def begin_stop(self, why, now):
+        if self.stopped_by is None and not self.timed_out:
+            if why == "timeout":
+                self.timed_out = True
+            else:
+                self.stopped_by = why
+            self.killpg(sig.SIGTERM)
+            self.kill_at = now + self.grace_s
+
+    def exited(self):
+        if not hasattr(os, "waitid"):  # pragma: no cover - not Linux: reap now
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            self.status = status if pid else None
+            return bool(pid)
+        return os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+
+    def step(self):
+        """One round: act on stops/deadlines, then sleep until something may have changed."""
+        now = time.monotonic()
+        if self.signals or (self.stopped_by is None and read_stop(self.rank_dir)):
+            self.signals.clear()
+            self.begin_stop(read_stop(self.rank_dir) or "cancel", now)
+        if self.deadline is not None and now >= self.deadline:
+            self.begin_stop("timeout", now)
+        if self.kill_at is not None and now >= self.kill_at:
+            self.killpg(sig.SIGKILL)
+            self.kill_at = None
+        if self.exited():
+            return False
+        waits = [MAX_SLEEP_S]
+        if self.deadline is not None and not self.timed_out and self.stopped_by is None:
+            waits.append(self.deadline - now)
+        if self.kill_at is not None:
+            waits.append(self.kill_at - now)
+        select.select([self.wake_fd], [], [], max(0.0, min(waits)))
+        try:
+            os.read(self.wake_fd, 4096)
+        except BlockingIOError:
+            pass
+        return True
+
+    def run(self):
+        while self.step():
+            pass
+        self.killpg(sig.SIGKILL)  # leftovers of the group; the leader is a zombie: pgid not reused
+        status = self.status if self.status is not None else os.waitpid(self.pid, 0)[1]
+        code = os.waitstatus_to_exitcode(status)
+        return 128 - code if code < 0 else code
+
+
+def parse_args(argv):
+    rank_dir, limit, grace, workdir, dashdash, *cmd = argv
+    if dashdash != "--" or not cmd:
+        raise SystemExit("usage: shim.py RANK_DIR TIME_LIMIT_S GRACE_S WORKDIR -- COMMAND ...")
+    return rank_dir, float(limit), float(grace), workdir, cmd
+
+
+def _wake_pipe():
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    os.set_blocking(w, False)
+    sig.set_wakeup_fd(w)
+    return r
+
+
+def finish(rank_dir, started_at, **fields):
+    fields.setdefault("exit_code", None)
+    fields.setdefault("timed_out", False)
+    fields.setdefault("stopped_by", None)
+    fields["cancelled"] = fields["stopped_by"] == "cancel"
+    fields.setdefault("error", None)
+    fields.update(started_at=started_at, ended_at=time.time())
+    write_json(os.path.join(rank_dir, "exit.json"), fields)
+
+
+def main(argv):
+    rank_dir, limit_s, grace_s, workdir, cmd = parse_args(argv)
+    wake_fd = _wake_pipe()
+    signals = []
+    for s in STOP_SIGNALS:  # before the fork: a stop can never orphan the child
+        sig.signal(s, lambda signum, frame: signals.append(signum))
+    sig.signal(sig.SIGCHLD, lambda *_: None)  # only to wake select through the wake-up fd
+    early = read_stop(rank_dir)
+    if early:
+        return finish(rank_dir, None, stopped_by=early, error="stopped before it started")
+    log_fd = os.open(os.path.join(rank_dir, "output.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    pid, failure = spawn(cmd, read_env(rank_dir), workdir, log_fd)
+    started_at = time.time()
+    if failure:
+        os.write(log_fd, f"gpufleet: {failure[1]}\n".encode(errors="replace"))
+        return finish(rank_dir, started_at, exit_code=failure[0], error=failure[1])
+    os.close(log_fd)
+    me = os.getpid()
+    write_json(os.path.join(rank_dir, "pid.json"), {
+        "shim_pid": me, "shim_start": proc_start(me), "child_pid": pid, "child_pgid": pid,
+        "child_start": proc_start(pid), "started_at": started_at})
+    sup = Supervisor(rank_dir, pid, limit_s, grace_s, wake_fd, signals)
+    code = sup.run()
+    return finish(rank_dir, started_at, exit_code=code, timed_out=sup.timed_out, stopped_by=sup.stopped_by)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

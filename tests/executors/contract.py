@@ -1,0 +1,247 @@
+"""The executor contract: ONE suite that every engine (local, fake, slurm, kubernetes) passes.
+
+Use it for an engine by subclassing (see test_local.py and test_fake.py):
+
+    # tests/executors/<engine>/__init__.py (empty) must exist, then in test_<engine>.py:
+    from ..contract import ExecutorContract
+
+    class TestMyEngineContract(ExecutorContract):
+        RUNS_COMMANDS = True        # the engine really runs the command: rank env is checked in logs
+
+        @pytest.fixture
+        def executor(self):         # a fresh engine for one test; close it afterwards
+            ex = MyExecutor(...); yield ex; ex.close()
+
+        @pytest.fixture
+        def nodes(self):            # list[Allocation]: 2+ nodes, each with GPU indices it may use
+            return [Allocation("n1", (0,)), Allocation("n2", (1,))]
+
+        def reopen(self, executor): # a NEW instance on the same backing: what a restarted server sees
+            return MyExecutor(...)
+
+A test job is described abstractly by the `make_job` fixture: `make_job(seconds=0.5, exit_code=3,
+output="hi $NODE_RANK", ranks=2, time_limit_s=1)` (seconds=None: runs until stopped). It is conveyed
+BOTH as the command `sh -c 'echo "<output>"; sleep <seconds>; exit <code>'` AND as the env vars
+GPUFLEET_FAKE_SECONDS / GPUFLEET_FAKE_EXIT / GPUFLEET_FAKE_OUTPUT, so engines where nothing really
+executes (the fake, a fake kubelet) behave the same. `output` is plain text; it may use $VARS (the
+shell expands them) but no quotes, backslashes or backticks. Jobs made are cancelled at teardown.
+
+Knobs (class attributes): RUNS_COMMANDS, TIME_LIMIT_S (the limit the time-limit case sets), SLACK_S
+(how long to wait beyond what the job itself takes), POLL_S, CANCEL_PHASES (what cancel may end as).
+Engines whose time is not wall time override `clock()` and `sleep()`; `times_started()` proves
+"launch twice -> runs once" (default: count the job's output line in rank 0's log). An engine that
+cannot do one case overrides that test method with `pytest.skip("why")`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import time
+from typing import Callable, Collection, Iterator
+
+import pytest
+
+from gpufleet.domain import Allocation, Job, JobSpec, JobState
+from gpufleet.executors.base import Ability, Executor, LogChunk, Observation, Phase, master_port_for
+
+FOREVER_S = 600  # "runs until stopped" in the shell form
+_ids = itertools.count(int(time.time() * 1000) % 1_000_000_000)
+
+
+def wait_for(
+    executor: Executor,
+    job: Job,
+    phases: Collection[Phase],
+    timeout: float,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    interval: float = 0.05,
+) -> Observation:
+    """Poll `job` until its phase is one of `phases`; fail at `timeout`, or at once when it ended
+    in a phase not asked for. Returns the observation."""
+    deadline = clock() + timeout
+    last: Observation | None = None
+    while True:
+        for obs in executor.poll([job]):
+            if obs.job_id == job.id:
+                last = obs
+                if obs.handle and not job.handle:
+                    job.handle = obs.handle
+        if last is not None and last.phase in phases:
+            return last
+        if last is not None and last.phase.ended:
+            raise AssertionError(f"job {job.id} ended {last} while waiting for {sorted(phases)}")
+        if clock() >= deadline:
+            raise AssertionError(f"job {job.id}: no {sorted(phases)} within {timeout}s; last: {last}")
+        sleep(interval)
+
+
+def build_job(job_id: int, allocation: list[Allocation], *, seconds: float | None = 0,
+              exit_code: int = 0, output: str = "", time_limit_s: int | None = None) -> Job:
+    """A RUNNING job (as the control loop hands it to `launch`) that behaves as described."""
+    if re.search(r'["\\`]', output):
+        raise ValueError("test output may not hold quotes, backslashes or backticks")
+    script = f'echo "{output}"; ' if output else ""
+    script += f"sleep {FOREVER_S if seconds is None else format(seconds, 'g')}; exit {exit_code}"
+    env = {"GPUFLEET_FAKE_EXIT": str(exit_code), "GPUFLEET_FAKE_OUTPUT": output}
+    if seconds is not None:
+        env["GPUFLEET_FAKE_SECONDS"] = format(seconds, "g")
+    spec = JobSpec(command=("sh", "-c", script), gpus=len(allocation[0].gpus), nodes=len(allocation),
+                   time_limit_s=time_limit_s, name=f"contract-{job_id}", env=env)
+    return Job(job_id, spec, state=JobState.RUNNING, allocation=tuple(allocation),
+               submitted_at=time.time(), started_at=time.time())
+
+
+def read_logs(executor: Executor, job: Job, rank: int = 0, timeout: float = 10.0,
+              sleep: Callable[[float], None] = time.sleep) -> bytes:
+    """All of a rank's output, reading until the engine says it is complete."""
+    data, offset = b"", 0
+    deadline = time.monotonic() + timeout
+    while True:
+        chunk: LogChunk = executor.logs(job, offset, rank)
+        data, offset = data + chunk.data, chunk.offset
+        if chunk.complete or time.monotonic() >= deadline:
+            return data
+        if not chunk.data:
+            sleep(0.05)
+
+
+class ExecutorContract:
+    RUNS_COMMANDS = True
+    TIME_LIMIT_S = 1
+    SLACK_S = 15.0
+    POLL_S = 0.05
+    CANCEL_PHASES: frozenset[Phase] = frozenset({Phase.CANCELLED})
+
+    # -- what an engine provides -------------------------------------------------------------------
+    @pytest.fixture
+    def executor(self) -> Iterator[Executor]:
+        raise NotImplementedError("the engine's test class provides the `executor` fixture")
+
+    @pytest.fixture
+    def nodes(self) -> list[Allocation]:
+        raise NotImplementedError("the engine's test class provides the `nodes` fixture")
+
+    def reopen(self, executor: Executor) -> Executor:
+        raise NotImplementedError("a new executor instance on the same backing (a restart)")
+
+    def clock(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def times_started(self, executor: Executor, job: Job) -> int | None:
+        """How many times the job really started (None: this engine cannot tell)."""
+        if not (self.RUNS_COMMANDS and Ability.LOGS in executor.abilities):
+            return None
+        marker = job.spec.env["GPUFLEET_FAKE_OUTPUT"]
+        return read_logs(executor, job).decode().splitlines().count(marker)
+
+    # -- helpers -----------------------------------------------------------------------------------
+    @pytest.fixture
+    def make_job(self, executor: Executor, nodes: list[Allocation]) -> Iterator[Callable[..., Job]]:
+        made: list[Job] = []
+
+        def build(seconds: float | None = 0, exit_code: int = 0, output: str = "", ranks: int = 1,
+                  time_limit_s: int | None = None) -> Job:
+            assert len(nodes) >= ranks, f"the `nodes` fixture has fewer than {ranks} nodes"
+            job = build_job(next(_ids), nodes[:ranks], seconds=seconds, exit_code=exit_code,
+                            output=output, time_limit_s=time_limit_s)
+            made.append(job)
+            return job
+
+        yield build
+        for job in made:  # leave nothing running in a real engine
+            try:
+                executor.cancel(job)
+            except Exception:  # noqa: BLE001 - best effort
+                pass
+
+    def wait(self, executor: Executor, job: Job, phases: Collection[Phase], timeout: float) -> Observation:
+        return wait_for(executor, job, phases, timeout, clock=self.clock, sleep=self.sleep,
+                        interval=self.POLL_S)
+
+    def launch(self, executor: Executor, job: Job) -> str | None:
+        job.handle = executor.launch(job) or job.handle
+        return job.handle
+
+    # -- the contract ------------------------------------------------------------------------------
+    def test_success_reports_exit_0_and_logs(self, executor, make_job):
+        job = make_job(seconds=0, exit_code=0, output="hello from gpufleet")
+        self.launch(executor, job)
+        obs = self.wait(executor, job, {Phase.SUCCEEDED}, self.SLACK_S)
+        assert obs.exit_code == 0
+        if Ability.LOGS in executor.abilities:
+            assert b"hello from gpufleet" in read_logs(executor, job, sleep=self.sleep)
+        executor.cancel(job)  # cancelling an ended job is fine and changes nothing
+        assert [o.phase for o in executor.poll([job])] == [Phase.SUCCEEDED]
+
+    def test_nonzero_exit_fails_with_its_code(self, executor, make_job):
+        job = make_job(seconds=0, exit_code=3, output="about to fail")
+        self.launch(executor, job)
+        obs = self.wait(executor, job, {Phase.FAILED}, self.SLACK_S)
+        assert obs.exit_code == 3
+        assert obs.reason
+
+    def test_time_limit_gives_timeout(self, executor, make_job):
+        job = make_job(seconds=None, time_limit_s=self.TIME_LIMIT_S)
+        self.launch(executor, job)
+        self.wait(executor, job, {Phase.TIMEOUT}, self.TIME_LIMIT_S + self.SLACK_S)
+
+    def test_cancel_is_quick_and_ends_the_job(self, executor, make_job):
+        job = make_job(seconds=None)
+        self.launch(executor, job)
+        self.wait(executor, job, {Phase.RUNNING}, self.SLACK_S)
+        t0 = time.monotonic()
+        executor.cancel(job)
+        assert time.monotonic() - t0 < 2.0, "cancel must not wait for the job to end"
+        executor.cancel(job)  # idempotent
+        self.wait(executor, job, self.CANCEL_PHASES, self.SLACK_S)
+
+    def test_launch_twice_runs_once(self, executor, make_job):
+        job = make_job(seconds=0.5, output="started-once")
+        first = executor.launch(job)
+        second = executor.launch(job)
+        assert first == second
+        job.handle = first
+        self.wait(executor, job, {Phase.SUCCEEDED}, self.SLACK_S)
+        assert executor.launch(job) == first  # even after it ended: no second run
+        assert self.times_started(executor, job) in (1, None)
+
+    def test_restarted_executor_reattaches_running_job(self, executor, make_job):
+        job = make_job(seconds=3, exit_code=0, output="survivor")
+        self.launch(executor, job)
+        self.wait(executor, job, {Phase.RUNNING}, self.SLACK_S)
+        again = self.reopen(executor)
+        try:
+            assert [o.phase for o in again.poll([job])] == [Phase.RUNNING]
+            obs = self.wait(again, job, {Phase.SUCCEEDED}, 3 + self.SLACK_S)
+            assert obs.exit_code == 0
+            assert self.times_started(again, job) in (1, None)
+        finally:
+            again.close()
+
+    def test_two_ranks_get_their_own_rank_env(self, executor, make_job):
+        out = ("rank=$NODE_RANK world=$WORLD_SIZE master=$MASTER_ADDR:$MASTER_PORT "
+               "cuda=$CUDA_VISIBLE_DEVICES nvidia=$NVIDIA_VISIBLE_DEVICES job=$GPUFLEET_JOB_ID")
+        job = make_job(seconds=0, output=out, ranks=2)
+        self.launch(executor, job)
+        self.wait(executor, job, {Phase.SUCCEEDED}, self.SLACK_S)
+        if not (self.RUNS_COMMANDS and Ability.LOGS in executor.abilities):
+            return
+        seen = [_fields(read_logs(executor, job, rank)) for rank in (0, 1)]
+        for rank, env in enumerate(seen):
+            gpus = ",".join(str(i) for i in job.allocation[rank].gpus)
+            assert env["rank"] == str(rank) and env["world"] == "2", env
+            assert env["cuda"] == gpus and env["nvidia"] == gpus, env
+            assert env["job"] == str(job.id), env
+        assert seen[0]["master"] == seen[1]["master"]
+        assert seen[0]["master"].endswith(f":{master_port_for(job.id)}")
+
+
+def _fields(log: bytes) -> dict[str, str]:
+    line = next(ln for ln in log.decode().splitlines() if ln.startswith("rank="))
+    return dict(item.split("=", 1) for item in line.split())
