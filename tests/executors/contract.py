@@ -2,8 +2,8 @@
 
 Use it for an engine by subclassing (see test_local.py and test_fake.py):
 
-    # tests/executors/<engine>/__init__.py (empty) must exist, then in test_<engine>.py:
-    from ..contract import ExecutorContract
+    # in tests/executors/<engine>/test_<engine>.py (pyproject sets pythonpath = ["."]):
+    from tests.executors.contract import ExecutorContract
 
     class TestMyEngineContract(ExecutorContract):
         RUNS_COMMANDS = True        # the engine really runs the command: rank env is checked in logs
