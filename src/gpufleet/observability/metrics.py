@@ -1,0 +1,175 @@
+"""Every Prometheus metric gpufleet exposes, on ONE dedicated CollectorRegistry (never the global).
+
+    metrics = Metrics()                                   # main.py: one per server
+    app.mount("/metrics", metrics.asgi_app())             # or: body, ctype = metrics.render()
+    control loop:  metrics.update_fleet(jobs, nodes, now, unhealthy_nodes)   # every cycle
+                   metrics.observe_cycle(seconds)
+    health loop:   metrics.observe_health(node_health)
+    remediation:   metrics.observe_remediation(rem)       # from Remediator(on_change=...)
+    recurring:     metrics.observe_schedule_run(name, outcome)
+
+Fleet gauges (jobs, queue, GPUs) are computed into an immutable snapshot by `update_fleet` and
+emitted by a custom collector at scrape time, so a scrape never sees a half-cleared gauge.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter as Tally
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from gpufleet.domain import Job, JobState, Node, NodeState
+
+CYCLE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+STATUS_VALUE = {"ok": 0, "warn": 1, "fail": 2}
+
+
+@dataclass(frozen=True)
+class FleetSnapshot:
+    jobs: dict[tuple[str, str], int] = field(default_factory=dict)  # (state, tenant) -> count
+    queue_length: int = 0
+    oldest_pending_age_s: float = 0.0
+    gpus_total: dict[tuple[str, str], int] = field(default_factory=dict)  # (node, model) -> count
+    gpus_allocated: dict[tuple[str, str], int] = field(default_factory=dict)
+    gpus_healthy: dict[tuple[str, str], int] = field(default_factory=dict)
+    nodes: dict[str, int] = field(default_factory=dict)  # state -> count
+
+
+def fleet_snapshot(jobs: Iterable[Job], nodes: Iterable[Node], now: float,
+                   unhealthy: Iterable[str] = ()) -> FleetSnapshot:
+    """Pure: the gauge values for these jobs and nodes. A GPU is healthy when its node is UP and
+    not in `unhealthy` (nodes whose latest health run failed)."""
+    jobs = list(jobs)
+    bad = set(unhealthy)
+    active = [j for j in jobs if not j.state.terminal]
+    pending = [j for j in active if j.state is JobState.PENDING]
+    held = {(a.node, g) for j in active if j.state is JobState.RUNNING for a in j.allocation for g in a.gpus}
+    total: Tally = Tally()
+    allocated: Tally = Tally()
+    healthy: Tally = Tally()
+    node_states: Tally = Tally()
+    for n in nodes:
+        node_states[n.state.value] += 1
+        ok = n.state is NodeState.UP and n.name not in bad
+        for g in n.gpus:
+            key = (n.name, g.model)
+            total[key] += 1
+            allocated[key] += (n.name, g.index) in held
+            healthy[key] += ok
+    return FleetSnapshot(
+        jobs=dict(Tally((j.state.value, j.tenant) for j in active)),
+        queue_length=len(pending),
+        oldest_pending_age_s=max((now - j.submitted_at for j in pending), default=0.0),
+        gpus_total=dict(total), gpus_allocated=dict(allocated), gpus_healthy=dict(healthy),
+        nodes=dict(node_states),
+    )
+
+
+class _FleetCollector(Collector):
+    def __init__(self, metrics: Metrics):
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        s = self._metrics.snapshot
+        jobs = GaugeMetricFamily("gpufleet_jobs", "Active jobs by state and tenant", labels=["state", "tenant"])
+        for (state, tenant), n in sorted(s.jobs.items()):
+            jobs.add_metric([state, tenant], n)
+        yield jobs
+        yield GaugeMetricFamily("gpufleet_queue_length", "Pending jobs", value=s.queue_length)
+        yield GaugeMetricFamily("gpufleet_oldest_pending_age_seconds", "Age of the oldest pending job",
+                                value=s.oldest_pending_age_s)
+        for name, helptext, values in (
+            ("gpufleet_gpus_total", "GPUs by node and model", s.gpus_total),
+            ("gpufleet_gpus_allocated", "GPUs held by running jobs", s.gpus_allocated),
+            ("gpufleet_gpus_healthy", "GPUs on UP nodes whose latest health run passed", s.gpus_healthy),
+        ):
+            fam = GaugeMetricFamily(name, helptext, labels=["node", "model"])
+            for (node, model), n in sorted(values.items()):
+                fam.add_metric([node, model], n)
+            yield fam
+        nodes = GaugeMetricFamily("gpufleet_nodes", "Nodes by state", labels=["state"])
+        for state in NodeState:
+            nodes.add_metric([state.value], s.nodes.get(state.value, 0))
+        yield nodes
+
+    def describe(self) -> Iterator[Any]:
+        return iter(())
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self._lock = threading.Lock()
+        self._snapshot = FleetSnapshot()
+        self.registry.register(_FleetCollector(self))
+        r = self.registry
+        self.cycle_seconds = Histogram("gpufleet_scheduling_cycle_seconds", "Scheduling cycle duration",
+                                       buckets=CYCLE_BUCKETS, registry=r)
+        self.health_checks = Counter("gpufleet_health_checks", "Health check results",
+                                     ["check", "status"], registry=r)
+        self.health_status = Gauge("gpufleet_health_check_status",
+                                   "Latest result per node and check: 0 ok, 1 warn, 2 fail", ["node", "check"], registry=r)
+        self.health_runs_seconds = Histogram("gpufleet_health_run_seconds", "Duration of one node's health run",
+                                             registry=r)
+        self.remediation_outcomes = Counter("gpufleet_remediation_outcomes", "Finished remediations by outcome",
+                                            ["outcome"], registry=r)
+        self.remediation_steps = Counter("gpufleet_remediation_steps", "Remediation steps by phase and result",
+                                         ["phase", "result"], registry=r)
+        self.schedule_runs = Counter("gpufleet_schedule_runs", "Recurring schedule runs by outcome",
+                                     ["schedule", "outcome"], registry=r)
+        self._counted_steps: dict[tuple[str, float], int] = {}
+        self._finished: set[tuple[str, float]] = set()
+
+    @property
+    def snapshot(self) -> FleetSnapshot:
+        with self._lock:
+            return self._snapshot
+
+    def update_fleet(self, jobs: Iterable[Job], nodes: Iterable[Node], now: float,
+                     unhealthy: Iterable[str] = ()) -> None:
+        snap = fleet_snapshot(jobs, nodes, now, unhealthy)
+        with self._lock:
+            self._snapshot = snap
+
+    def observe_cycle(self, seconds: float) -> None:
+        self.cycle_seconds.observe(seconds)
+
+    def observe_health(self, health: Any) -> None:
+        """A NodeHealth (gpufleet.health.types)."""
+        for r in health.records:
+            self.health_checks.labels(r.check, r.status.value).inc()
+            self.health_status.labels(health.node, r.check).set(STATUS_VALUE[r.status.value])
+        self.health_runs_seconds.observe(sum(r.duration_s for r in health.records))
+
+    def observe_remediation(self, rem: Any) -> None:
+        """A Remediation (gpufleet.health.remediation); safe to call on every change."""
+        key = (rem.node, rem.started_at)
+        with self._lock:
+            if key in self._finished:
+                return
+            seen = self._counted_steps.get(key, 0)
+            new = rem.steps[seen:]
+            self._counted_steps[key] = len(rem.steps)
+            if rem.done:
+                self._counted_steps.pop(key, None)
+                self._finished.add(key)
+        for step in new:
+            self.remediation_steps.labels(step.phase.value, "ok" if step.ok else "failed").inc()
+        if rem.done:
+            self.remediation_outcomes.labels(rem.outcome).inc()
+
+    def observe_schedule_run(self, name: str, outcome: str) -> None:
+        self.schedule_runs.labels(name, outcome.split(":", 1)[0]).inc()
+
+    def render(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    def asgi_app(self) -> Any:
+        from prometheus_client import make_asgi_app
+
+        return make_asgi_app(registry=self.registry)
