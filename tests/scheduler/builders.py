@@ -112,3 +112,17 @@ def make_snapshot(nodes: Iterable[Node] = (), *, pending: Iterable[Job] = (), ru
     return Snapshot(nodes=tuple(nodes), running=tuple(running), pending=tuple(pending), tenants=dict(tenants),
                     bookings=tuple(bookings), usage=dict(usage or {}),
                     foreign={k: tuple(v) for k, v in (foreign or {}).items()}, config=cfg)
+
+
+def placed(decisions) -> dict[int, tuple[Allocation, ...]]:
+    """job id -> allocation of the placements in `decisions`."""
+    return {p.job_id: p.allocation for p in decisions.placements}
+
+
+def nodes_of(decisions, job_id: int) -> list[str]:
+    return [a.node for a in placed(decisions)[job_id]]
+
+
+def preempted(decisions) -> dict[int, object]:
+    """job id -> Preemption."""
+    return {p.job_id: p for p in decisions.preemptions}

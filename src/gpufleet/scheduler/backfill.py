@@ -16,7 +16,8 @@ from typing import Callable, Sequence
 
 from gpufleet.scheduler.scorers import pack_gang
 
-Release = tuple[float, int, str, int]  # (end, node, model, GPUs)
+Release = tuple[float, int, str, int, int, int]  # (end, node, model, GPUs, CPUs, memory MiB)
+UNKNOWN = 1 << 60  # CPUs or memory of a node that does not say
 
 
 @dataclass(slots=True)
@@ -48,48 +49,60 @@ class Backfill:
         """Everything `blocker` depends on for a job ending at `end`, as a cache key."""
         return tuple(end > r.start for r in self.reservations)
 
-    def placed(self, i: int, model: str | None, gpus: int, end: float) -> None:
+    def placed(self, i: int, model: str | None, gpus: int, end: float, cpus: int = 0, mem: int = 0) -> None:
         """A job starts on node i now: it releases at `end`, and eats spare it runs across."""
         if model is None or not gpus:
             return
-        self.added.append((max(end, self.now), i, model, gpus))
+        self.added.append((max(end, self.now), i, model, gpus, cpus, mem))
         for r in self.on_node.get(i, ()):
             if r.model == model and end > r.start:
                 r.spare[i] -= gpus
 
-    def reserve(self, job_id: int, model: str, gpus: int, count: int, free_now: dict[int, int],
-                rack_of: Sequence[tuple[str, str]], topology: bool) -> Reservation | None:
-        """When will `count` of the candidate nodes (free_now: node -> free GPUs of model now, already
-        restricted to eligible, unreserved nodes) have `gpus` free? Reserve them from then on."""
-        free = dict(free_now)
-        fits = {i for i, f in free.items() if f >= gpus}
+    def reserve(self, job_id: int, model: str, need: tuple[int, int, int], count: int,
+                free_now: dict[int, list[int]], rack_of: Sequence[tuple[str, str]],
+                topology: bool) -> Reservation | None:
+        """When will `count` of the candidate nodes have `need` = (GPUs of model, CPUs, memory) free?
+        free_now: node -> [GPUs, CPUs, memory] free now, for the eligible nodes no reservation holds.
+        Reserve those nodes from then on."""
+        free = {i: list(f) for i, f in free_now.items()}
+        fits = {i for i, f in free.items() if _fits(f, need)}
         start = self.now
         if len(fits) < count:
-            start = self._walk(free, fits, model, gpus, count)
+            start = self._walk(free, fits, model, need, count)
             if start is None:
                 return None
-        cands = sorted(((free[i] - gpus,), i) for i in fits)
+        gpus = need[0]
+        cands = sorted(((free[i][0] - gpus,), i) for i in fits)
         chosen = pack_gang(cands, count, rack_of, topology)
         if chosen is None:
             return None
-        r = Reservation(job_id, model, start, tuple(chosen), {i: free[i] - gpus for i in chosen})
+        r = Reservation(job_id, model, start, tuple(chosen), {i: free[i][0] - gpus for i in chosen})
         self.reservations.append(r)
         self.models.add(model)
         for i in chosen:
             self.on_node.setdefault(i, []).append(r)
         return r
 
-    def _walk(self, free: dict[int, int], fits: set[int], model: str, gpus: int, count: int) -> float | None:
-        for end, i, m, n in heapq.merge(self.releases, sorted(self.added)):
-            if m != model or i not in free:
+    def _walk(self, free: dict[int, list[int]], fits: set[int], model: str, need: tuple[int, int, int],
+              count: int) -> float | None:
+        for end, i, m, g, c, mem in heapq.merge(self.releases, sorted(self.added)):
+            f = free.get(i)
+            if f is None:
                 continue
-            free[i] += n
-            if free[i] >= gpus:
+            if m == model:
+                f[0] += g
+            f[1] += c
+            f[2] += mem
+            if i not in fits and _fits(f, need):
                 fits.add(i)
                 if len(fits) >= count:
                     return max(end, self.now)
         return None
 
-    def free_candidates(self, nodes, free_of: Callable[[int], int]) -> dict[int, int]:
-        """Current free GPUs of the given nodes that no other reservation holds."""
+    def free_candidates(self, nodes, free_of: Callable[[int], list[int]]) -> dict[int, list[int]]:
+        """What the given nodes have free now ([GPUs, CPUs, memory]), skipping reserved ones."""
         return {i: free_of(i) for i in nodes if i not in self.on_node}
+
+
+def _fits(free: list[int], need: tuple[int, int, int]) -> bool:
+    return free[0] >= need[0] and free[1] >= need[1] and free[2] >= need[2]

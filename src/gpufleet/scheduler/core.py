@@ -44,27 +44,48 @@ def schedule(snapshot: Snapshot, now: float) -> Decisions:
 
 def _consider(cyc: Cycle, job: Job, first_pass: bool) -> bool:
     """Steps 2-5 for one job. False: it may only borrow, come back after the guaranteed jobs."""
-    ask = cyc.ask(job)
-    if ask.reason:
-        return _wait(cyc, job, ask.reason)
+    key = cyc.verdict_key(job, first_pass)
+    verdict = cyc.verdicts.get(key, "")
+    if verdict is None:
+        return False
+    if verdict:
+        return _wait(cyc, job, verdict)
     if len(cyc.d.placements) >= cyc.cfg.max_placements_per_cycle:
         return _wait(cyc, job, "Queued(placement limit of this cycle reached)")
+    outcome = _steps(cyc, cyc.ask(job), first_pass)
+    if outcome is None or outcome[1]:
+        cyc.verdicts[key] = outcome and outcome[0]
+    return outcome is not None
+
+
+def _steps(cyc: Cycle, ask: Ask, first_pass: bool) -> tuple[str, bool] | None:
+    """(reason, the same job would get it too) or ("", False) when placed; None when deferred."""
+    job = ask.job
+    if ask.reason:
+        return _fail(cyc, job, ask.reason)
     # 2. admit against quota
     models, adm = _admit(cyc, ask, first_pass)
     if adm is not None and adm.reason:
-        return _wait(cyc, job, adm.reason)
+        return _fail(cyc, job, adm.reason)
     if not models:
-        return False
+        return None
     # 3. place
     if _place(cyc, ask, models):
-        return True
+        return "", False
     if first_pass and adm is not None and adm.borrowing:
-        return False  # it may still borrow another model, after the guaranteed jobs
+        return None  # it may still borrow another model, after the guaranteed jobs
     # 4. preempt
     if _preempt(cyc, ask, models):
-        return True
+        return "", False
     # 5. backfill: the head job reserves, the others learn why they wait
-    return _wait(cyc, job, _blocked(cyc, ask, models))
+    reason, reserved = _blocked(cyc, ask, models)
+    _wait(cyc, job, reason)
+    return reason, not reserved
+
+
+def _fail(cyc: Cycle, job: Job, reason: str) -> tuple[str, bool]:
+    _wait(cyc, job, reason)
+    return reason, True
 
 
 def _wait(cyc: Cycle, job: Job, reason: str) -> bool:
@@ -204,25 +225,26 @@ def _wait_for_release(cyc: Cycle, ask: Ask, model: str) -> bool:
 
 
 # 5. backfill ------------------------------------------------------------------------------------------
-def _blocked(cyc: Cycle, ask: Ask, models: list) -> str:
+def _blocked(cyc: Cycle, ask: Ask, models: list) -> tuple[str, bool]:
     """Reserve for the head job of its GPU model (EASY backfill), else explain the wait."""
     if models[0] is None:
-        return f"Resources(needs {ask.nodes} nodes with {ask.cpus} CPUs, {ask.mem} MB free)"
+        return f"Resources(needs {ask.nodes} nodes with {ask.cpus} CPUs, {ask.mem} MB free)", False
     state, bf = cyc.state, cyc.backfill
     model = models[0]
     if cyc.cfg.backfill and model not in bf.models and len(bf.reservations) < cyc.cfg.max_reservations:
         gate = cyc.gate(ask, model, reservations=False, resources=False)
         nodes = [i for i in up_nodes_with(state, model, ask.elig) if gate is None or gate(i)]
-        free_now = bf.free_candidates(nodes, lambda i: state.free_count(i, model))
-        r = bf.reserve(ask.job.id, model, ask.gpus, ask.nodes, free_now, state.rack, state.topology)
+        free_now = bf.free_candidates(nodes, lambda i: cyc.free_now(i, model))
+        need = (ask.gpus, ask.cpus, ask.mem)
+        r = bf.reserve(ask.job.id, model, need, ask.nodes, free_now, state.rack, state.topology)
         if r is not None:
             largest = max(state.largest_free(m, ask.elig) for m in models)
-            return why.resources(ask.gpus, ask.nodes, models, largest, r.start - cyc.now)
+            return why.resources(ask.gpus, ask.nodes, models, largest, r.start - cyc.now, ask.cpus, ask.mem), True
     key = cyc.search_key(ask, model)
     reason = cyc.failed.get(key)
     if reason is None:
         reason = cyc.failed[key] = _explain(cyc, ask, models)
-    return reason
+    return reason, False
 
 
 def _explain(cyc: Cycle, ask: Ask, models: list) -> str:
@@ -241,7 +263,4 @@ def _explain(cyc: Cycle, ask: Ask, models: list) -> str:
                 if b is not None:
                     return cyc.bookings.describe(b)
     largest = max(state.largest_free(m, ask.elig) for m in models)
-    if largest >= ask.gpus and (ask.cpus or ask.mem):
-        return (f"Resources(needs {why.what(ask.gpus, ask.nodes, models)} with {ask.cpus} CPUs, "
-                f"{ask.mem} MB per node; no node has both free)")
-    return why.resources(ask.gpus, ask.nodes, models, largest)
+    return why.resources(ask.gpus, ask.nodes, models, largest, None, ask.cpus, ask.mem)

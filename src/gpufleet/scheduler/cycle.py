@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gpufleet.domain import Allocation, Booking, Job
-from gpufleet.scheduler.backfill import Backfill, Release
+from gpufleet.scheduler.backfill import UNKNOWN, Backfill, Release
 from gpufleet.scheduler.filters import Eligibility, static_eligibility
 from gpufleet.scheduler.filters.bookings import BookingRules
 from gpufleet.scheduler.placement import Gate
@@ -49,6 +49,8 @@ class Cycle:
         self._classify_running()
         self.backfill = Backfill(releases, now)
         self._elig: dict[tuple, Eligibility] = {}
+        self._shapes: dict[tuple, tuple] = {}
+        self.verdicts: dict[tuple, str | None] = {}  # verdict_key -> reason, or None: deferred
         self.failed: dict[tuple, str | None] = {}  # placement search key -> reason once explained
         self.failed_preempt: set[tuple] = set()
         self.preemptors = 0
@@ -76,7 +78,8 @@ class Cycle:
             end = now if leaving else max(now, started + (job.spec.time_limit_s or default))
             up_on = {i: n for i, n in on.items() if state.up[i]}
             if model is not None:
-                releases.extend((end, i, model, n) for i, n in up_on.items())
+                cpus, mem = job.spec.cpus or 0, job.spec.mem_mb or 0
+                releases.extend((end, i, model, n, cpus, mem) for i, n in up_on.items())
                 self._victims.append((job, model if not leaving else None, up_on))
                 if leaving:
                     self.victims.add_leaving(job.id, up_on, model)
@@ -98,22 +101,33 @@ class Cycle:
         spec = job.spec
         cfg = self.cfg
         end = self.now + (spec.time_limit_s or cfg.default_time_limit_s)
-        booking, why = self.bookings.own(job)
-        key = (spec.gpu_model, tuple(sorted(spec.constraints.items())) if spec.constraints else (),
-               booking.id if booking else None)
+        booking, why = self.bookings.own(job) if spec.booking is not None else (None, "")
+        cons = tuple(sorted(spec.constraints.items())) if spec.constraints else ()
+        key = (spec.gpu_model, cons, booking.id if booking else None)
         ask = Ask(job, max(0, spec.gpus), max(1, spec.nodes), spec.cpus or 0, spec.mem_mb or 0, end,
                   spec.priority // cfg.priority_class_size, None, key, (), booking, why)
         if why:
             return ask
-        elig = self._elig.get(key)
-        if elig is None:
-            elig = self._elig[key] = static_eligibility(job, self.state, booking)
-        ask.elig = elig.nodes
-        if elig.reason:
-            ask.reason = elig.reason
-            return ask
-        ask.reason = self._sizes(ask, elig)
+        shape = self._shapes.get((key, ask.gpus, ask.nodes))
+        if shape is None:
+            elig = self._elig.get(key)
+            if elig is None:
+                elig = self._elig[key] = static_eligibility(job, self.state, booking)
+            ask.elig = elig.nodes
+            ask.reason = elig.reason or self._sizes(ask, elig)
+            shape = self._shapes[(key, ask.gpus, ask.nodes)] = (ask.elig, ask.models, ask.reason)
+        ask.elig, ask.models, ask.reason = shape
         return ask
+
+    def verdict_key(self, job: Job, first_pass: bool) -> tuple:
+        """Everything that decides a job's fate in this cycle. Within a cycle capacity, quota
+        headroom and victims only shrink, so a job that failed fails again for the same key."""
+        spec = job.spec
+        end = self.now + (spec.time_limit_s or self.cfg.default_time_limit_s)
+        cons = tuple(sorted(spec.constraints.items())) if spec.constraints else ()
+        return (first_pass, spec.tenant, spec.priority // self.cfg.priority_class_size, spec.gpu_model,
+                spec.gpus, spec.nodes, spec.cpus, spec.mem_mb, spec.booking, cons,
+                self.bookings.context(job, end), self.backfill.context(end))
 
     def _sizes(self, ask: Ask, elig: Eligibility) -> str:
         """Which models have at least `nodes` eligible nodes big enough; else why not."""
@@ -165,13 +179,18 @@ class Cycle:
         for i in nodes:
             gpus = state.choose(i, model, ask.gpus) if model is not None else ()
             state.take(i, model, gpus, ask.cpus, ask.mem)
-            self.backfill.placed(i, model, len(gpus), ask.end)
+            self.backfill.placed(i, model, len(gpus), ask.end, ask.cpus, ask.mem)
             allocs.append(Allocation(state.nodes[i].name, gpus))
         if model is not None and ask.booking is None:
             self.quota.take(job.spec.tenant, model, ask.gpus * ask.nodes)
         if self.backfill.reservations:
             self.backfilled += 1
         self.d.placements.append(Placement(job.id, tuple(allocs)))
+
+    def free_now(self, i: int, model: str) -> list[int]:
+        """[GPUs of model, CPUs, memory] free on node i now (unknown CPUs/memory: unlimited)."""
+        c, m = self.state.cpu_free[i], self.state.mem_free[i]
+        return [self.state.free_count(i, model), UNKNOWN if c is None else c, UNKNOWN if m is None else m]
 
     def hold(self, i: int, model: str, gpus: int) -> None:
         """Keep `gpus` of node i (free ones first, then leaving ones) for a job starting next cycle."""

@@ -28,14 +28,19 @@ def fmt_in(seconds: float) -> str:
     return f"{d}d{h}h" if h else f"{d}d"
 
 
-def what(gpus: int, nodes: int, models: list[str] | tuple[str, ...]) -> str:
+def what(gpus: int, nodes: int, models, cpus: int = 0, mem_mb: int = 0) -> str:
     model = models[0] if len(models) == 1 else "gpus" if not models else "|".join(models)
-    return f"{nodes}x{gpus} {model}"
+    extra = [f"{cpus} CPUs"] * bool(cpus) + [f"{mem_mb} MB"] * bool(mem_mb)
+    return f"{nodes}x{gpus} {model}" + (f" with {', '.join(extra)} per node" if extra else "")
 
 
-def resources(gpus: int, nodes: int, models, largest: int, starts_in: float | None = None) -> str:
+def resources(gpus: int, nodes: int, models, largest: int, starts_in: float | None = None,
+              cpus: int = 0, mem_mb: int = 0) -> str:
     tail = f"; reserved, starts in {fmt_in(starts_in)}" if starts_in is not None else ""
-    return f"Resources(needs {what(gpus, nodes, models)}, largest free {largest}{tail})"
+    free = f"largest free {largest}"
+    if (cpus or mem_mb) and largest >= gpus:
+        free += ", CPUs/memory short"
+    return f"Resources(needs {what(gpus, nodes, models, cpus, mem_mb)}, {free}{tail})"
 
 
 def backfill_blocked(head_job: int, starts_in: float) -> str:
