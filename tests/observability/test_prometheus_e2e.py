@@ -84,6 +84,18 @@ def query_until(url: str, promql: str, timeout_s: float = 60.0) -> list[dict]:
     raise AssertionError(f"no result for {promql!r} through Prometheus: {last}")
 
 
+def assert_dashboard_queries_parse(url: str) -> None:
+    """Every PromQL expression of deploy/grafana/gpufleet.json is accepted by the real Prometheus."""
+    from tests.observability.test_grafana_dashboard import dashboard_exprs
+
+    for expr in dashboard_exprs():
+        promql = expr.replace("$model", ".*").replace("$node", ".*")
+        if promql.startswith("label_values("):
+            continue  # a Grafana function, not PromQL
+        body = httpx.get(f"{url}/api/v1/query", params={"query": promql}, timeout=5).json()
+        assert body["status"] == "success", (promql, body)
+
+
 def test_prometheus_scrapes_our_registry_and_answers_a_query(tmp_path):
     require_prometheus()
     metrics = Metrics()
@@ -101,6 +113,7 @@ def test_prometheus_scrapes_our_registry_and_answers_a_query(tmp_path):
             assert float(gpus["value"][1]) == 8
             up = query_until(url, "up")
             assert float(up[0]["value"][1]) == 1
+            assert_dashboard_queries_parse(url)
     finally:
         server.shutdown()
         server.server_close()
