@@ -79,8 +79,8 @@ def _json_list(text: str, key: str) -> list[dict]:
     except json.JSONDecodeError as e:
         raise SlurmError(f"cannot parse Slurm JSON ({key}): {e}") from e
     errors = [e for e in data.get("errors") or () if e]
-    if errors and not data.get(key):
-        raise SlurmError(f"Slurm reported errors: {errors}")
+    if errors and not data.get(key):  # e.g. slurm_load_jobs failed: slurmctld is not answering
+        raise SlurmUnavailable(f"Slurm reported errors: {errors}")
     return list(data.get(key) or ())
 
 
@@ -108,11 +108,16 @@ class RestApi:
     """The job API through slurmrestd. `url` is `unix:/path/to.sock` (rest_auth/local) or
     `http://host:6820` with a JWT (`token_file`, `user`). `version` picks the OpenAPI plugin."""
 
+    # OpenAPI versions whose job description has no node list ("required_nodes" is a disabled key):
+    # such jobs are submitted held, given their nodes with scontrol, then released.
+    NO_NODELIST = frozenset({"v0.0.36", "v0.0.37", "v0.0.38"})
+
     def __init__(self, url: str, version: str = "v0.0.38", user: str | None = None,
-                 token_file: str | None = None, timeout_s: float = 30.0):
+                 token_file: str | None = None, timeout_s: float = 30.0, run: Runner | None = None):
         import httpx
 
         self.version = version
+        self.run = run or Runner()
         headers = {}
         if user:
             headers["X-SLURM-USER-NAME"] = user
@@ -138,15 +143,28 @@ class RestApi:
         except ValueError:
             data = {}
         errors = [e for e in data.get("errors") or () if e]
-        if resp.status_code >= 400 or (errors and method != "GET"):
+        if resp.status_code >= 400 or (errors and method != "GET" and data.get("job_id") is None):
             msg = "; ".join(str(e.get("error") or e.get("description") or e) for e in errors) or resp.text[:300]
-            cls = SlurmUnavailable if resp.status_code in (502, 503, 504) or any(
+            cls = SlurmUnavailable if resp.status_code >= 500 or (method == "GET" and errors) or any(
                 m.lower() in msg.lower() for m in UNAVAILABLE_MARKERS) else SlurmError
             raise cls(f"slurmrestd {method} {path}: {resp.status_code} {msg}")
         return data
 
     def submit(self, req: SubmitRequest) -> int:
-        return int(self._call("POST", "job/submit", {"script": req.script, "job": rest_job(req)})["job_id"])
+        job = rest_job(req)
+        late_nodes = req.nodelist if self.version in self.NO_NODELIST else None
+        if late_nodes:
+            job.pop("required_nodes", None)
+            job["hold"] = True
+        job_id = int(self._call("POST", "job/submit", {"script": req.script, "job": job})["job_id"])
+        if late_nodes:
+            try:
+                self.run("scontrol", "update", f"jobid={job_id}", f"reqnodelist={late_nodes}")
+                self.run("scontrol", "release", str(job_id))
+            except SlurmError:
+                self.run("scancel", str(job_id), check=False)
+                raise
+        return job_id
 
     def jobs(self) -> list[dict]:
         return list(self._call("GET", "jobs").get("jobs") or ())
@@ -228,8 +246,8 @@ class Admin:
     def create_reservation(self, name: str, fields: dict[str, str]) -> None:
         verb = "update" if self.reservation_exists(name) else "create"
         args = [f"{k}={v}" for k, v in fields.items()]
-        if verb == "update":  # flags cannot be re-set on update
-            args = [a for a in args if not a.startswith("flags=")]
+        if verb == "update":  # flags cannot be re-set, and a started reservation keeps its start
+            args = [a for a in args if not a.startswith("flags=") and a != "starttime=now"]
         self.run("scontrol", verb, "reservation", f"reservationname={name}", *args)
 
     def delete_reservation(self, name: str) -> None:

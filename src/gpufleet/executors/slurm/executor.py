@@ -65,7 +65,7 @@ class SlurmExecutor(ExecutorBase):
             if not cfg.rest_url:
                 raise ValueError("slurm api 'rest' needs rest_url")
             self.api = RestApi(cfg.rest_url, cfg.rest_version, cfg.rest_user, cfg.rest_token_file,
-                               cfg.command_timeout_s)
+                               cfg.command_timeout_s, run)
         else:
             self.api = CliApi(run)
         self.clock = clock

@@ -292,7 +292,9 @@ def phase_of(job: SlurmJob, timeout_marker: str = "") -> tuple[Phase, int | None
 # ---------------------------------------------------------------------------------------- nodes
 
 DOWN_BASE_STATES = frozenset({"down", "future", "unknown", "error", "power_down", "powered_down"})
-DOWN_FLAGS = frozenset({"NOT_RESPONDING", "POWERED_DOWN", "POWER_DOWN", "REBOOT_ISSUED", "POWERING_UP"})
+# NOT_RESPONDING alone is not DOWN: Slurm itself waits SlurmdTimeout before it downs a node (and
+# every node is briefly "not responding" after slurmctld restarts); the label slurm.state shows it.
+DOWN_FLAGS = frozenset({"POWERED_DOWN", "POWER_DOWN", "REBOOT_ISSUED", "POWERING_UP"})
 DRAIN_FLAGS = frozenset({"DRAIN", "DRAINING", "DRAINED", "FAIL"})
 
 
