@@ -118,9 +118,20 @@ def server_factory(tmp_path, db_url):
     yield make
     for s in made:
         s.stop()
-    subprocess.run(["pkill", "-f", f"gpufleet.executors.local.shim.*{tmp_path}"], check=False)
+    stop_all_jobs(tmp_path)
 
 
 @pytest.fixture
 def server(server_factory):
     return server_factory().start()
+
+
+def stop_all_jobs(home: Path) -> None:
+    """Leave nothing running: TERM the process group of every job this test's server started."""
+    for pid_file in (home / "runs" / "jobs").glob("*/rank-*/pid.json"):
+        try:
+            info = json.loads(pid_file.read_text())
+            os.killpg(int(info["child_pgid"]), signal.SIGKILL)
+            os.kill(int(info["shim_pid"]), signal.SIGKILL)
+        except (OSError, ValueError, KeyError):
+            pass

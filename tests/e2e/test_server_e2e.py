@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import stat
 import time
 
@@ -132,10 +134,19 @@ def test_restart_marks_vanished_job_lost(server):
     job = server.submit("--", "sleep", "60")
     j = server.wait_state(job, {"RUNNING"})
     server.kill9()
-    import subprocess
-    subprocess.run(["pkill", "-9", "-f", f"gpufleet.executors.local.shim.*{server.home}"], check=False)
-    subprocess.run(["pkill", "-9", "-f", "sleep 60"], check=False)
+    kill_job_processes(server.home, job)
     server.start()
     lost = server.wait_state(job, {"LOST", "FAILED"}, timeout=20)
     assert lost["state"] == "LOST" and lost["reason"]
     assert j["nodes"]
+
+
+def kill_job_processes(home, job_id: int) -> None:
+    """kill -9 exactly the shim and the command of one job, by the pids its shim recorded."""
+    for pid_file in (home / "runs" / "jobs" / str(job_id)).glob("rank-*/pid.json"):
+        info = json.loads(pid_file.read_text())
+        for key in ("shim_pid", "child_pgid"):  # the shim first: it must not see its child die
+            try:
+                (os.killpg if key == "child_pgid" else os.kill)(int(info[key]), signal.SIGKILL)
+            except (KeyError, ProcessLookupError):
+                pass

@@ -26,6 +26,7 @@ from gpufleet.store import Store
 
 log = logging.getLogger("gpufleet.control")
 Clock = Callable[[], float]
+USAGE_SAVE_S = 10.0
 
 
 @dataclass(slots=True)
@@ -49,6 +50,7 @@ class ControlLoop:
     usage: dict[str, float] = field(default_factory=dict)
     _signalled: set[int] = field(default_factory=set)
     _usage_at: float | None = None
+    _usage_saved_at: float = 0.0
 
     def __post_init__(self) -> None:
         self.usage = {k: float(v) for k, v in self.store.get_meta("fairshare_usage").items()}
@@ -143,6 +145,8 @@ class ControlLoop:
 
     # 4. schedule -----------------------------------------------------------------------------
     def _account_usage(self, running: list[Job], now: float) -> None:
+        """Fair-share usage: GPU-seconds per tenant, decayed with the configured half-life.
+        Kept in memory every cycle, persisted at most every USAGE_SAVE_S."""
         if self._usage_at is not None and now > self._usage_at:
             dt = now - self._usage_at
             decay = 0.5 ** (dt / self.config.fairshare_half_life_s)
@@ -150,7 +154,9 @@ class ControlLoop:
                 self.usage[t] *= decay
             for j in running:
                 self.usage[j.tenant] = self.usage.get(j.tenant, 0.0) + j.gpus_held * dt
-            self.store.put_meta("fairshare_usage", self.usage)
+            if now - self._usage_saved_at >= USAGE_SAVE_S:
+                self.store.put_meta("fairshare_usage", self.usage)
+                self._usage_saved_at = now
         self._usage_at = now
 
     def _snapshot(self, nodes: list[Node], running: list[Job], pending: list[Job]) -> Snapshot:
@@ -219,12 +225,16 @@ def foreign_gpus(nodes: list[Node]) -> dict[str, tuple[int, ...]]:
 
 
 def run_control(loop: ControlLoop, stop: threading.Event, wake: threading.Event,
-                interval_s: float = 0.5) -> None:
-    """Run cycles until `stop` is set; a `wake` (e.g. a new submission) starts one at once."""
+                interval_s: float = 0.5, min_gap_s: float = 0.05) -> None:
+    """Run cycles until `stop` is set; a `wake` (e.g. a new submission) starts one soon. Wakes
+    that arrive during a cycle coalesce into one more cycle, at least `min_gap_s` later, so a burst
+    of submissions does not starve the API of the interpreter."""
     while not stop.is_set():
+        started = time.monotonic()
         try:
             loop.cycle()
         except Exception:
             log.exception("control cycle failed; retrying")
-        wake.wait(interval_s)
+        if wake.wait(interval_s):
+            stop.wait(max(0.0, started + min_gap_s - time.monotonic()))
         wake.clear()

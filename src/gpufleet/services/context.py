@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from gpufleet.domain import Forbidden, User
+from gpufleet.domain import Forbidden, Node, Tenant, User
 from gpufleet.executors.base import Executor
 from gpufleet.store import Store
 
@@ -17,8 +17,31 @@ class Ctx:
     executor: Executor
     clock: Callable[[], float] = time.time
     wake: Callable[[], None] = field(default=lambda: None)
+    cache_ttl_s: float = 2.0
+    _cache: dict[str, tuple[float, object]] = field(default_factory=dict, repr=False)
+
+    def tenant_names(self) -> set[str]:
+        """Known tenants, cached briefly for the submit path (invalidated by tenant writes)."""
+        return self._cached("tenants", lambda: {t.name for t in self.store.tenants()})
+
+    def nodes(self) -> list[Node]:
+        """Nodes for validation, cached briefly (invalidated by node writes here)."""
+        return self._cached("nodes", self.store.nodes)
+
+    def invalidate(self, *keys: str) -> None:
+        for k in keys or tuple(self._cache):
+            self._cache.pop(k, None)
+
+    def _cached(self, key: str, load: Callable[[], object]):
+        hit = self._cache.get(key)
+        now = time.monotonic()
+        if hit is None or hit[0] < now:
+            hit = (now + self.cache_ttl_s, load())
+            self._cache[key] = hit
+        return hit[1]
 
     def audit(self, user: User, action: str, target: str, **detail: object) -> None:
+        """Record who did what (submit, cancel, drain, book...) in the audit table."""
         self.store.audit(self.clock(), user.name, action, target, dict(detail))
 
 

@@ -14,24 +14,33 @@ from gpufleet.services.context import Ctx, can_see
 
 def submit(ctx: Ctx, user: User, data: Mapping[str, Any]) -> Job:
     """Validate against the spec rules AND the cluster, then store. Durable when it returns."""
+    return submit_many(ctx, user, [data])[0]
+
+
+def submit_many(ctx: Ctx, user: User, items: Sequence[Mapping[str, Any]]) -> list[Job]:
+    """All items are validated before any is stored; then all are stored in one transaction."""
+    specs = [_validate(ctx, user, data) for data in items]
+    now = ctx.clock()
+    jobs = [Job(id=0, spec=spec, user=user.name, submitted_at=now, reason="Submitted") for spec in specs]
+    ctx.store.add_jobs(jobs, now, audit_user=user.name)
+    ctx.wake()
+    return jobs
+
+
+def _validate(ctx: Ctx, user: User, data: Mapping[str, Any]):
     spec = build_spec(data, default_tenant=user.tenant)
     if not user.admin and spec.tenant != user.tenant:
         raise ValidationError("tenant", f"user {user.name} may only submit to tenant {user.tenant}")
-    tenants = {t.name for t in ctx.store.tenants()}
+    tenants = ctx.tenant_names()
     if spec.tenant not in tenants:
         raise ValidationError("tenant", f"unknown tenant {spec.tenant!r} (known: {', '.join(sorted(tenants))})")
     for field in sorted(ctx.executor.requires):
         if not getattr(spec, field, None):
             raise ValidationError(field, f"required by the {ctx.executor.name} engine")
-    _check_fits(spec, ctx.store.nodes())
+    _check_fits(spec, ctx.nodes())
     if spec.booking is not None:
         _check_booking(ctx, spec.booking, spec.tenant)
-    now = ctx.clock()
-    job = Job(id=0, spec=spec, user=user.name, submitted_at=now, reason="Submitted")
-    ctx.store.add_job(job, StateChange("job", "", "", JobState.PENDING.value, "submitted", now))
-    ctx.audit(user, "submit", f"job/{job.id}", tenant=spec.tenant, gpus=spec.total_gpus)
-    ctx.wake()
-    return job
+    return spec
 
 
 def _check_fits(spec, nodes: Sequence[Node]) -> None:

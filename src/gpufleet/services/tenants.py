@@ -58,6 +58,7 @@ def put_tenant(ctx: Ctx, user: User, name: str, quota=None, limit=None, weight: 
     if can_borrow is not None:
         t.can_borrow = can_borrow
     ctx.store.put_tenant(t, ctx.clock())
+    ctx.invalidate("tenants")
     ctx.audit(user, "tenant-create" if create else "tenant-set", f"tenant/{name}",
               quota=t.quota, limit=t.limit, weight=t.weight)
     ctx.wake()

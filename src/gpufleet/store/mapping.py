@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from gpufleet.domain import (
-    Allocation, Booking, Gpu, Job, JobState, Node, NodeKind, NodeState, Tenant,
+    Allocation, Booking, Gpu, Job, JobSpec, JobState, Node, NodeKind, NodeState, Tenant,
 )
 from gpufleet.domain.spec import spec_from_dict, spec_to_dict
 from gpufleet.store.rows import BookingRow, JobRow, NodeRow, TenantRow
 
 
 def job_from_row(r: JobRow) -> Job:
+    return job_from_light(r, spec_from_dict(r.spec))
+
+
+def job_from_light(r, spec: JobSpec) -> Job:
+    """From anything with JobRow's mutable columns as attributes (a row or a result tuple)."""
     job = Job(
-        id=r.id, spec=spec_from_dict(r.spec), user=r.user, state=JobState(r.state), reason=r.reason,
+        id=r.id, spec=spec, user=r.user, state=JobState(r.state), reason=r.reason,
         submitted_at=r.submitted_at, started_at=r.started_at, ended_at=r.ended_at,
         exit_code=r.exit_code,
         allocation=tuple(Allocation(a["node"], tuple(a["gpus"])) for a in r.allocation or ()),

@@ -10,10 +10,11 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from gpufleet.domain import (
-    Booking, Job, JobState, Node, NotFound, StateChange, Tenant, User,
+    Booking, Job, JobSpec, JobState, Node, NotFound, StateChange, Tenant, User,
 )
+from gpufleet.domain.spec import spec_from_dict
 from gpufleet.store.mapping import (
-    booking_from_row, job_from_row, job_to_row, node_from_row, node_to_row, tenant_from_row,
+    booking_from_row, job_from_light, job_from_row, job_to_row, node_from_row, node_to_row, tenant_from_row,
     update_job_row,
 )
 from gpufleet.store.rows import (
@@ -31,6 +32,7 @@ class Store:
     def __init__(self, engine: Engine):
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._specs: dict[int, JobSpec] = {}  # job specs never change: parsed once
 
     @contextmanager
     def tx(self) -> Iterator[Session]:
@@ -38,15 +40,18 @@ class Store:
             yield s
 
     # ---- jobs -------------------------------------------------------------------------------
-    def add_job(self, job: Job, change: StateChange) -> Job:
-        """Insert a new job and its first event in ONE transaction: durable when this returns."""
+    def add_jobs(self, jobs: Sequence[Job], now: float, audit_user: str) -> None:
+        """Insert new jobs, their first events and the audit lines in ONE transaction."""
         with self.tx() as s:
-            row = job_to_row(job)
-            s.add(row)
+            rows = [job_to_row(j) for j in jobs]
+            s.add_all(rows)
             s.flush()
-            job.id = row.id
-            s.add(_event_row(change, key=str(row.id)))
-        return job
+            for job, row in zip(jobs, rows):
+                job.id = row.id
+                s.add(EventRow(kind="job", key=str(row.id), at=now, old="", new=job.state.value,
+                               reason="submitted"))
+                s.add(AuditRow(at=now, user=audit_user, action="submit", target=f"job/{row.id}",
+                               detail={"tenant": job.tenant, "gpus": job.spec.total_gpus}))
 
     def get_job(self, job_id: int) -> Job:
         with self.tx() as s:
@@ -69,9 +74,19 @@ class Store:
             return [job_from_row(r) for r in s.scalars(q)]
 
     def active_jobs(self) -> list[Job]:
+        """PENDING and RUNNING jobs, oldest first. The control loop calls this every cycle, so it
+        reads plain columns (no ORM objects) and keeps the immutable specs in memory."""
+        cols = [getattr(JobRow, c) for c in _LIGHT]
         with self.tx() as s:
-            rows = s.scalars(select(JobRow).where(JobRow.state.in_(ACTIVE)).order_by(JobRow.id))
-            return [job_from_row(r) for r in rows]
+            rows = s.execute(select(*cols).where(JobRow.state.in_(ACTIVE)).order_by(JobRow.id)).all()
+            missing = [r.id for r in rows if r.id not in self._specs]
+            for i in range(0, len(missing), 500):
+                q = select(JobRow.id, JobRow.spec).where(JobRow.id.in_(missing[i:i + 500]))
+                self._specs.update((jid, spec_from_dict(spec)) for jid, spec in s.execute(q))
+        live = {r.id for r in rows}
+        if len(self._specs) > 2 * len(live) + 1000:
+            self._specs = {k: v for k, v in self._specs.items() if k in live}
+        return [job_from_light(r, self._specs[r.id]) for r in rows]
 
     def save_job(self, job: Job, expected: JobState, change: StateChange | None = None,
                  clear_action: bool = False) -> bool:
@@ -232,6 +247,8 @@ class Store:
             s.merge(MetaRow(key=key, value=value))
 
 
+_LIGHT = ("id", "user", "state", "reason", "submitted_at", "started_at", "ended_at", "exit_code",
+          "allocation", "handle", "restarts", "attained_gpu_s", "pending_action", "action_reason")
 _MUTABLE = ("state", "reason", "submitted_at", "started_at", "ended_at", "exit_code", "allocation",
             "handle", "restarts", "attained_gpu_s")
 

@@ -19,13 +19,8 @@ def submit(body: JobCreate, ctx: Ctx = Depends(get_ctx), user: User = Depends(cu
 
 @router.post("/batch", response_model=list[JobOut], status_code=201)
 def submit_batch(body: list[JobCreate], ctx: Ctx = Depends(get_ctx), user: User = Depends(current_user)):
-    """Submit several jobs in one call; all are validated before any is stored."""
-    from gpufleet.domain.spec import build_spec
-
-    data = [b.model_dump(exclude_unset=True) for b in body]
-    for d in data:
-        build_spec(d, default_tenant=user.tenant)
-    return [job_out(svc.submit(ctx, user, d)) for d in data]
+    """Submit several jobs in one call: all are validated, then all are stored in one transaction."""
+    return [job_out(j) for j in svc.submit_many(ctx, user, [b.model_dump(exclude_unset=True) for b in body])]
 
 
 @router.get("", response_model=list[JobOut])

@@ -1,0 +1,1 @@
+"""The control loops: schedule, launch, reconcile, health, recurring tasks."""

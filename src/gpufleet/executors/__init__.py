@@ -1,0 +1,1 @@
+"""Engines: local (child processes), slurm, kubernetes, fake. One shape: see base.py."""
