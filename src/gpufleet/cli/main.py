@@ -5,10 +5,9 @@ from __future__ import annotations
 import sys
 from typing import Optional
 
-import click
 import typer
 
-from gpufleet.cli import admin, jobs
+from gpufleet.cli import admin, jobs, sim
 from gpufleet.cli.output import err
 from gpufleet.client import ApiError, ServerUnreachable
 from gpufleet.domain import ValidationError
@@ -30,6 +29,7 @@ app.add_typer(admin.token_app, name="token")
 app.command()(admin.book)
 app.command()(admin.bookings)
 app.command()(admin.unbook)
+app.add_typer(sim.app, name="sim")
 
 
 @app.command()
@@ -60,16 +60,10 @@ def serve(
 
 
 def main() -> None:
+    """Run the CLI. Usage errors exit 2 (typer); bad input found by us or the server exits 2 with
+    one line naming the field; never a traceback for anything we expect."""
     try:
-        app(standalone_mode=False)
-    except click.exceptions.Exit as e:
-        sys.exit(e.exit_code)
-    except click.exceptions.Abort:
-        err.print("aborted")
-        sys.exit(130)
-    except click.ClickException as e:
-        e.show()
-        sys.exit(2)
+        app()
     except ValidationError as e:
         err.print(f"error: {e.field}: {e.message}", markup=False)
         sys.exit(2)
@@ -79,5 +73,3 @@ def main() -> None:
     except ServerUnreachable as e:
         err.print(f"error: {e}", markup=False)
         sys.exit(1)
-    except KeyboardInterrupt:
-        sys.exit(130)
