@@ -71,6 +71,8 @@ class QuotaBook:
                 quota, cap = t.quota_for(model), t.limit_for(model)
                 if not t.can_borrow:
                     cap = quota if cap is None else min(cap, quota)
+                if cap is not None:
+                    quota = min(quota, cap)  # a quota above the hard limit guarantees only the limit
                 got = (quota, cap)
             self._limits[key] = got
         return got
@@ -82,12 +84,13 @@ class QuotaBook:
         for model in models:
             used = per.get(model, 0)
             quota, cap = self.limits(tenant, model)
-            if used + gpus <= quota:
+            if cap is not None and used + gpus > cap:  # the hard limit wins, even over a bigger quota
+                if blocked is None:
+                    blocked = (model, used, cap)
+            elif used + gpus <= quota:
                 out.guaranteed.append(model)
-            elif cap is None or used + gpus <= cap:
+            else:
                 out.borrowing.append(model)
-            elif blocked is None:
-                blocked = (model, used, cap)
         if blocked and not out.guaranteed and not out.borrowing:
             out.reason = quota_reason(*blocked, gpus)
         return out
