@@ -89,14 +89,16 @@ class SchedulerBurnIn:
 
 @dataclass
 class CommandBurnIn:
-    """Run the burn-in command here, with GPUFLEET_NODE set; exit 0 passes."""
+    """Run the burn-in command from the server, `{node}` in any argument replaced by the node name
+    (e.g. `srun -w {node} ...`, `ssh {node} dcgmi diag -r 3`), GPUFLEET_NODE set; exit 0 passes."""
 
     command: tuple[str, ...]
     timeout_s: float = 3600.0
 
     def __call__(self, node: str) -> StepResult:
+        argv = [a.replace("{node}", node) for a in self.command]
         try:
-            done = run_command(list(self.command), self.timeout_s, {"GPUFLEET_NODE": node})
+            done = run_command(argv, self.timeout_s, {"GPUFLEET_NODE": node})
         except OSError as e:
             return StepResult(False, f"cannot run {self.command[0]}: {e.strerror or e}")
         line = first_line(done.stdout, done.stderr)

@@ -20,8 +20,10 @@ health:
     retry_delay: 0s
     playbook: deploy/ansible/remediate.yml
     ansible_inventory: null # default: every node is `ansible_host: <node address>`
+    connection_local: false # true: every node is this host (single-host labs, tests)
+    extravars: {gpufleet_marker_dir: /var/lib/gpufleet/remediation}
     runbook_timeout: 30m
-    burn_in: {command: ["dcgmi", "diag", "-r", "3"], time_limit: 1h, gpus: all}
+    burn_in: {command: ["srun", "-w", "{node}", "--gres=gpu:8", "dcgmi", "diag", "-r", "3"], timeout: 1h}
   ticket: {kind: webhook, url: "https://hooks.example/gpufleet"}   # or jira / gitlab, see tickets.py
 ```
 """
@@ -63,6 +65,8 @@ class RemediationSettings:
     playbook: str | None = None
     ansible_inventory: str | None = None
     runbook_timeout_s: float = 1800.0
+    connection_local: bool = False  # every node is this host (single-host labs, tests)
+    extravars: dict[str, Any] = field(default_factory=dict)
     burn_in: dict[str, Any] = field(default_factory=dict)
 
 
@@ -154,6 +158,8 @@ def remediation_settings(cfg: Mapping[str, Any]) -> RemediationSettings:
         playbook=cfg.get("playbook"), ansible_inventory=cfg.get("ansible_inventory"),
         runbook_timeout_s=float(parse_duration(cfg.get("runbook_timeout", 1800),
                                                "health.remediation.runbook_timeout") or 1800),
+        connection_local=bool(cfg.get("connection_local", False)),
+        extravars=dict(cfg.get("extravars") or {}),
         burn_in=dict(cfg.get("burn_in") or {}),
     )
 

@@ -1,0 +1,205 @@
+"""Health use-cases for the API/CLI and the health loop: run checks, show history, inject faults,
+and the remediation hooks wired to gpufleet (drain/resume through services.nodes, requeue through
+the job's pending action, runbook through Ansible, burn-in as a command, tickets by config).
+
+    svc = build_health_service(ctx, settings.health, home, local_nodes=[...], metrics=metrics)
+    health loop, every svc.settings.interval_s:   svc.tick()
+    server start:                                  svc.start()   (continues stored remediations)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from gpufleet.domain import JobState, NodeState, User, ValidationError, parse_duration
+from gpufleet.health.burnin import CommandBurnIn
+from gpufleet.health.config import HealthSettings, parse_health
+from gpufleet.health.cycle import HealthCycle, RemediationWorkers
+from gpufleet.health.fake_nvml import FakeNvmlFleet
+from gpufleet.health.history import failures_per_week, group_by_node, top_failing_checks
+from gpufleet.health.remediation import Remediation, RemediationHooks, Remediator, StepResult
+from gpufleet.health.runbook import AnsibleRunbook
+from gpufleet.health.runner import HealthRunner, LocalNvml
+from gpufleet.health.tickets import build_ticketer
+from gpufleet.health.types import NodeHealth, Status
+from gpufleet.services import nodes as node_svc
+from gpufleet.services.context import Ctx, require_admin
+from gpufleet.store.health import HealthRepo
+
+SYSTEM_USER = User("health", "ops", admin=True)
+WEEK_S = 7 * 86400
+
+
+@dataclass
+class HealthService:
+    ctx: Ctx
+    repo: HealthRepo
+    settings: HealthSettings
+    runner: HealthRunner
+    fleet: FakeNvmlFleet | None = None
+    metrics: Any = None  # gpufleet.observability.Metrics
+    home: Path | None = None
+    remediator: Remediator | None = field(default=None, init=False)
+    workers: RemediationWorkers | None = field(default=None, init=False)
+    unhealthy: set[str] = field(default_factory=set, init=False)  # nodes whose latest run failed
+
+    def __post_init__(self) -> None:
+        rs = self.settings.remediation
+        if rs.enabled:
+            self.remediator = Remediator(self._hooks(), rs.max_rounds, rs.retry_delay_s, self.ctx.clock,
+                                         on_change=self._remediation_changed)
+            self.workers = RemediationWorkers(self.remediator, poll_s=max(1.0, min(30.0, self.settings.interval_s)))
+        self.cycle = HealthCycle(self.runner, self.remediator, nodes=self.ctx.store.nodes,
+                                 save_results=self._save, active=self.repo.open_remediation,
+                                 workers=self.workers, on_result=self._observed)
+
+    # ---- the loop ---------------------------------------------------------------------------
+    def start(self) -> int:
+        """Continue remediations a previous server process left unfinished."""
+        return self.workers.resume_all(self.repo.remediations(open_only=True)) if self.workers else 0
+
+    def tick(self, only: Iterable[str] | None = None) -> list[NodeHealth]:
+        return self.cycle.tick(only)
+
+    def close(self) -> None:
+        if self.workers is not None:
+            self.workers.close()
+        self.runner.close()
+
+    # ---- use-cases --------------------------------------------------------------------------
+    def run(self, user: User, nodes: Iterable[str] | None = None) -> list[NodeHealth]:
+        require_admin(user, "health run")
+        wanted = list(nodes) if nodes else None
+        for name in wanted or ():
+            self.ctx.store.get_node(name)  # NotFound names the node
+        self.ctx.audit(user, "health_run", ",".join(wanted) if wanted else "all")
+        return self.tick(wanted)
+
+    def show(self, node: str, limit: int = 200, weeks: int = 8) -> dict[str, Any]:
+        n = self.ctx.store.get_node(node)
+        records = self.repo.results(node, limit=limit)
+        now = self.ctx.clock()
+        latest = self.repo.latest(node)
+        failures = self.repo.results(node, since=now - weeks * WEEK_S, status="fail", limit=100_000)
+        return {
+            "node": node, "state": n.state.value, "reason": n.reason,
+            "latest": latest.to_dict() if latest else None,
+            "history": [r.to_dict() for r in records],
+            "failures_per_week": failures_per_week(failures, now, weeks),
+            "top_failing_checks": top_failing_checks(failures),
+            "remediations": [r.to_dict() for r in self.repo.remediations(node, limit=20)],
+        }
+
+    def summary(self, weeks: int = 8) -> list[dict[str, Any]]:
+        """Per node: state, latest status, failures per ISO week (`gpufleet nodes --health`)."""
+        now = self.ctx.clock()
+        by_node = group_by_node(self.repo.results(since=now - weeks * WEEK_S, status="fail", limit=1_000_000))
+        active = {r.node: r for r in self.repo.remediations(open_only=True, limit=100_000)}
+        out = []
+        for n in self.ctx.store.nodes():
+            latest = self.repo.latest(n.name)
+            rem = active.get(n.name)
+            out.append({
+                "node": n.name, "state": n.state.value, "reason": n.reason,
+                "status": latest.status.value if latest else None, "checked_at": latest.at if latest else None,
+                "failures_per_week": failures_per_week(by_node.get(n.name, []), now, weeks),
+                "remediation": None if rem is None else {"phase": rem.phase.value, "round": rem.round},
+            })
+        return out
+
+    def remediations(self, node: str | None = None, open_only: bool = False) -> list[dict[str, Any]]:
+        return [r.to_dict() for r in self.repo.remediations(node, open_only=open_only)]
+
+    def inject(self, user: User, fault: Mapping[str, Any]) -> None:
+        require_admin(user, "fault injection")
+        if self.fleet is None:
+            raise ValidationError("fault", "fault injection needs the fake NVML (health.nvml: fake)")
+        self.ctx.store.get_node(str(fault.get("node", "")))
+        self.fleet.inject(fault)
+        self.ctx.audit(user, "fault_inject", f"node/{fault.get('node')}", **{k: v for k, v in fault.items() if k != "node"})
+
+    # ---- internals --------------------------------------------------------------------------
+    def _save(self, health: NodeHealth) -> None:
+        self.repo.add_results(health)
+        if health.status is Status.FAIL:
+            self.unhealthy.add(health.node)
+        else:
+            self.unhealthy.discard(health.node)
+
+    def _observed(self, health: NodeHealth) -> None:
+        if self.metrics is not None:
+            self.metrics.observe_health(health)
+
+    def _remediation_changed(self, rem: Remediation) -> None:
+        self.repo.save_remediation(rem)
+        if self.metrics is not None:
+            self.metrics.observe_remediation(rem)
+        if rem.done:
+            self.ctx.audit(SYSTEM_USER, "ticket" if rem.ticket else "resume" if rem.outcome == "resumed" else "drain",
+                           f"node/{rem.node}", outcome=rem.outcome, rounds=rem.round,
+                           ticket=rem.ticket.id if rem.ticket else None)
+
+    def _hooks(self) -> RemediationHooks:
+        return RemediationHooks(drain=self._drain, resume=self._resume, runbook=self._runbook(),
+                                burn_in=self._burn_in(), recheck=self._recheck,
+                                ticketer=build_ticketer(self.settings.ticket), is_idle=self._idle)
+
+    def _drain(self, node: str, reason: str, requeue: bool) -> None:
+        node_svc.set_state(self.ctx, SYSTEM_USER, node, NodeState.DRAIN, reason)
+        if requeue:
+            for job in self._running_on(node):
+                if not job.extra.get("pending_action"):
+                    self.ctx.store.set_action(job.id, "requeue", f"node {node} failed health checks", JobState.RUNNING)
+            self.ctx.wake()
+
+    def _resume(self, node: str) -> None:
+        if self.ctx.store.get_node(node).state is not NodeState.UP:
+            node_svc.set_state(self.ctx, SYSTEM_USER, node, NodeState.UP)
+
+    def _idle(self, node: str) -> bool:
+        return not self._running_on(node)
+
+    def _running_on(self, node: str) -> list:
+        return [j for j in self.ctx.store.list_jobs(states=["RUNNING"], limit=1_000_000) if node in j.node_names]
+
+    def _recheck(self, node: str) -> NodeHealth:
+        health = self.runner.run(self.ctx.store.get_node(node))
+        self._save(health)
+        self._observed(health)
+        return health
+
+    def _runbook(self):
+        rs = self.settings.remediation
+        if not rs.playbook:
+            return lambda node, reason, rnd: StepResult(True, "no runbook configured")
+        return AnsibleRunbook(rs.playbook, inventory=rs.ansible_inventory, timeout_s=rs.runbook_timeout_s,
+                              address_of=lambda n: self.ctx.store.get_node(n).address,
+                              connection_local=rs.connection_local,
+                              extravars=rs.extravars,
+                              artifacts_dir=str(self.home / "runbooks") if self.home else None)
+
+    def _burn_in(self):
+        cfg = self.settings.remediation.burn_in
+        if not cfg.get("command"):
+            return lambda node: StepResult(True, "no burn-in configured")
+        timeout = parse_duration(cfg.get("timeout", 3600), "health.remediation.burn_in.timeout") or 3600
+        return CommandBurnIn(tuple(str(c) for c in cfg["command"]), float(timeout))
+
+
+def build_health_service(ctx: Ctx, health_cfg: Mapping[str, Any] | None, home: Path | None = None,
+                         local_nodes: Iterable[str] = (), metrics: Any = None) -> HealthService:
+    """`local_nodes`: nodes that ARE this host (NVML discovery); real NVML checks run only there."""
+    settings = parse_health(health_cfg)
+    fleet = None
+    if settings.nvml == "fake":
+        fleet = FakeNvmlFleet(ctx.store.nodes())
+        provider: Any = fleet
+    elif settings.nvml == "auto":
+        provider = LocalNvml(local_nodes)
+    else:
+        provider = None
+    runner = HealthRunner(settings.checks, provider, clock=ctx.clock)
+    return HealthService(ctx, HealthRepo(ctx.store), settings, runner, fleet, metrics, home)
+
