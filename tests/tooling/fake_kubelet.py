@@ -40,6 +40,7 @@ import os
 import shlex
 import signal
 import ssl
+import re
 import subprocess
 import sys
 import threading
@@ -65,25 +66,32 @@ def pod_key(p: dict) -> tuple[str, str]:
 
 
 class Rule:
-    """How a pod ends: from annotations, overridden by the first container's env."""
+    """How a pod ends. First match wins: exec mode (annotation or FAKE_KUBELET_EXEC) runs the real
+    command; else the first container's env FAKE_KUBELET_*; else gpufleet's contract env
+    GPUFLEET_FAKE_SECONDS/EXIT/OUTPUT (no SECONDS = runs until stopped); else the annotations."""
 
     def __init__(self, pod: dict, default_run: float):
         ann = pod["metadata"].get("annotations") or {}
         containers = pod["spec"].get("containers") or [{}]
         env = {e["name"]: e.get("value", "") for e in containers[0].get("env") or [] if "name" in e}
-
-        def get(name: str, envname: str) -> str | None:
-            return env.get(envname, ann.get(ANN + name))
-
-        explicit = get("run-seconds", "FAKE_KUBELET_RUN_SECONDS") is not None or \
-            get("exit-code", "FAKE_KUBELET_EXIT_CODE") is not None
-        self.exec = not explicit and str(get("exec", "FAKE_KUBELET_EXEC") or "").lower() in ("1", "true", "yes")
-        always = pod["spec"].get("restartPolicy") == "Always"
-        run = get("run-seconds", "FAKE_KUBELET_RUN_SECONDS")
-        self.run_seconds = float(run) if run is not None else (-1.0 if always else default_run)
-        self.exit_code = int(get("exit-code", "FAKE_KUBELET_EXIT_CODE") or 0)
-        self.log_text = get("log", "FAKE_KUBELET_LOG")
         self.env = env
+        self.exec = str(env.get("FAKE_KUBELET_EXEC", ann.get(ANN + "exec", ""))).lower() in ("1", "true", "yes")
+        always = pod["spec"].get("restartPolicy") == "Always"
+        run: str | None = None
+        code: str | None = None
+        text: str | None = None
+        if any(k.startswith("FAKE_KUBELET_") and k != "FAKE_KUBELET_EXEC" for k in env):
+            run, code, text = (env.get("FAKE_KUBELET_RUN_SECONDS"), env.get("FAKE_KUBELET_EXIT_CODE"),
+                               env.get("FAKE_KUBELET_LOG"))
+        elif any(k.startswith("GPUFLEET_FAKE_") for k in env):
+            run = env.get("GPUFLEET_FAKE_SECONDS", "-1")
+            code, text = env.get("GPUFLEET_FAKE_EXIT"), env.get("GPUFLEET_FAKE_OUTPUT")
+            text = re.sub(r"\$(\w+)|\$\{(\w+)\}", lambda m: env.get(m.group(1) or m.group(2), ""), text or "")
+        else:
+            run, code, text = ann.get(ANN + "run-seconds"), ann.get(ANN + "exit-code"), ann.get(ANN + "log")
+        self.run_seconds = float(run) if run not in (None, "") else (-1.0 if always else default_run)
+        self.exit_code = int(code or 0)
+        self.log_text = text
 
 
 class LogStore:
@@ -114,12 +122,14 @@ class Runner:
         self.logs = logs
         self.procs: dict[str, subprocess.Popen] = {}
 
-    def start(self, pod: dict, rule: Rule) -> None:
+    def start(self, pod: dict, rule: Rule, gpu_ids: list[int]) -> None:
         c = pod["spec"]["containers"][0]
         argv = list(c.get("command") or []) + list(c.get("args") or [])
         ns, name = pod_key(pod)
         out = open(self.logs.path(ns, name, c["name"]), "ab")
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/tmp", **rule.env}
+        # what the NVIDIA device plugin does: expose exactly the GPUs it allocated to the container
+        env["NVIDIA_VISIBLE_DEVICES"] = ",".join(map(str, gpu_ids)) if gpu_ids else "void"
         cwd = c.get("workingDir") if c.get("workingDir") and os.path.isdir(c["workingDir"]) else "/tmp"
         try:
             self.procs[pod["metadata"]["uid"]] = subprocess.Popen(
@@ -284,9 +294,10 @@ class FakeKubelet:
         self.started[uid] = time.time()
         c0 = pod["spec"]["containers"][0]["name"]
         if rule.exec:
-            self.runner.start(pod, rule)
+            self.runner.start(pod, rule, ids)
         elif rule.log_text is not None:
-            self.logs.write(ns, name, c0, rule.log_text if rule.log_text.endswith("\n") else rule.log_text + "\n")
+            text = rule.log_text
+            self.logs.write(ns, name, c0, text if not text or text.endswith("\n") else text + "\n")
         else:
             argv = (pod["spec"]["containers"][0].get("command") or []) + (pod["spec"]["containers"][0].get("args") or [])
             self.logs.write(ns, name, c0, f"fake-kubelet: {name} on {pod['spec']['nodeName']} gpus={ids} "

@@ -1,0 +1,275 @@
+"""The Kubernetes executor: gpufleet's placed jobs as Kubernetes objects on a real API server.
+
+* single-node job -> batch/v1 Job (one pod, backoffLimit 0, activeDeadlineSeconds = time limit)
+* multi-node gang -> one bare pod per rank + a headless Service (the pods' owner), created in one
+  go only once gpufleet has placed every rank
+* pods request `nvidia.com/gpu` and are pinned by node affinity to gpufleet's nodes
+* state comes from a WATCH (`WatchCache`); `poll` reads the cache; logs via the pod log API
+* tenants are LABELS in one namespace (see docs/kubernetes.md for why)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Any, ClassVar, Sequence
+
+from kubernetes import client, config as kconfig
+from kubernetes.client.rest import ApiException
+
+from gpufleet.domain import Job, Node
+from gpufleet.executors.base import Ability, ExecutorBase, LogChunk, Observation, Phase
+from gpufleet.executors.kubernetes import manifests, names as n, nodes as kn, phases
+from gpufleet.executors.kubernetes.cache import WatchCache
+from gpufleet.executors.kubernetes.config import KubernetesConfig
+
+log = logging.getLogger(__name__)
+MAX_LOG_CHUNK = 1 << 20
+
+
+def api_client(cfg: KubernetesConfig) -> client.ApiClient:
+    if cfg.kubeconfig is None:
+        try:
+            c = client.Configuration()
+            kconfig.load_incluster_config(client_configuration=c)
+            return client.ApiClient(c)
+        except kconfig.ConfigException:
+            pass
+    return kconfig.new_client_from_config(config_file=cfg.kubeconfig, context=cfg.context)
+
+
+class KubernetesExecutor(ExecutorBase):
+    name: ClassVar[str] = "kubernetes"
+    abilities: ClassVar[frozenset[Ability]] = frozenset(
+        {Ability.NODES, Ability.DRAIN, Ability.LOGS, Ability.ADOPT})
+
+    def __init__(self, cfg: KubernetesConfig | None = None, *, api: client.ApiClient | None = None,
+                 clock: Any = time.time):
+        self.cfg = cfg or KubernetesConfig()
+        self.api = api or api_client(self.cfg)
+        self.core = client.CoreV1Api(self.api)
+        self.batch = client.BatchV1Api(self.api)
+        self.clock = clock
+        self.cache = WatchCache(self.core, self.batch, self.cfg.namespace, self.cfg.instance,
+                                self.cfg.watch_timeout_s)
+        self._launched: dict[tuple[int, int], float] = {}  # attempts launched by this process: when
+        self._cancelled: set[tuple[int, int]] = set()
+        self._final: dict[tuple[int, int], Observation] = {}  # ended attempts: what they ended as
+        self._namespace_ready = False
+        self._lock = threading.Lock()
+        self.cache.start()
+
+    # ------------------------------------------------------------------ launch --
+    def validate(self, job: Job) -> None:
+        """Raise ValidationError for a spec this engine cannot run (no image...): for submit time."""
+        manifests.validate_spec(self.cfg, job)
+
+    def launch(self, job: Job) -> str | None:
+        manifests.validate(self.cfg, job)
+        self._ensure_namespace()
+        key = (job.id, job.restarts)
+        base = n.base_name(self.cfg.instance, job)
+        if n.is_gang(job):
+            self._launch_gang(job)
+        else:
+            self._create(self.batch.create_namespaced_job, manifests.batch_job(self.cfg, job))
+        with self._lock:
+            self._launched.setdefault(key, self.clock())
+        return f"{self.cfg.namespace}/{base}"
+
+    def _launch_gang(self, job: Job) -> None:
+        svc = self._create(self.core.create_namespaced_service, manifests.headless_service(self.cfg, job))
+        uid = (svc.get("metadata") or {}).get("uid")
+        for rank in range(len(job.allocation)):
+            self._create(self.core.create_namespaced_pod, manifests.gang_pod(self.cfg, job, rank, uid))
+
+    def _create(self, create: Any, body: dict[str, Any]) -> dict[str, Any]:
+        """Create; an object of that name already there (a repeated launch) is fine: return it."""
+        name = body["metadata"]["name"]
+        try:
+            return self._created(create, body)
+        except ApiException as e:
+            if e.status != 409:
+                raise
+            log.info("%s %s already exists: adopting it", body["kind"], name)
+            return self._read(body["kind"], name)
+
+    def _created(self, create: Any, body: dict[str, Any]) -> dict[str, Any]:
+        obj = create(self.cfg.namespace, body)
+        return {"metadata": {"uid": obj.metadata.uid, "name": obj.metadata.name}}
+
+    def _read(self, kind: str, name: str) -> dict[str, Any]:
+        read = {"Job": self.batch.read_namespaced_job, "Service": self.core.read_namespaced_service,
+                "Pod": self.core.read_namespaced_pod}[kind]
+        obj = read(name, self.cfg.namespace)
+        return {"metadata": {"uid": obj.metadata.uid, "name": obj.metadata.name}}
+
+    def _ensure_namespace(self) -> None:
+        if self._namespace_ready or not self.cfg.create_namespace:
+            return
+        try:
+            self.core.create_namespace({"apiVersion": "v1", "kind": "Namespace",
+                                        "metadata": {"name": self.cfg.namespace,
+                                                     "labels": {n.MANAGED_BY: "gpufleet"}}})
+        except ApiException as e:
+            if e.status not in (409, 403):  # exists, or we may not create namespaces (then it must exist)
+                raise
+        self._namespace_ready = True
+
+    # -------------------------------------------------------------------- poll --
+    def poll(self, jobs: Sequence[Job]) -> list[Observation]:
+        if not self.cache.wait_synced(self.cfg.request_timeout_s):
+            log.warning("watch cache not synced yet (%s %s)", self.cache.pods.error, self.cache.jobs.error)
+            return []
+        out = []
+        for job in jobs:
+            obs = self.observe(job)
+            if obs is not None:
+                out.append(obs)
+        return out
+
+    def observe(self, job: Job) -> Observation | None:
+        """The job's phase from the cache; an ended phase is remembered and never changes again."""
+        key = (job.id, job.restarts)
+        with self._lock:
+            final = self._final.get(key)
+        if final is not None:
+            return final
+        obs = self._observe(job, key)
+        if obs is not None and obs.phase.ended:
+            with self._lock:
+                self._final[key] = obs
+        return obs
+
+    def _observe(self, job: Job, key: tuple[int, int]) -> Observation | None:
+        kjobs, pods = self.cache.objects(key)
+        handle = f"{self.cfg.namespace}/{n.base_name(self.cfg.instance, job)}"
+        with self._lock:
+            launched = self._launched.get(key)
+        settled = launched is None or self.clock() - launched > self.cfg.adopt_grace_s
+        if not kjobs and not pods:
+            return self._absent(job, key, handle, settled)
+        if kjobs or not n.is_gang(job):
+            obs = phases.observe_batch_job(job.id, kjobs, pods, handle)
+        else:
+            obs = phases.observe_gang(job.id, len(job.allocation), pods, handle, settled)
+            if obs.phase.ended and obs.phase is not Phase.CANCELLED:
+                self._reap_gang(job, pods)
+        if key in self._cancelled and obs.phase in (Phase.STARTING, Phase.RUNNING, Phase.FAILED):
+            return Observation(job.id, Phase.CANCELLED, obs.exit_code, "cancelled", handle)
+        return obs
+
+    def _absent(self, job: Job, key: tuple[int, int], handle: str, settled: bool) -> Observation | None:
+        if key in self._cancelled:
+            return Observation(job.id, Phase.CANCELLED, None, "cancelled", handle)
+        if self.cache.deleted_at(key) is not None:
+            return Observation(job.id, Phase.CANCELLED, None, "its Kubernetes objects were deleted outside gpufleet",
+                               handle)
+        if not settled or job.handle is None:
+            return None  # just launched (watch lag) or never launched: nothing to say yet
+        return Observation(job.id, Phase.LOST, None,
+                           f"no Kubernetes objects labelled {n.selector(self.cfg.instance, job)}", handle)
+
+    def _reap_gang(self, job: Job, pods: list[dict[str, Any]]) -> None:
+        """A gang ended (a rank failed or timed out): stop the ranks still running."""
+        live = [p for p in pods if (p.get("status") or {}).get("phase") in ("Pending", "Running")
+                and not p["metadata"].get("deletionTimestamp")]
+        for p in live:
+            self._delete(self.core.delete_namespaced_pod, p["metadata"]["name"], "Background")
+
+    # ------------------------------------------------------------------ cancel --
+    def cancel(self, job: Job) -> None:
+        """Delete the job's objects with propagation. An ended job is left alone (its pods keep the logs)."""
+        key = (job.id, job.restarts)
+        if self.cache.wait_synced(self.cfg.request_timeout_s):
+            current = self.observe(job)
+            if current is not None and current.phase.ended:
+                return
+        with self._lock:
+            self._cancelled.add(key)
+        base = n.base_name(self.cfg.instance, job)
+        prop = self.cfg.delete_propagation
+        if n.is_gang(job):
+            self._delete(self.core.delete_namespaced_service, base, prop)  # owner of the rank pods
+            for rank in range(max(len(job.allocation), job.spec.nodes)):
+                self._delete(self.core.delete_namespaced_pod, n.pod_name(base, rank), prop)
+        else:
+            self._delete(self.batch.delete_namespaced_job, base, prop)
+
+    def _delete(self, delete: Any, name: str, propagation: str) -> None:
+        try:
+            # the body (Status or the object, depending on kind and server version) is not needed
+            delete(name, self.cfg.namespace, propagation_policy=propagation, _preload_content=False)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
+    # -------------------------------------------------------------------- logs --
+    def logs(self, job: Job, offset: int = 0, rank: int = 0) -> LogChunk:
+        pod = self._pod_for(job, rank)
+        if pod is None:
+            return LogChunk(b"", offset, True, note=f"no pod for rank {rank} of job {job.id}: logs are gone "
+                                                     "(pods deleted) or the job never started")
+        name = pod["metadata"]["name"]
+        ended = (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+        try:
+            resp = self.core.read_namespaced_pod_log(
+                name, self.cfg.namespace, container=self.cfg.container_name, limit_bytes=offset + MAX_LOG_CHUNK,
+                _preload_content=False, _request_timeout=self.cfg.request_timeout_s)
+            data = resp.data
+        except ApiException as e:
+            return LogChunk(b"", offset, ended, note=f"logs of pod {name} are not available through the "
+                                                     f"Kubernetes pod log API ({e.status} {e.reason}: "
+                                                     f"{(e.body or '')[:200]!s})")
+        chunk = data[offset:]
+        complete = ended and len(data) < offset + MAX_LOG_CHUNK
+        return LogChunk(chunk, offset + len(chunk), complete)
+
+    def _pod_for(self, job: Job, rank: int) -> dict[str, Any] | None:
+        _, pods = self.cache.objects((job.id, job.restarts))
+        mine = [p for p in pods if (p["metadata"].get("labels") or {}).get(n.RANK, "0") == str(rank)]
+        if not mine:
+            sel = f"{n.selector(self.cfg.instance, job)},{n.RANK}={rank}"
+            resp = self.core.list_namespaced_pod(self.cfg.namespace, label_selector=sel)
+            mine = [self.api.sanitize_for_serialization(p) for p in resp.items]
+        mine.sort(key=lambda p: p["metadata"].get("creationTimestamp") or "")
+        return mine[-1] if mine else None
+
+    # ------------------------------------------------------------------- nodes --
+    def nodes(self) -> list[Node]:
+        nodes = self._list_raw(self.core.list_node, label_selector=self.cfg.node_selector or "")
+        pods = self._list_raw(self.core.list_pod_for_all_namespaces,
+                              field_selector="status.phase!=Succeeded,status.phase!=Failed")
+        foreign = kn.foreign_gpus(self.cfg, pods)
+        now = self.clock()
+        out = [kn.to_node(self.cfg, k, foreign.get(k["metadata"]["name"], 0), now) for k in nodes]
+        if self.cfg.node_selector:
+            return out
+        return [node for node in out if node.gpus]
+
+    def _list_raw(self, fn: Any, **kw: Any) -> list[dict[str, Any]]:
+        resp = fn(_preload_content=False, _request_timeout=self.cfg.request_timeout_s, **kw)
+        return json.loads(resp.data).get("items") or []
+
+    def drain(self, node: str, reason: str) -> None:
+        self._patch_node(node, lambda k: kn.drain_patch(k, reason or "drained by gpufleet"))
+
+    def resume(self, node: str) -> None:
+        self._patch_node(node, kn.resume_patch)
+
+    def _patch_node(self, node: str, make: Any) -> None:
+        for _ in range(5):  # optimistic concurrency: the patch carries the resourceVersion it read
+            k = self.api.sanitize_for_serialization(self.core.read_node(node))
+            try:
+                self.core.patch_node(node, make(k))
+                return
+            except ApiException as e:
+                if e.status != 409:
+                    raise
+        raise RuntimeError(f"node {node} kept changing while patching it")
+
+    def close(self) -> None:
+        self.cache.stop()
+        self.api.close()

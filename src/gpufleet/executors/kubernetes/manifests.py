@@ -1,0 +1,164 @@
+"""Kubernetes objects for a placed gpufleet job, as plain dicts the official client accepts.
+
+Only fields that exist in batch/v1 and core/v1 since Kubernetes 1.20 are used (no Indexed Jobs, no
+Job `suspend`, no JobSet), so the same objects work on 1.20 and on current releases.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gpufleet.domain import Job, ValidationError
+from gpufleet.executors.base import master_port_for, rank_env
+from gpufleet.executors.kubernetes import names as n
+from gpufleet.executors.kubernetes.config import KubernetesConfig
+
+# Inside a container the device plugin exposes exactly the GPUs it assigned, renumbered from 0, and
+# sets NVIDIA_VISIBLE_DEVICES itself. Setting it from the pod spec would bypass GPU isolation.
+_DEVICE_PLUGIN_OWNS = ("NVIDIA_VISIBLE_DEVICES",)
+
+
+def image(cfg: KubernetesConfig, job: Job) -> str | None:
+    return job.spec.image or cfg.default_image
+
+
+def validate_spec(cfg: KubernetesConfig, job: Job) -> None:
+    """What this executor needs beyond the common spec (checkable at submit time)."""
+    if not image(cfg, job):
+        raise ValidationError(
+            "image", "the kubernetes executor runs jobs in containers: submit with --image "
+            "(e.g. --image nvcr.io/nvidia/pytorch:24.05-py3)")
+    if not job.spec.command:
+        raise ValidationError("command", "a command is required")
+
+
+def validate(cfg: KubernetesConfig, job: Job) -> None:
+    """validate_spec + a full placement (gangs start all together or not at all)."""
+    validate_spec(cfg, job)
+    if len(job.allocation) != job.spec.nodes:
+        raise ValidationError(
+            "allocation", f"job {job.id} has {len(job.allocation)} placed ranks, needs {job.spec.nodes}: "
+            "gangs are created only once every rank is placed")
+
+
+def master_addr(cfg: KubernetesConfig, job: Job) -> str:
+    """Rank 0's stable DNS name: <pod>.<headless service>.<namespace>.svc.<cluster domain>."""
+    if not n.is_gang(job):
+        return "127.0.0.1"
+    base = n.base_name(cfg.instance, job)
+    return f"{n.pod_name(base, 0)}.{base}.{cfg.namespace}.svc.{cfg.cluster_domain}"
+
+
+def container_env(cfg: KubernetesConfig, job: Job, rank: int) -> list[dict[str, str]]:
+    env = dict(job.spec.env)
+    env.update(rank_env(job, rank, master_addr(cfg, job), master_port_for(job.id)))
+    for key in _DEVICE_PLUGIN_OWNS:
+        env.pop(key, None)
+    gpus = len(job.allocation[rank].gpus)
+    env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(gpus))  # container-relative
+    return [{"name": k, "value": str(v)} for k, v in sorted(env.items())]
+
+
+def _resources(cfg: KubernetesConfig, job: Job, rank: int) -> dict[str, Any]:
+    limits: dict[str, str] = {}
+    requests: dict[str, str] = {}
+    gpus = len(job.allocation[rank].gpus)
+    if gpus:
+        limits[cfg.gpu_resource] = str(gpus)  # extended resources: request = limit
+    if job.spec.cpus:
+        requests["cpu"] = str(job.spec.cpus)
+    if job.spec.mem_mb:
+        requests["memory"] = limits["memory"] = f"{job.spec.mem_mb}Mi"
+    out: dict[str, Any] = {"limits": limits}
+    if requests:
+        out["requests"] = requests
+    return out
+
+
+def _affinity(cfg: KubernetesConfig, job: Job, rank: int) -> dict[str, Any] | None:
+    if not cfg.pin_nodes:
+        return None
+    term = {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [job.allocation[rank].node]}]}
+    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}}
+
+
+def pod_spec(cfg: KubernetesConfig, job: Job, rank: int) -> dict[str, Any]:
+    container: dict[str, Any] = {
+        "name": cfg.container_name,
+        "image": image(cfg, job),
+        "command": list(job.spec.command),
+        "env": container_env(cfg, job, rank),
+        "resources": _resources(cfg, job, rank),
+    }
+    if job.spec.workdir:
+        container["workingDir"] = job.spec.workdir
+    spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "enableServiceLinks": False,
+        "containers": [container],
+        "tolerations": [dict(t) for t in cfg.tolerations],
+    }
+    affinity = _affinity(cfg, job, rank)
+    if affinity:
+        spec["affinity"] = affinity
+    if cfg.service_account:
+        spec["serviceAccountName"] = cfg.service_account
+    if cfg.priority_class:
+        spec["priorityClassName"] = cfg.priority_class
+    if cfg.image_pull_secrets:
+        spec["imagePullSecrets"] = [{"name": s} for s in cfg.image_pull_secrets]
+    return spec
+
+
+def _meta(cfg: KubernetesConfig, job: Job, name: str, rank: int | None = None) -> dict[str, Any]:
+    labels = {**cfg.pod_labels, **n.labels(cfg.instance, job)}
+    annotations = {n.JOB_NAME_ANN: job.spec.display_name}
+    if rank is not None:
+        labels[n.RANK] = str(rank)
+        annotations.update(cfg.pod_annotations)
+    return {"name": name, "namespace": cfg.namespace, "labels": labels, "annotations": annotations}
+
+
+def batch_job(cfg: KubernetesConfig, job: Job) -> dict[str, Any]:
+    """A single-node job: batch/v1 Job, one pod, no retries, deadline = time limit."""
+    name = n.base_name(cfg.instance, job)
+    spec: dict[str, Any] = {
+        "completions": 1,
+        "parallelism": 1,
+        "backoffLimit": 0,
+        "template": {"metadata": _meta(cfg, job, name, rank=0), "spec": pod_spec(cfg, job, 0)},
+    }
+    del spec["template"]["metadata"]["name"], spec["template"]["metadata"]["namespace"]
+    if job.spec.time_limit_s:
+        spec["activeDeadlineSeconds"] = int(job.spec.time_limit_s)
+    if cfg.ttl_after_finished_s is not None:
+        spec["ttlSecondsAfterFinished"] = cfg.ttl_after_finished_s
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": _meta(cfg, job, name), "spec": spec}
+
+
+def headless_service(cfg: KubernetesConfig, job: Job) -> dict[str, Any]:
+    """DNS for the gang's ranks; `publishNotReadyAddresses` so rank 0 resolves before it is Ready."""
+    name = n.base_name(cfg.instance, job)
+    sel = {n.INSTANCE: cfg.instance, n.JOB_ID: str(job.id), n.ATTEMPT: str(job.restarts)}
+    port = master_port_for(job.id)
+    return {
+        "apiVersion": "v1", "kind": "Service", "metadata": _meta(cfg, job, name),
+        "spec": {"clusterIP": "None", "selector": sel, "publishNotReadyAddresses": True,
+                 "ports": [{"name": "master", "port": port, "targetPort": port, "protocol": "TCP"}]},
+    }
+
+
+def gang_pod(cfg: KubernetesConfig, job: Job, rank: int, service_uid: str | None) -> dict[str, Any]:
+    """Rank `rank` of a gang: a bare pod (hostname + subdomain give it DNS), owned by the Service so
+    deleting the Service with propagation deletes the whole gang."""
+    base = n.base_name(cfg.instance, job)
+    meta = _meta(cfg, job, n.pod_name(base, rank), rank=rank)
+    if service_uid:
+        meta["ownerReferences"] = [{"apiVersion": "v1", "kind": "Service", "name": base, "uid": service_uid,
+                                    "blockOwnerDeletion": True}]
+    spec = pod_spec(cfg, job, rank)
+    spec["hostname"] = n.pod_name(base, rank)
+    spec["subdomain"] = base
+    if job.spec.time_limit_s:
+        spec["activeDeadlineSeconds"] = int(job.spec.time_limit_s)
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}

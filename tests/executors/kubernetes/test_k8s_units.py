@@ -1,0 +1,74 @@
+"""Pure parts of the Kubernetes executor (no API server): phase mapping, node state, manifests."""
+
+from __future__ import annotations
+
+from gpufleet.domain import Allocation, NodeState
+from gpufleet.executors.base import Phase
+from gpufleet.executors.kubernetes import KubernetesConfig, manifests
+from gpufleet.executors.kubernetes.nodes import model_of, node_state
+from gpufleet.executors.kubernetes.phases import observe_batch_job, observe_gang
+
+from .conftest import job_of
+
+CFG = KubernetesConfig(instance="gf", namespace="lab")
+READY = {"conditions": [{"type": "Ready", "status": "True"}]}
+
+
+def pod(rank, phase, code=None, reason="", deleting=False):
+    st = {"phase": phase}
+    if code is not None:
+        st["containerStatuses"] = [{"state": {"terminated": {"exitCode": code, "finishedAt": "2025-01-01T00:00:00Z"}}}]
+    if reason:
+        st["reason"] = reason
+    meta = {"name": f"p{rank}", "labels": {"gpufleet.io/rank": str(rank)}}
+    if deleting:
+        meta["deletionTimestamp"] = "2025-01-01T00:00:00Z"
+    return {"metadata": meta, "spec": {"nodeName": "n"}, "status": st}
+
+
+def test_gang_phases():
+    assert observe_gang(1, 2, [pod(0, "Running"), pod(1, "Running")], "h", True).phase is Phase.RUNNING
+    assert observe_gang(1, 2, [pod(0, "Running"), pod(1, "Pending")], "h", True).phase is Phase.STARTING
+    failed = observe_gang(1, 2, [pod(0, "Running"), pod(1, "Failed", 9)], "h", True)
+    assert (failed.phase, failed.exit_code) == (Phase.FAILED, 9) and "rank 1" in failed.reason
+    assert observe_gang(1, 2, [pod(0, "Succeeded", 0), pod(1, "Succeeded", 0)], "h", True).phase is Phase.SUCCEEDED
+    assert observe_gang(1, 2, [pod(0, "Failed", 137, "DeadlineExceeded")], "h", True).phase is Phase.TIMEOUT
+    assert observe_gang(1, 2, [pod(0, "Failed", None, "Evicted")], "h", True).phase is Phase.PREEMPTED
+    assert observe_gang(1, 2, [pod(0, "Running")], "h", False).phase is Phase.STARTING
+    assert observe_gang(1, 2, [pod(0, "Running")], "h", True).phase is Phase.FAILED
+
+
+def test_batch_job_phases():
+    done = {"metadata": {}, "status": {"conditions": [{"type": "Complete", "status": "True"}]}}
+    late = {"metadata": {}, "status": {"conditions": [{"type": "Failed", "status": "True",
+                                                       "reason": "DeadlineExceeded"}]}}
+    assert observe_batch_job(1, [done], [], "h").phase is Phase.SUCCEEDED
+    assert observe_batch_job(1, [late], [pod(0, "Running", deleting=True)], "h").phase is Phase.TIMEOUT
+    assert observe_batch_job(1, [{"metadata": {}}], [pod(0, "Failed", 3)], "h").exit_code == 3
+    assert observe_batch_job(1, [{"metadata": {}}], [pod(0, "Pending")], "h").phase is Phase.STARTING
+
+
+def test_node_state_from_cordon_taints_and_readiness():
+    def node(spec=None, status=READY, ann=None):
+        return {"metadata": {"name": "n", "annotations": ann or {}}, "spec": spec or {}, "status": status}
+
+    assert node_state(CFG, node()) == (NodeState.UP, "")
+    assert node_state(CFG, node({"unschedulable": True}))[0] is NodeState.DRAIN
+    gpu_taint = {"taints": [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]}
+    assert node_state(CFG, node(gpu_taint))[0] is NodeState.UP  # tolerated by our pods
+    soft = {"taints": [{"key": "x", "effect": "PreferNoSchedule"}]}
+    assert node_state(CFG, node(soft))[0] is NodeState.UP
+    assert node_state(CFG, node(status={"conditions": [{"type": "Ready", "status": "False"}]}))[0] is NodeState.DOWN
+
+
+def test_gfd_product_labels_become_models():
+    assert model_of("NVIDIA-A100-SXM4-80GB") == "a100"
+    assert model_of("NVIDIA-H100-80GB-HBM3") == "h100"
+    assert model_of("Tesla-V100-SXM2-16GB") == "v100"
+
+
+def test_unpinned_pods_have_no_affinity_and_gpu_request_follows_allocation():
+    job = job_of([Allocation("n1", (0, 1, 2))])
+    assert "affinity" in manifests.pod_spec(CFG, job, 0)
+    spec = manifests.pod_spec(KubernetesConfig(pin_nodes=False), job, 0)
+    assert "affinity" not in spec and spec["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "3"}
