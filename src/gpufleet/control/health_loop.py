@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 from typing import Any
 
-log = logging.getLogger("gpufleet.control.health")
+from gpufleet.observability.logs import loop_context, loop_logger
+
+log = loop_logger("health")
+rlog = loop_logger("recurring")
 
 
 def run_health(service: Any, stop: threading.Event, interval_s: float | None = None) -> None:
@@ -16,15 +18,16 @@ def run_health(service: Any, stop: threading.Event, interval_s: float | None = N
     try:
         resumed = service.start()
         if resumed:
-            log.info("continuing %d unfinished remediation(s)", resumed)
+            log.info("continuing unfinished remediations", count=resumed)
     except Exception:
         log.exception("could not resume stored remediations")
     while not stop.is_set():
         try:
             for h in service.tick():
                 if h.status.value != "ok":
-                    log.warning("node %s health %s: %s", h.node, h.status.value,
-                                h.reason or "; ".join(r.message for r in h.records if r.status.value != "ok"))
+                    with loop_context(node=h.node):
+                        log.warning("node unhealthy", status=h.status.value, run_id=h.run_id,
+                                    reason=h.reason or "; ".join(r.message for r in h.records if r.status.value != "ok"))
         except Exception:
             log.exception("health tick failed; retrying next interval")
         stop.wait(interval)
@@ -35,14 +38,14 @@ def run_recurring(service: Any, stop: threading.Event, interval_s: float = 5.0) 
     `service` is a gpufleet.services.schedules.ScheduleService."""
     try:
         for name in service.start():
-            log.warning("schedule %s: its last run was interrupted by a restart (not re-run)", name)
+            rlog.warning("last run interrupted by a restart; not re-run", schedule=name)
     except Exception:
-        log.exception("could not check interrupted schedules")
+        rlog.exception("could not check interrupted schedules")
     runner = service.runner()
     while not stop.is_set():
         try:
             for fired in runner.tick():
-                log.info("schedule %s slot %s: %s", fired.name, fired.slot, fired.outcome)
+                rlog.info("schedule ran", schedule=fired.name, slot=fired.slot, outcome=fired.outcome)
         except Exception:
-            log.exception("recurring tick failed; retrying")
+            rlog.exception("recurring tick failed; retrying")
         stop.wait(interval_s)
