@@ -88,8 +88,14 @@ def test_gang_rank_failure_fails_the_gang_and_stops_the_others(make_executor, co
                                                   "restartCount": 0, "state": {"terminated": {"exitCode": 9}}}]}})
     obs = wait_phase(ex, job, {Phase.FAILED})
     assert obs.exit_code == 9 and "rank 1" in obs.reason
-    eventually(lambda: all(p.status.phase != "Running" or p.metadata.deletion_timestamp
-                           for p in pods_of(core, namespace, job)), what="rank 0 stopped")
+    rank0 = f"{ex.cfg.instance}-{job.id}-0"
+    eventually(lambda: core.read_namespaced_pod(rank0, namespace).status.phase == "Failed", what="rank 0 stopped")
+    stopped = core.read_namespaced_pod(rank0, namespace)  # kept (with its logs), marked as stopped by us
+    assert stopped.status.reason == "DeadlineExceeded" and "rank 1" in stopped.metadata.annotations[
+        "gpufleet.io/stopped-because"]
+    job.handle = f"{namespace}/{ex.cfg.instance}-{job.id}"
+    (again,) = make_executor().poll([job])  # after a restart the cause is still rank 1, not rank 0's stop
+    assert (again.phase, again.exit_code) == (Phase.FAILED, 9) and "rank 1" in again.reason
 
 
 @pytest.mark.parametrize("ranks", [1, 2])

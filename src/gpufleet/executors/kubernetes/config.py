@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
 
 from gpufleet.domain import ValidationError
 
@@ -49,3 +49,17 @@ class KubernetesConfig:
             raise ValidationError("namespace", f"{self.namespace!r} is not a valid Kubernetes namespace")
         if self.delete_propagation not in ("Foreground", "Background"):
             raise ValidationError("delete_propagation", "must be Foreground or Background")
+
+    @classmethod
+    def from_mapping(cls, options: Mapping[str, Any]) -> "KubernetesConfig":
+        """From the `kubernetes:` settings (YAML / flags); unknown keys are an error naming the key."""
+        known = {f.name: f for f in fields(cls)}
+        kw: dict[str, Any] = {}
+        for key, value in (options or {}).items():
+            name = key.replace("-", "_")
+            if name not in known:
+                raise ValidationError(f"kubernetes.{key}", f"unknown option (known: {', '.join(sorted(known))})")
+            if name in ("tolerations", "image_pull_secrets") and value is not None:
+                value = tuple(value)
+            kw[name] = value
+        return cls(**kw)

@@ -44,10 +44,13 @@ class KubernetesExecutor(ExecutorBase):
     name: ClassVar[str] = "kubernetes"
     abilities: ClassVar[frozenset[Ability]] = frozenset(
         {Ability.NODES, Ability.DRAIN, Ability.LOGS, Ability.ADOPT})
+    requires: ClassVar[frozenset[str]] = frozenset({"image"})  # checked by the submit service
 
     def __init__(self, cfg: KubernetesConfig | None = None, *, api: client.ApiClient | None = None,
                  clock: Any = time.time):
         self.cfg = cfg or KubernetesConfig()
+        if self.cfg.default_image:  # a site-wide default image: --image becomes optional
+            self.requires = frozenset()  # type: ignore[misc]
         self.api = api or api_client(self.cfg)
         self.core = client.CoreV1Api(self.api)
         self.batch = client.BatchV1Api(self.api)
@@ -156,7 +159,7 @@ class KubernetesExecutor(ExecutorBase):
         else:
             obs = phases.observe_gang(job.id, len(job.allocation), pods, handle, settled)
             if obs.phase.ended and obs.phase is not Phase.CANCELLED:
-                self._reap_gang(job, pods)
+                self._reap_gang(job, pods, obs.reason)
         if key in self._cancelled and obs.phase in (Phase.STARTING, Phase.RUNNING, Phase.FAILED):
             return Observation(job.id, Phase.CANCELLED, obs.exit_code, "cancelled", handle)
         return obs
@@ -172,12 +175,25 @@ class KubernetesExecutor(ExecutorBase):
         return Observation(job.id, Phase.LOST, None,
                            f"no Kubernetes objects labelled {n.selector(self.cfg.instance, job)}", handle)
 
-    def _reap_gang(self, job: Job, pods: list[dict[str, Any]]) -> None:
-        """A gang ended (a rank failed or timed out): stop the ranks still running."""
-        live = [p for p in pods if (p.get("status") or {}).get("phase") in ("Pending", "Running")
-                and not p["metadata"].get("deletionTimestamp")]
-        for p in live:
-            self._delete(self.core.delete_namespaced_pod, p["metadata"]["name"], "Background")
+    def _reap_gang(self, job: Job, pods: list[dict[str, Any]], why: str) -> None:
+        """A gang ended (a rank failed or timed out): stop the ranks still running. Running ones get
+        activeDeadlineSeconds=1 (kubelet stops them, the pods and their logs stay); unstarted ones
+        are deleted. The annotation keeps them from being taken for the cause after a restart."""
+        for p in pods:
+            meta, phase = p["metadata"], (p.get("status") or {}).get("phase")
+            if meta.get("deletionTimestamp") or phase not in ("Pending", "Running"):
+                continue
+            if (meta.get("annotations") or {}).get(n.STOPPED_ANN):
+                continue
+            try:
+                if phase == "Running":
+                    self.core.patch_namespaced_pod(meta["name"], self.cfg.namespace, {
+                        "metadata": {"annotations": {n.STOPPED_ANN: why}}, "spec": {"activeDeadlineSeconds": 1}})
+                else:
+                    self._delete(self.core.delete_namespaced_pod, meta["name"], "Background")
+            except ApiException as e:
+                if e.status not in (404, 409, 422):
+                    raise
 
     # ------------------------------------------------------------------ cancel --
     def cancel(self, job: Job) -> None:

@@ -19,6 +19,7 @@ USER = "gpufleet.io/user"
 RANK = "gpufleet.io/rank"
 KIND = "gpufleet.io/kind"  # "job" (batch/v1 Job) or "gang" (pods + headless Service)
 JOB_NAME_ANN = "gpufleet.io/job-name"
+STOPPED_ANN = "gpufleet.io/stopped-because"  # a rank gpufleet stopped because another one ended
 DRAIN_TAINT = "gpufleet.io/drain"
 DRAIN_REASON_ANN = "gpufleet.io/drain-reason"
 

@@ -114,7 +114,8 @@ def observe_gang(job_id: int, ranks: int, pods: list[Obj], handle: str, settled:
     `settled`: launch finished long enough ago that every rank pod must be visible by now."""
     pods = sorted(pods, key=_rank)
     outcomes = [pod_outcome(job_id, p, handle) for p in pods]
-    bad = [o for o in outcomes if o is not None and o.phase is not Phase.SUCCEEDED]
+    stopped = [bool((p["metadata"].get("annotations") or {}).get(n.STOPPED_ANN)) for p in pods]
+    bad = [o for o, s in zip(outcomes, stopped) if o is not None and o.phase is not Phase.SUCCEEDED and not s]
     if bad:
         return bad[0]
     if len(pods) == ranks and all(o is not None for o in outcomes):
