@@ -110,8 +110,8 @@ def db_url(request, tmp_path):
 def server_factory(tmp_path, db_url):
     made: list[ServerProc] = []
 
-    def make(*args: str) -> ServerProc:
-        s = ServerProc(tmp_path, db_url, list(args) or ["--inventory", str(EXAMPLE_LAB)])
+    def make(args: list[str] | None = None) -> ServerProc:
+        s = ServerProc(tmp_path, db_url, ["--inventory", str(EXAMPLE_LAB)] if args is None else args)
         made.append(s)
         return s
 

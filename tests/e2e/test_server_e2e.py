@@ -150,3 +150,16 @@ def kill_job_processes(home, job_id: int) -> None:
                 (os.killpg if key == "child_pgid" else os.kill)(int(info[key]), signal.SIGKILL)
             except (KeyError, ProcessLookupError):
                 pass
+
+
+def test_no_gpu_and_no_flags_starts_with_a_notice(server_factory):
+    import httpx
+
+    s = server_factory([]).start()  # the embedded default: NVML, else nothing
+    log = open(s.log.name).read()
+    nodes = s.cli_json("nodes")
+    if "NVML unavailable" in log or "no NVIDIA GPU" in log:
+        assert sum(n["gpus_total"] for n in nodes) == 0
+        r = s.cli("submit", "--", "true", check=False)
+        assert r.returncode == 2 and "gpus" in r.stderr
+    assert httpx.get(f"http://127.0.0.1:{s.port}/metrics").status_code == 200
