@@ -55,6 +55,7 @@ class Simulation:
         self.cluster = cluster
         self.scheduler = scheduler
         self.nodes: tuple[Node, ...] = tuple(cluster.nodes)
+        self.width = cluster.node_gpus  # GPUs of a whole node, for gangs
         self.trace: list[TraceJob] = []
         self.rejected: list[tuple[TraceJob, str]] = []
         self._admit(trace)
@@ -80,7 +81,7 @@ class Simulation:
     def _admit(self, trace: Trace) -> None:
         """Keep what the live API would accept; reject jobs no node set could ever hold."""
         up = [nd for nd in self.nodes if nd.state is NodeState.UP]
-        width = self.cluster.node_gpus
+        width = self.width
         for tj in trace.sorted().jobs:
             nodes, per_node = gang_shape(tj, width)
             fit = [nd for nd in up if _fits(nd, per_node, tj.gpu_model)]
@@ -99,7 +100,7 @@ class Simulation:
         return any(v > 0 for t in self.cluster.tenants.values() for v in t.quota.values())
 
     def _spec(self, tj: TraceJob) -> JobSpec:
-        nodes, per_node = gang_shape(tj, self.cluster.node_gpus)
+        nodes, per_node = gang_shape(tj, self.width)
         return JobSpec(command=("sim",), gpus=per_node, nodes=nodes, gpu_model=tj.gpu_model,
                        time_limit_s=tj.time_limit_s, tenant=tj.tenant, priority=tj.priority,
                        name=tj.id)
