@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from gpufleet.domain import Allocation, Gpu, Job, JobSpec, JobState, Node, Tenant  # noqa: E402
+from gpufleet.domain import Gpu, Job, JobSpec, JobState, Node, Tenant  # noqa: E402
 from gpufleet.scheduler import SchedulerConfig, Snapshot, schedule  # noqa: E402
 from gpufleet.scheduler.firstfit import schedule_first_fit  # noqa: E402
 from gpufleet.scheduler.metrics import fragmentation  # noqa: E402

@@ -11,6 +11,7 @@ start is bounded by the running jobs' time limits.
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_left, insort
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -37,6 +38,7 @@ class Backfill:
         self.reservations: list[Reservation] = []
         self.on_node: dict[int, list[Reservation]] = {}
         self.models: set[str] = set()
+        self.starts: list[float] = []  # reservation starts, sorted
 
     def blocker(self, i: int, model: str | None, gpus: int, end: float) -> Reservation | None:
         """The reservation a job taking `gpus` of `model` on node i until `end` would delay, if any."""
@@ -45,9 +47,10 @@ class Backfill:
                 return r
         return None
 
-    def context(self, end: float) -> tuple:
-        """Everything `blocker` depends on for a job ending at `end`, as a cache key."""
-        return tuple(end > r.start for r in self.reservations)
+    def context(self, end: float) -> int:
+        """Everything `blocker` depends on for a job ending at `end`, as a cache key: how many
+        reservations start before it ends (`starts` is sorted, so that says which)."""
+        return bisect_left(self.starts, end) if self.starts else 0
 
     def placed(self, i: int, model: str | None, gpus: int, end: float, cpus: int = 0, mem: int = 0) -> None:
         """A job starts on node i now: it releases at `end`, and eats spare it runs across."""
@@ -79,6 +82,7 @@ class Backfill:
         r = Reservation(job_id, model, start, tuple(chosen), {i: free[i][0] - gpus for i in chosen})
         self.reservations.append(r)
         self.models.add(model)
+        insort(self.starts, start)
         for i in chosen:
             self.on_node.setdefault(i, []).append(r)
         return r

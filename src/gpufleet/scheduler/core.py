@@ -44,17 +44,19 @@ def schedule(snapshot: Snapshot, now: float) -> Decisions:
 
 def _consider(cyc: Cycle, job: Job, first_pass: bool) -> bool:
     """Steps 2-5 for one job. False: it may only borrow, come back after the guaranteed jobs."""
-    key = cyc.verdict_key(job, first_pass)
-    verdict = cyc.verdicts.get(key, "")
+    key = cyc.verdict_key(job)
+    verdicts = cyc.verdicts[first_pass]
+    verdict = verdicts.get(key, "")
+    if verdict:
+        cyc.d.reasons[job.id] = verdict
+        return True
     if verdict is None:
         return False
-    if verdict:
-        return _wait(cyc, job, verdict)
     if len(cyc.d.placements) >= cyc.cfg.max_placements_per_cycle:
         return _wait(cyc, job, "Queued(placement limit of this cycle reached)")
     outcome = _steps(cyc, cyc.ask(job), first_pass)
     if outcome is None or outcome[1]:
-        cyc.verdicts[key] = outcome and outcome[0]
+        verdicts[key] = outcome and outcome[0]
     return outcome is not None
 
 

@@ -3,6 +3,7 @@ bookings, backfill timeline, candidate victims; and the per-job `Ask` with its c
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass
 
 from gpufleet.domain import Allocation, Booking, Job
@@ -50,7 +51,11 @@ class Cycle:
         self.backfill = Backfill(releases, now)
         self._elig: dict[tuple, Eligibility] = {}
         self._shapes: dict[tuple, tuple] = {}
-        self.verdicts: dict[tuple, str | None] = {}  # verdict_key -> reason, or None: deferred
+        self._static: dict[int, tuple] = {}
+        self._default_limit = self.cfg.default_time_limit_s
+        self._class_size = self.cfg.priority_class_size
+        # verdict_key -> reason, or None: deferred; one dict per pass
+        self.verdicts: tuple[dict[tuple, str | None], dict[tuple, str | None]] = ({}, {})
         self.failed: dict[tuple, str | None] = {}  # placement search key -> reason once explained
         self.failed_preempt: set[tuple] = set()
         self.preemptors = 0
@@ -119,15 +124,22 @@ class Cycle:
         ask.elig, ask.models, ask.reason = shape
         return ask
 
-    def verdict_key(self, job: Job, first_pass: bool) -> tuple:
-        """Everything that decides a job's fate in this cycle. Within a cycle capacity, quota
-        headroom and victims only shrink, so a job that failed fails again for the same key."""
+    def verdict_key(self, job: Job) -> tuple:
+        """Everything that decides a job's fate in this cycle (with the pass). Within a cycle
+        capacity, quota headroom and victims only shrink: a job that failed fails again for the
+        same key, and so does every job with that key."""
         spec = job.spec
-        end = self.now + (spec.time_limit_s or self.cfg.default_time_limit_s)
-        cons = tuple(sorted(spec.constraints.items())) if spec.constraints else ()
-        return (first_pass, spec.tenant, spec.priority // self.cfg.priority_class_size, spec.gpu_model,
-                spec.gpus, spec.nodes, spec.cpus, spec.mem_mb, spec.booking, cons,
-                self.bookings.context(job, end), self.backfill.context(end))
+        static = self._static.get(job.id)
+        if static is None:
+            cons = tuple(sorted(spec.constraints.items())) if spec.constraints else ()
+            static = self._static[job.id] = (
+                spec.tenant, spec.priority // self._class_size, spec.gpu_model, spec.gpus, spec.nodes,
+                spec.cpus, spec.mem_mb, spec.booking, cons)
+        if not self.bookings.on_node and not self.backfill.starts:
+            return static
+        end = self.now + (spec.time_limit_s or self._default_limit)
+        booked = self.bookings.context(job, end) if self.bookings.on_node else ()
+        return (static, booked, bisect_left(self.backfill.starts, end))
 
     def _sizes(self, ask: Ask, elig: Eligibility) -> str:
         """Which models have at least `nodes` eligible nodes big enough; else why not."""
@@ -172,6 +184,7 @@ class Cycle:
     def search_key(self, ask: Ask, model: str | None) -> tuple:
         return (model, ask.gpus, ask.nodes, ask.cpus, ask.mem, ask.elig_key,
                 self.bookings.context(ask.job, ask.end), self.backfill.context(ask.end))
+
 
     def commit(self, ask: Ask, model: str | None, nodes: list[int]) -> None:
         state, job = self.state, ask.job
