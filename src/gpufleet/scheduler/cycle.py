@@ -78,8 +78,9 @@ class Cycle:
                 model = model or state.model_of[i].get(a.gpus[0])
                 on[i] = on.get(i, 0) + sum(1 for g in a.gpus if state.model_of[i].get(g) == model)
             started = job.started_at if job.started_at is not None else now
-            held.append(Held(job.id, job.spec.tenant, model, job.gpus_held, started, job.spec.booking is not None))
             leaving = bool(job.extra.get("pending_action"))
+            held.append(Held(job.id, job.spec.tenant, model, job.gpus_held, started, job.spec.booking is not None,
+                             leaving))
             end = now if leaving else max(now, started + (job.spec.time_limit_s or default))
             up_on = {i: n for i, n in on.items() if state.up[i]}
             if model is not None:

@@ -27,6 +27,7 @@ class Held:
     gpus: int
     started_at: float
     booked: bool  # runs inside its booking: outside quota
+    leaving: bool = False  # being stopped (preempted, cancelled): counts as used, never reclaimable
 
 
 @dataclass(slots=True)
@@ -54,7 +55,7 @@ class QuotaBook:
             before = per.get(h.model, 0)
             per[h.model] = before + h.gpus
             quota, _ = self.limits(h.tenant, h.model)
-            if before + h.gpus > quota:
+            if before + h.gpus > quota and not h.leaving:
                 self.borrowed.add(h.job_id)
                 key = (h.tenant, h.model)
                 self.borrowed_left[key] = self.borrowed_left.get(key, 0) + h.gpus
