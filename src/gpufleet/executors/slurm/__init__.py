@@ -1,7 +1,21 @@
 """Slurm engine: gpufleet decides, a real slurmctld runs (see docs/slurm.md)."""
 
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
 from gpufleet.executors.slurm.client import SlurmError, SlurmUnavailable
 from gpufleet.executors.slurm.config import SlurmConfig
 from gpufleet.executors.slurm.executor import SlurmExecutor
 
-__all__ = ["SlurmConfig", "SlurmError", "SlurmExecutor", "SlurmUnavailable"]
+
+def create(options: dict[str, Any], home: Path) -> SlurmExecutor:
+    """The composition root's factory. `options` are the `slurm:` settings (see SlurmConfig);
+    job output defaults to `home`/slurm-logs (it must be on a filesystem the nodes share)."""
+    opts = dict(options or {})
+    opts.setdefault("log_dir", str(Path(home) / "slurm-logs"))
+    return SlurmExecutor(SlurmConfig.from_mapping(opts))
+
+
+__all__ = ["SlurmConfig", "SlurmError", "SlurmExecutor", "SlurmUnavailable", "create"]

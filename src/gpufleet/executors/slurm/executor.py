@@ -29,6 +29,7 @@ from gpufleet.executors.slurm.script import (
 
 log = logging.getLogger(__name__)
 TIMEOUT_MARK = "gpufleet:timeout"
+NODES_SNAPSHOT_MAX_AGE_S = 0.5
 ACCOUNT_ERRORS = ("Invalid account", "invalid account")
 GONE_ERRORS = ("already completed", "Invalid job id", "Job/step already completing", "does not exist")
 
@@ -304,8 +305,11 @@ class SlurmExecutor(ExecutorBase):
 
     def nodes(self) -> list[Node]:
         raw = self.api.nodes()
-        snap = self._refresh()
         now = self.clock()
+        with self._lock:
+            snap = self._snap
+        if snap is None or now - snap.taken > NODES_SNAPSHOT_MAX_AGE_S:  # reuse this cycle's poll
+            snap = self._refresh()
         nodes: dict[str, Node] = {}
         for d in raw:
             if d.get("name") and d["name"] not in nodes:
