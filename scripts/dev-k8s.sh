@@ -171,11 +171,12 @@ start_control_plane() {
     --authorization-kubeconfig="$K/admin.kubeconfig" --leader-elect=false --port=0 \
     --bind-address=127.0.0.1 --secure-port=$((API_PORT+1)) \
     --service-account-private-key-file="$P/sa.key" --root-ca-file="$P/ca.crt" --use-service-account-credentials=false \
-    --controllers='*,-nodeipam,-cloud-node-lifecycle,-service,-route' --cluster-name=gpufleet-dev
+    --controllers='*,-nodeipam,-cloud-node-lifecycle,-service,-route' --cluster-name=gpufleet-dev \
+    --kube-api-qps=200 --kube-api-burst=400
   start kube-scheduler kube-scheduler "$BIN/kube-scheduler" \
     --kubeconfig="$K/admin.kubeconfig" --authentication-kubeconfig="$K/admin.kubeconfig" \
     --authorization-kubeconfig="$K/admin.kubeconfig" --leader-elect=false --port=0 \
-    --bind-address=127.0.0.1 --secure-port=$((API_PORT+2))
+    --bind-address=127.0.0.1 --secure-port=$((API_PORT+2)) --kube-api-qps=200 --kube-api-burst=400
   wait_for 60 "default ServiceAccount (controller-manager working)" api /api/v1/namespaces/default/serviceaccounts/default
   log "kube-controller-manager + kube-scheduler running"
 }
