@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import importlib
-import logging
 import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpufleet.control.loop import ControlLoop, run_control
+from gpufleet.control.health_loop import run_health, run_recurring
+from gpufleet.control.loop import ControlLoop, CycleReport, run_control
 from gpufleet.executors.base import Ability, Executor
 from gpufleet.inventory import Discovered, discover
 from gpufleet.services import Ctx
+from gpufleet.observability import Metrics, configure_logging, get_logger
+from gpufleet.services.health import HealthService, build_health_service
+from gpufleet.services.schedules import ScheduleService
 from gpufleet.services.tenants import bootstrap, mint_token
 from gpufleet.settings import Settings
 from gpufleet.store import Store, make_engine, migrate
 
-log = logging.getLogger("gpufleet")
+log = get_logger("gpufleet")
 
 # Each engine package exposes `create(options: dict, home: Path) -> Executor`.
 EXECUTOR_MODULES = {
@@ -45,15 +48,26 @@ class Server:
     loop: ControlLoop
     discovered: Discovered | None
     admin_token: str
+    metrics: Metrics
+    health: HealthService
+    schedules: ScheduleService
     stop: threading.Event
     wake: threading.Event
 
     def start_loops(self) -> list[threading.Thread]:
-        t = threading.Thread(target=run_control, name="control",
-                             args=(self.loop, self.stop, self.wake, self.settings.loop_interval_s),
-                             daemon=True)
-        t.start()
-        return [t]
+        loops = [
+            ("control", run_control, (self.loop, self.stop, self.wake, self.settings.loop_interval_s)),
+            ("health", run_health, (self.health, self.stop)),
+            ("recurring", run_recurring, (self.schedules, self.stop)),
+        ]
+        threads = [threading.Thread(target=fn, name=name, args=args, daemon=True) for name, fn, args in loops]
+        for t in threads:
+            t.start()
+        return threads
+
+    def on_cycle(self, report: CycleReport) -> None:
+        self.metrics.observe_cycle(report.duration_s)
+        self.metrics.update_fleet(report.jobs, report.nodes, self.ctx.clock(), self.health.unhealthy)
 
 
 def build(settings: Settings) -> Server:
@@ -73,7 +87,15 @@ def build(settings: Settings) -> Server:
     bootstrap(ctx, discovered.inventory.tenants if discovered else [])
     token = _ensure_admin_token(ctx, settings.home)
     loop = ControlLoop(store, executor, config=settings.scheduler)
-    return Server(settings, store, executor, ctx, loop, discovered, token, stop, wake)
+    metrics = Metrics()
+    local = [n.name for n in discovered.inventory.nodes] if discovered and discovered.source == "nvml" else []
+    health = build_health_service(ctx, settings.health, settings.home, local_nodes=local, metrics=metrics)
+    schedules = ScheduleService(ctx, health.repo, metrics=metrics,
+                                env={"GPUFLEET_URL": settings.url, "GPUFLEET_TOKEN": token})
+    server = Server(settings, store, executor, ctx, loop, discovered, token, metrics, health, schedules,
+                    stop, wake)
+    loop.on_cycle = server.on_cycle
+    return server
 
 
 def _ensure_admin_token(ctx: Ctx, home: Path) -> str:
@@ -100,21 +122,19 @@ def serve(settings: Settings) -> None:
     import uvicorn
 
     from gpufleet.api.app import create_app
-    from gpufleet.observe import configure_logging, metrics_for
 
     configure_logging(settings.log_format)
     server = build(settings)
     if server.discovered is not None:
         n = server.discovered.inventory.nodes
-        log.info("inventory from %s: %d nodes, %d GPUs. %s", server.discovered.source, len(n),
-                 sum(len(x.gpus) for x in n), server.discovered.notice)
-    metrics, on_cycle = metrics_for(server)
-    server.loop.on_cycle = on_cycle
-    app = create_app(server.ctx, metrics=metrics)
+        log.info("inventory", source=server.discovered.source, nodes=len(n),
+                 gpus=sum(len(x.gpus) for x in n), notice=server.discovered.notice)
+    app = create_app(server.ctx, metrics=server.metrics.render, health_service=server.health,
+                     schedule_service=server.schedules)
     (settings.home / "server.json").write_text(json.dumps({"url": settings.url, "pid": os.getpid()}))
     server.start_loops()
-    log.info("gpufleet serving on %s (executor %s, db %s)", settings.url, server.executor.name,
-             settings.db_url.split("@")[-1])
+    log.info("gpufleet serving", url=settings.url, executor=server.executor.name,
+             db=settings.db_url.split("@")[-1])
     try:
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning",
                     access_log=False)

@@ -10,8 +10,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gpufleet.api.app import create_app
-from gpufleet.api.routers import health as health_router
-from gpufleet.api.routers import schedules as schedules_router
 from gpufleet.main import build
 from gpufleet.services.health import build_health_service
 from gpufleet.services.schedules import ScheduleService
@@ -40,9 +38,7 @@ def lab(tmp_path, clock):
             "ticket": {"kind": "webhook", "url": f"{rx.url}/tickets"},
         }
         svc = build_health_service(server.ctx, cfg, home=tmp_path)
-        app = create_app(server.ctx, extra_routers=(health_router.router, schedules_router.router))
-        app.state.health = svc
-        app.state.schedules = ScheduleService(server.ctx, svc.repo)
+        app = create_app(server.ctx, health_service=svc, schedule_service=ScheduleService(server.ctx, svc.repo))
         api.http = TestClient(app)
         api.svc, api.rx, api.markers = svc, rx, markers
         yield api

@@ -15,8 +15,6 @@ import uvicorn
 from typer.testing import CliRunner
 
 from gpufleet.api.app import create_app
-from gpufleet.api.routers import health as health_router
-from gpufleet.api.routers import schedules as schedules_router
 from gpufleet.cli import health as health_cli
 from gpufleet.main import build
 from gpufleet.services.health import build_health_service
@@ -34,8 +32,7 @@ def served(tmp_path, monkeypatch):
     server = build(load_settings(home=tmp_path, executor="fake", inventory=str(EXAMPLE_LAB)))
     svc = build_health_service(server.ctx, {"nvml": "fake", "remediation": {"enabled": False},
                                             "checks": {"disk": {"enabled": False}}})
-    app = create_app(server.ctx, extra_routers=(health_router.router, schedules_router.router))
-    app.state.health, app.state.schedules = svc, ScheduleService(server.ctx, svc.repo)
+    app = create_app(server.ctx, health_service=svc, schedule_service=ScheduleService(server.ctx, svc.repo))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from gpufleet import __version__
-from gpufleet.api.routers import bookings, jobs, nodes, tenants
+from gpufleet.api.routers import bookings, health, jobs, nodes, schedules, tenants
 from gpufleet.domain import Conflict, Forbidden, IllegalTransition, NotFound, ValidationError
 from gpufleet.services import Ctx
 
@@ -16,12 +16,16 @@ API_PREFIX = "/api/v1"
 
 
 def create_app(ctx: Ctx, metrics: Callable[[], tuple[bytes, str]] | None = None,
-               extra_routers: tuple = ()) -> FastAPI:
+               health_service: object | None = None, schedule_service: object | None = None) -> FastAPI:
+    """The API over the services. Health and schedule routes answer 503 when their service is not
+    given (e.g. a bare test app)."""
     app = FastAPI(title="gpufleet", version=__version__,
                   description="Control plane for a GPU lab", openapi_url="/openapi.json")
     app.state.ctx = ctx
     app.state.token_cache = {}
-    for r in (jobs.router, nodes.router, tenants.router, bookings.router, *extra_routers):
+    app.state.health = health_service
+    app.state.schedules = schedule_service
+    for r in (jobs.router, nodes.router, tenants.router, bookings.router, health.router, schedules.router):
         app.include_router(r, prefix=API_PREFIX)
     _errors(app)
 

@@ -12,19 +12,19 @@ No database transaction is held across an executor call.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
 from gpufleet.domain import Job, JobState, Node, NodeState, transition
-from gpufleet.executors.base import FOREIGN_GPUS_LABEL, Ability, Executor
+from gpufleet.executors.base import FOREIGN_GPUS_LABEL, Ability, EngineUnavailable, Executor
 from gpufleet.control.apply import apply_observation
 from gpufleet.scheduler import Decisions, SchedulerConfig, Snapshot, schedule
+from gpufleet.observability.logs import loop_context, loop_logger
 from gpufleet.store import Store
 
-log = logging.getLogger("gpufleet.control")
+log = loop_logger("control")
 Clock = Callable[[], float]
 USAGE_SAVE_S = 10.0
 
@@ -38,6 +38,8 @@ class CycleReport:
     running: int = 0
     duration_s: float = 0.0
     decisions: Decisions | None = None
+    jobs: list[Job] = field(default_factory=list)  # the active jobs of this cycle, as left by it
+    nodes: list[Node] = field(default_factory=list)
 
 
 @dataclass
@@ -74,6 +76,7 @@ class ControlLoop:
         report.pending, report.running = len(pending) - report.started, len(running) + report.started
         report.duration_s = time.perf_counter() - t0
         report.decisions = decisions
+        report.jobs, report.nodes = jobs, nodes
         if self.on_cycle:
             self.on_cycle(report)
         return report
@@ -98,7 +101,8 @@ class ControlLoop:
             if self.store.save_job(job, JobState.RUNNING, change, clear_action=True):
                 ended += 1
                 self._signalled.discard(job.id)
-                log.info("job %s %s: %s", job.id, job.state.value, job.reason)
+                with job_context(job):
+                    log.info("job ended", state=job.state.value, reason=job.reason, exit_code=job.exit_code)
         return ended
 
     # 2. act ----------------------------------------------------------------------------------
@@ -114,16 +118,23 @@ class ControlLoop:
             self.executor.cancel(job)
             self._signalled.add(job.id)
         except Exception as e:  # the engine is unreachable: try again next cycle
-            log.warning("job %s: cancel failed: %s", job.id, e)
+            with job_context(job):
+                log.warning("cancel failed; retrying next cycle", error=str(e))
 
     def _launch(self, job: Job) -> None:
         try:
             job.handle = self.executor.launch(job) or f"{self.executor.name}:{job.id}"
             self.store.save_job(job, JobState.RUNNING)
+            with job_context(job):
+                log.info("job launched", handle=job.handle)
+        except EngineUnavailable as e:  # decision stays written: the next cycle launches it
+            with job_context(job):
+                log.warning("engine unavailable; launch retried next cycle", error=str(e))
         except Exception as e:
             change = transition(job, JobState.FAILED, f"launch failed: {e}", self.clock())
             self.store.save_job(job, JobState.RUNNING, change)
-            log.warning("job %s: launch failed: %s", job.id, e)
+            with job_context(job):
+                log.warning("launch failed", error=str(e))
 
     # 3. nodes --------------------------------------------------------------------------------
     def _nodes(self, now: float) -> list[Node]:
@@ -131,7 +142,7 @@ class ControlLoop:
             try:
                 self.store.sync_nodes(self.executor.nodes(), keep_state=False)
             except Exception as e:
-                log.warning("could not refresh nodes from %s: %s", self.executor.name, e)
+                log.warning("could not refresh nodes from the engine", executor=self.executor.name, error=str(e))
         return self.store.nodes()
 
     def _requeue_on_down_nodes(self, running: list[Job], nodes: list[Node]) -> None:
@@ -207,6 +218,11 @@ class ControlLoop:
                 changed.append((job, JobState.PENDING, None))
         if changed:
             self.store.save_jobs(changed)
+
+
+def job_context(job: Job):
+    """Every line logged about a job carries its id, tenant and node(s)."""
+    return loop_context(job_id=job.id, tenant=job.tenant, node=",".join(job.node_names) or None)
 
 
 def foreign_gpus(nodes: list[Node]) -> dict[str, tuple[int, ...]]:

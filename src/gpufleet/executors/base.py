@@ -15,6 +15,11 @@ from typing import ClassVar, Protocol, Sequence, runtime_checkable
 from gpufleet.domain import Booking, Job, Node
 
 
+class EngineUnavailable(Exception):
+    """The engine cannot be reached right now (e.g. slurmctld restarting). Transient: the control
+    loop leaves the job as it is and tries again next cycle instead of failing it."""
+
+
 class Ability(str, Enum):
     """Optional abilities an executor declares (never probed with isinstance)."""
 

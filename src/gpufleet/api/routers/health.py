@@ -1,6 +1,6 @@
 """/api/v1/health: run checks, show a node's history, flakiness summary, remediations, faults.
 
-Mounted with `create_app(ctx, extra_routers=(health.router, schedules.router))`; the app needs
+Mounted by `create_app(ctx, health_service=..., schedule_service=...)`; the app needs
 `app.state.health` (a HealthService) and `app.state.schedules` (a ScheduleService)."""
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, Sequence
 
+from gpufleet.executors.base import EngineUnavailable
 from gpufleet.domain import GpufleetError
 from gpufleet.executors.slurm.parse import SACCT_FIELDS, SlurmJob, jobs_from_sacct
 from gpufleet.executors.slurm.script import SubmitRequest
@@ -33,7 +34,7 @@ class SlurmError(GpufleetError):
     """A Slurm command or request failed."""
 
 
-class SlurmUnavailable(SlurmError):
+class SlurmUnavailable(SlurmError, EngineUnavailable):
     """slurmctld (or slurmrestd) cannot be reached right now: try again later."""
 
 
