@@ -211,6 +211,24 @@ def test_preemptions_are_of_running_jobs_once_and_keep_their_requeue_flag(snap):
         assert p.requeue == job.spec.requeue and p.reason.startswith("Preempted(")
 
 
+@PROPS
+@given(snapshots())
+def test_cpus_of_a_node_are_not_oversubscribed(snap):
+    d = schedule(snap, NOW)
+    jobs = {j.id: j for j in snap.pending}
+    used: dict[str, int] = {}
+    for j in snap.running:
+        for a in j.allocation:
+            used[a.node] = used.get(a.node, 0) + (j.spec.cpus or 0)
+    before = dict(used)
+    for p in d.placements:
+        for a in p.allocation:
+            used[a.node] = used.get(a.node, 0) + (jobs[p.job_id].spec.cpus or 0)
+    for n in snap.nodes:
+        if n.cpus and before.get(n.name, 0) <= n.cpus:
+            assert used.get(n.name, 0) <= n.cpus
+
+
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(snapshots())
 def test_schedule_is_deterministic(snap):
