@@ -119,3 +119,17 @@ def test_tenant_admin_and_tokens(api):
 def test_openapi_is_served(api):
     spec = api.get("/openapi.json").json()
     assert "/api/v1/jobs" in spec["paths"]
+
+
+def test_audit_log_records_who_did_what(api):
+    alice = api.token("alice", "vision")
+    job = api.submit(headers=alice).json()["id"]
+    api.post(f"/api/v1/jobs/{job}/cancel", headers=alice)
+    api.post("/api/v1/nodes/dgx1/drain", json={"reason": "fan"}, headers=api.admin)
+    assert api.get("/api/v1/audit", headers=alice).status_code == 403
+    rows = api.get("/api/v1/audit", headers=api.admin).json()
+    seen = [(r["user"], r["action"], r["target"]) for r in rows]
+    assert ("alice", "submit", f"job/{job}") in seen and ("alice", "cancel", f"job/{job}") in seen
+    assert ("admin", "node-drain", "node/dgx1") in seen
+    only = api.get("/api/v1/audit?action=cancel", headers=api.admin).json()
+    assert [r["action"] for r in only] == ["cancel"]

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from gpufleet.domain import Allocation, Gpu, Job, JobSpec, JobState, Node, NodeState
 from gpufleet.health.remediation import Phase, Remediation, StepRecord
 from gpufleet.health.types import CheckRecord, NodeHealth, Status
-from gpufleet.observability import AuditLog, JsonlAuditSink, Metrics, configure_logging, loop_context, loop_logger
+from gpufleet.observability import Metrics, configure_logging, loop_context, loop_logger
 
 
 class Tty(io.StringIO):
@@ -67,26 +67,6 @@ def test_console_on_a_tty():
     assert "node drained" in text and "dgx1" in text
     with pytest.raises(json.JSONDecodeError):
         json.loads(text.splitlines()[0])
-
-
-def test_audit_log_to_logger_and_jsonl(tmp_path):
-    out = io.StringIO()
-    configure_logging("json", stream=out)
-    sink = JsonlAuditSink(tmp_path / "audit.jsonl")
-    stored = []
-    audit = AuditLog(sinks=[sink, stored.append, lambda e: 1 / 0], clock=lambda: 1234.5)
-    audit.record("alice", "submit", "job/42", tenant="vision", gpus=8)
-    audit.record("health", "drain", "node/dgx1", reason="xid: GPU 3: XID 79")
-    events = sink.read()
-    assert [(e.actor, e.action, e.target) for e in events] == [("alice", "submit", "job/42"),
-                                                              ("health", "drain", "node/dgx1")]
-    assert events[0].details == {"tenant": "vision", "gpus": 8} and events[0].at == 1234.5
-    assert stored == events
-    logged = [line for line in lines(out) if line.get("audit")]
-    assert logged[1]["event"] == "health drain node/dgx1" and logged[1]["reason"].startswith("xid")
-    assert any(line["event"] == "audit sink failed" for line in lines(out))
-    with pytest.raises(ValueError):
-        audit.record("bob", "delete_everything", "cluster")
 
 
 def sample(metrics: Metrics) -> dict[tuple[str, tuple], float]:

@@ -15,8 +15,15 @@ tenant_app = typer.Typer(help="Create tenants and set quotas (admin).", no_args_
 token_app = typer.Typer(help="Make API tokens (admin).", no_args_is_help=True)
 
 
-def nodes(as_json: bool = typer.Option(False, "--json")) -> None:
+def nodes(as_json: bool = typer.Option(False, "--json"),
+          health: bool = typer.Option(False, "--health", help="health and failures per week instead"),
+          weeks: int = typer.Option(8, "--weeks", help="with --health: weeks of history")) -> None:
     """List nodes like sinfo: GPUs total/allocated, model, state."""
+    if health:
+        from gpufleet.cli.health import print_nodes_health
+
+        print_nodes_health(weeks, as_json)
+        return
     with Client.from_env() as c:
         rows = c.nodes()
     if as_json:
@@ -146,3 +153,17 @@ def unbook(booking_id: int) -> None:
     with Client.from_env() as c:
         c.unbook(booking_id)
     print(f"{booking_id} cancelled")
+
+
+def audit(limit: int = typer.Option(50, "--limit"), user: Optional[str] = typer.Option(None, "--user"),
+          action: Optional[str] = typer.Option(None, "--action", help="submit, cancel, node-drain, book..."),
+          as_json: bool = typer.Option(False, "--json")) -> None:
+    """The audit log: who submitted, cancelled, drained, booked (admin)."""
+    with Client.from_env() as c:
+        rows = c.get("/audit", limit=limit, **({"user_name": user} if user else {}),
+                     **({"action": action} if action else {}))
+    if as_json:
+        print_json(rows)
+        return
+    table(("TIME", "USER", "ACTION", "TARGET", "DETAIL"),
+          [(when(r["at"]), r["user"], r["action"], r["target"], r["detail"]) for r in rows])

@@ -1,10 +1,5 @@
-"""`gpufleet health ...` and `gpufleet schedule ...` (through the client only).
-
-Mount in cli/main.py:
-    app.add_typer(health.health_app, name="health")
-    app.add_typer(health.schedule_app, name="schedule")
-and `gpufleet nodes --health` calls `health.print_nodes_health(weeks, as_json)`.
-"""
+"""`gpufleet health ...` and `gpufleet schedule ...` (through the client only); `gpufleet nodes
+--health` prints `print_nodes_health`."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from gpufleet.cli import admin, jobs, sim
+from gpufleet.cli import admin, health, jobs, sim
 from gpufleet.cli.output import err
 from gpufleet.client import ApiError, ServerUnreachable
 from gpufleet.domain import ValidationError
@@ -29,7 +29,10 @@ app.add_typer(admin.token_app, name="token")
 app.command()(admin.book)
 app.command()(admin.bookings)
 app.command()(admin.unbook)
+app.command()(admin.audit)
 app.add_typer(sim.app, name="sim")
+app.add_typer(health.health_app, name="health")
+app.add_typer(health.schedule_app, name="schedule")
 
 
 @app.command()

@@ -78,6 +78,8 @@ def configure_logging(fmt: str = "auto", level: str | int = "INFO", stream: Text
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level if isinstance(level, int) else level.upper())
+    for noisy in ("alembic", "httpx", "kubernetes", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     return json_lines
 
 
@@ -91,12 +93,13 @@ def _colors(stream: TextIO) -> bool:
 
 
 def get_logger(name: str = "gpufleet", **bound: Any) -> Any:
-    return structlog.get_logger(name).bind(**bound)
+    # initial values, not .bind(): binding at import time would freeze the default configuration
+    return structlog.get_logger(name, **bound)
 
 
 def loop_logger(loop: str) -> Any:
     """The logger of one control loop (schedule, launch, reconcile, health, recurring)."""
-    return structlog.get_logger(f"gpufleet.control.{loop}").bind(loop=loop)
+    return structlog.get_logger(f"gpufleet.control.{loop}", loop=loop)
 
 
 @contextmanager

@@ -8,7 +8,11 @@ from typing import Callable
 
 from gpufleet.domain import Forbidden, Node, Tenant, User
 from gpufleet.executors.base import Executor
+from gpufleet.observability.logs import get_logger
 from gpufleet.store import Store
+
+
+_audit_log = get_logger("gpufleet.audit")
 
 
 @dataclass
@@ -41,8 +45,11 @@ class Ctx:
         return hit[1]
 
     def audit(self, user: User, action: str, target: str, **detail: object) -> None:
-        """Record who did what (submit, cancel, drain, book...) in the audit table."""
+        """Record who did what (submit, cancel, drain, book...): the audit table, and one
+        structured log line with audit=true."""
         self.store.audit(self.clock(), user.name, action, target, dict(detail))
+        _audit_log.info(f"{user.name} {action} {target}", audit=True, actor=user.name, action=action,
+                        target=target, **detail)
 
 
 def require_admin(user: User, what: str) -> None:

@@ -41,6 +41,7 @@ class Store:
 
     # ---- jobs -------------------------------------------------------------------------------
     def add_jobs(self, jobs: Sequence[Job], now: float, audit_user: str) -> None:
+        # (the submit audit lines are written here, in the same transaction, not via Ctx.audit)
         """Insert new jobs, their first events and the audit lines in ONE transaction."""
         with self.tx() as s:
             rows = [job_to_row(j) for j in jobs]
@@ -231,9 +232,14 @@ class Store:
         with self.tx() as s:
             s.add(AuditRow(at=at, user=user, action=action, target=target, detail=detail or {}))
 
-    def audit_log(self, limit: int = 100) -> list[dict]:
+    def audit_log(self, limit: int = 100, user: str | None = None, action: str | None = None) -> list[dict]:
+        q = select(AuditRow)
+        if user:
+            q = q.where(AuditRow.user == user)
+        if action:
+            q = q.where(AuditRow.action == action)
         with self.tx() as s:
-            rows = s.scalars(select(AuditRow).order_by(AuditRow.id.desc()).limit(limit))
+            rows = s.scalars(q.order_by(AuditRow.id.desc()).limit(limit))
             return [{"at": r.at, "user": r.user, "action": r.action, "target": r.target,
                      "detail": r.detail} for r in rows]
 

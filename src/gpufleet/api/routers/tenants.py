@@ -8,6 +8,7 @@ from gpufleet.api.schemas import TenantIn, TenantOut, TokenIn, TokenOut, WhoAmI
 from gpufleet.domain import User
 from gpufleet.services import Ctx
 from gpufleet.services import tenants as svc
+from gpufleet.services.context import require_admin
 
 router = APIRouter(tags=["tenants"])
 
@@ -53,3 +54,11 @@ def create_token(body: TokenIn, ctx: Ctx = Depends(get_ctx), user: User = Depend
 @router.get("/whoami", response_model=WhoAmI)
 def whoami(ctx: Ctx = Depends(get_ctx), user: User = Depends(current_user)):
     return WhoAmI(user=user.name, tenant=user.tenant, admin=user.admin, executor=ctx.executor.name)
+
+
+@router.get("/audit")
+def audit(limit: int = 100, user_name: str | None = None, action: str | None = None,
+          ctx: Ctx = Depends(get_ctx), user: User = Depends(current_user)) -> list[dict]:
+    """Who submitted, cancelled, drained, booked... newest first (admin)."""
+    require_admin(user, "reading the audit log")
+    return ctx.store.audit_log(min(limit, 10_000), user_name, action)
