@@ -220,7 +220,7 @@ def test_logs_come_through_the_pod_log_api(make_executor):
 def test_exec_mode_runs_the_command_with_rank_env(make_executor):
     ex = make_executor(pod_annotations=EXEC)
     job = job_of([Allocation("gpu-node-02", (4, 5)), Allocation("gpu-node-03", (4, 5))],
-                 command=("sh", "-c", "echo rank=$NODE_RANK cuda=$CUDA_VISIBLE_DEVICES gpus=$GPUFLEET_GPUS; exit 4"))
+                 command=("sh", "-c", "echo rank=$NODE_RANK cuda=$CUDA_VISIBLE_DEVICES gpus=$GPUFLEET_GPUS; sleep 2; exit 4"))
     ex.launch(job)
     obs = wait_phase(ex, job, {Phase.FAILED})
     assert obs.exit_code == 4
@@ -230,3 +230,14 @@ def test_exec_mode_runs_the_command_with_rank_env(make_executor):
 def test_logs_without_a_pod_say_so(make_executor):
     chunk = make_executor().logs(job_of([Allocation("gpu-node-01", (0,))]), 0)
     assert chunk.complete and chunk.data == b"" and "no pod" in chunk.note
+
+
+def test_unschedulable_rank_reports_why_then_fails_after_start_timeout(make_executor, core, namespace):
+    ex = make_executor(start_timeout_s=3)
+    too_big = tuple(range(9))  # 9 GPUs on an 8-GPU node: kube-scheduler can never bind it
+    job = job_of([Allocation("gpu-node-01", (0,)), Allocation("gpu-node-02", too_big)], env=FOREVER)
+    ex.launch(job)
+    starting = wait_phase(ex, job, {Phase.STARTING})
+    obs = wait_phase(ex, job, {Phase.FAILED}, timeout=30)
+    assert "Insufficient nvidia.com/gpu" in obs.reason and "could not start" in obs.reason, (starting, obs)
+    eventually(lambda: not pods_of(core, namespace, job), what="gang removed")

@@ -37,6 +37,7 @@ class KubernetesConfig:
     priority_class: str | None = None
     image_pull_secrets: tuple[str, ...] = ()
     ttl_after_finished_s: int | None = None  # Job ttlSecondsAfterFinished (needs K8s >= 1.21 or a gate)
+    start_timeout_s: float | None = 900.0  # STARTING longer than this (unschedulable, image pull) -> FAILED
     adopt_grace_s: float = 60.0  # a launched job without objects for this long is LOST
     watch_timeout_s: int = 240  # server-side watch timeout; the watch then resumes from its version
     request_timeout_s: float = 30.0

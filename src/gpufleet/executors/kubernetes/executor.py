@@ -59,6 +59,7 @@ class KubernetesExecutor(ExecutorBase):
                                 self.cfg.watch_timeout_s)
         self._launched: dict[tuple[int, int], float] = {}  # attempts launched by this process: when
         self._cancelled: set[tuple[int, int]] = set()
+        self._starting: dict[tuple[int, int], float] = {}  # attempts seen STARTING: since when
         self._final: dict[tuple[int, int], Observation] = {}  # ended attempts: what they ended as
         self._namespace_ready = False
         self._lock = threading.Lock()
@@ -162,7 +163,25 @@ class KubernetesExecutor(ExecutorBase):
                 self._reap_gang(job, pods, obs.reason)
         if key in self._cancelled and obs.phase in (Phase.STARTING, Phase.RUNNING, Phase.FAILED):
             return Observation(job.id, Phase.CANCELLED, obs.exit_code, "cancelled", handle)
+        if obs.phase is Phase.STARTING:
+            return self._starting_too_long(job, key, obs)
+        with self._lock:
+            self._starting.pop(key, None)
         return obs
+
+    def _starting_too_long(self, job: Job, key: tuple[int, int], obs: Observation) -> Observation:
+        """A job that cannot start (bad image name, or not running after start_timeout_s: e.g. a
+        foreign pod took its GPUs after gpufleet placed it) FAILS with the reason and is removed,
+        instead of holding its GPUs in gpufleet forever."""
+        with self._lock:
+            since = self._starting.setdefault(key, self.clock())
+        fatal = obs.reason.split(":", 1)[0] in phases.FATAL_WAITING_REASONS
+        waited = self.clock() - since
+        if not fatal and (self.cfg.start_timeout_s is None or waited < self.cfg.start_timeout_s):
+            return obs
+        why = obs.reason if fatal else f"not running after {waited:.0f}s: {obs.reason}"
+        self._delete_objects(job, "Background")
+        return Observation(job.id, Phase.FAILED, None, f"could not start: {why}", obs.handle)
 
     def _absent(self, job: Job, key: tuple[int, int], handle: str, settled: bool) -> Observation | None:
         if key in self._cancelled:
@@ -205,8 +224,10 @@ class KubernetesExecutor(ExecutorBase):
                 return
         with self._lock:
             self._cancelled.add(key)
+        self._delete_objects(job, self.cfg.delete_propagation)
+
+    def _delete_objects(self, job: Job, prop: str) -> None:
         base = n.base_name(self.cfg.instance, job)
-        prop = self.cfg.delete_propagation
         if n.is_gang(job):
             self._delete(self.core.delete_namespaced_service, base, prop)  # owner of the rank pods
             for rank in range(max(len(job.allocation), job.spec.nodes)):

@@ -10,6 +10,8 @@ from gpufleet.executors.kubernetes import names as n
 
 Obj = dict[str, Any]
 # pod failure reasons that mean "the cluster took the pod away", not "the program failed"
+# container waiting reasons that never resolve by themselves
+FATAL_WAITING_REASONS = frozenset({"InvalidImageName", "ErrImageNeverPull", "CreateContainerConfigError"})
 _PREEMPTED_REASONS = {"Evicted", "Preempting", "NodeLost", "Shutdown", "Terminated", "NodeShutdown"}
 
 
