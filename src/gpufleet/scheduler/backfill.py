@@ -31,9 +31,10 @@ class Reservation:
 
 
 class Backfill:
-    def __init__(self, releases: list[Release], now: float):
+    def __init__(self, releases: Callable[[], list[Release]], now: float):
         self.now = now
-        self.releases = sorted(releases)
+        self._source = releases
+        self._releases: list[Release] | None = None
         self.added: list[Release] = []
         self.reservations: list[Reservation] = []
         self.on_node: dict[int, list[Reservation]] = {}
@@ -89,7 +90,9 @@ class Backfill:
 
     def _walk(self, free: dict[int, list[int]], fits: set[int], model: str, need: tuple[int, int, int],
               count: int) -> float | None:
-        for end, i, m, g, c, mem in heapq.merge(self.releases, sorted(self.added)):
+        if self._releases is None:
+            self._releases = sorted(self._source())
+        for end, i, m, g, c, mem in heapq.merge(self._releases, sorted(self.added)):
             f = free.get(i)
             if f is None:
                 continue

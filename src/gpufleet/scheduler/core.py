@@ -101,7 +101,7 @@ def _evict_for_bookings(cyc: Cycle) -> None:
         return
     staying = [j for j in cyc.snapshot.running if not j.extra.get("pending_action")]
     for job, b in cyc.bookings.evictions(staying, cyc.state.pos):
-        v = cyc.victims.by_id.get(job.id)
+        v = cyc.victims_ready().by_id.get(job.id)
         if v is not None:
             cyc.victims.remove(v)
             cyc.quota.release_borrowed(job.id, job.spec.tenant, v.model, job.gpus_held)
@@ -181,7 +181,8 @@ def _plan(cyc: Cycle, ask: Ask, model: str, within: bool) -> Plan | None:
             return False
         return within or v.cls < cls
 
-    return cyc.victims.plan(nodes, model, ask.gpus, ask.nodes, lambda i: state.free_count(i, model), allowed)
+    return cyc.victims_ready().plan(nodes, model, ask.gpus, ask.nodes, lambda i: state.free_count(i, model),
+                                    allowed)
 
 
 def _apply(cyc: Cycle, ask: Ask, model: str, plan: Plan, within: bool) -> None:

@@ -45,10 +45,10 @@ class Cycle:
         self.state = ClusterState(snapshot.nodes, used, cpu_used, mem_used, snapshot.config.topology)
         self.bookings = BookingRules(snapshot.bookings, self.state.pos, now)
         self.victims = Victims()
-        held, releases = self._running()
+        self._victims_built = False
+        held = self._running()
         self.quota = QuotaBook(snapshot.tenants, held)
-        self._classify_running()
-        self.backfill = Backfill(releases, now)
+        self.backfill = Backfill(self._releases, now)
         self._elig: dict[tuple, Eligibility] = {}
         self._shapes: dict[tuple, tuple] = {}
         self._static: dict[int, tuple] = {}
@@ -63,11 +63,13 @@ class Cycle:
         self.backfilled = 0
 
     # building -------------------------------------------------------------------------------------
-    def _running(self) -> tuple[list[Held], list[Release]]:
+    def _running(self) -> list[Held]:
+        """Quota holdings of every running job; GPUs being freed; what each holds on UP nodes."""
         state, now, default = self.state, self.now, self.cfg.default_time_limit_s
+        size = self.cfg.priority_class_size
+        min_class = self.victims.min_class
         held: list[Held] = []
-        releases: list[Release] = []
-        self._victims: list[tuple[Job, str | None, dict[int, int]]] = []
+        self._runs: list[tuple[Job, str, dict[int, int], float]] = []  # job, model, UP node -> GPUs, end
         for job in self.snapshot.running:
             on: dict[int, int] = {}
             model = None
@@ -76,31 +78,42 @@ class Cycle:
                 if i is None or not a.gpus:
                     continue
                 model = model or state.model_of[i].get(a.gpus[0])
-                on[i] = on.get(i, 0) + sum(1 for g in a.gpus if state.model_of[i].get(g) == model)
+                if state.up[i]:
+                    on[i] = on.get(i, 0) + sum(1 for g in a.gpus if state.model_of[i].get(g) == model)
             started = job.started_at if job.started_at is not None else now
             leaving = bool(job.extra.get("pending_action"))
             held.append(Held(job.id, job.spec.tenant, model, job.gpus_held, started, job.spec.booking is not None,
                              leaving))
-            end = now if leaving else max(now, started + (job.spec.time_limit_s or default))
-            up_on = {i: n for i, n in on.items() if state.up[i]}
-            if model is not None:
-                cpus, mem = job.spec.cpus or 0, job.spec.mem_mb or 0
-                releases.extend((end, i, model, n, cpus, mem) for i, n in up_on.items())
-                self._victims.append((job, model if not leaving else None, up_on))
-                if leaving:
-                    self.victims.add_leaving(job.id, up_on, model)
-        return held, releases
-
-    def _classify_running(self) -> None:
-        size = self.cfg.priority_class_size
-        for job, model, on in self._victims:
             if model is None or not on:
                 continue
-            started = job.started_at if job.started_at is not None else self.now
-            lost = job.gpus_held * max(0.0, self.now - started) / 3600.0
-            self.victims.add(Victim(job, model, job.spec.priority // size, job.id in self.quota.borrowed,
-                                    job.spec.booking is not None, lost, on))
-        del self._victims
+            if leaving:
+                self.victims.add_leaving(job.id, on, model)
+                self._runs.append((job, model, on, now))
+                continue
+            self._runs.append((job, model, on, max(now, started + (job.spec.time_limit_s or default))))
+            cls = job.spec.priority // size
+            if cls < min_class.get(model, cls + 1):
+                min_class[model] = cls
+        return held
+
+    def _releases(self) -> list[Release]:
+        """When the GPUs of running jobs come back: for backfill, built on first need."""
+        return [(end, i, model, n, job.spec.cpus or 0, job.spec.mem_mb or 0)
+                for job, model, on, end in self._runs for i, n in on.items()]
+
+    def victims_ready(self) -> Victims:
+        """The running jobs as candidate victims, built on first need."""
+        if not self._victims_built:
+            self._victims_built = True
+            size, now = self.cfg.priority_class_size, self.now
+            for job, model, on, _ in self._runs:
+                if job.extra.get("pending_action"):
+                    continue
+                started = job.started_at if job.started_at is not None else now
+                lost = job.gpus_held * max(0.0, now - started) / 3600.0
+                self.victims.add(Victim(job, model, job.spec.priority // size, job.id in self.quota.borrowed,
+                                        job.spec.booking is not None, lost, on))
+        return self.victims
 
     # asks -----------------------------------------------------------------------------------------
     def ask(self, job: Job) -> Ask:

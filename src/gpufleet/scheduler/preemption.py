@@ -49,15 +49,13 @@ class Victims:
         self.leaving: dict[int, dict[str, int]] = {}  # node -> model -> GPUs being freed, unclaimed
         self.leaving_jobs: dict[int, set[int]] = {}  # node -> ids of the jobs freeing them
         self.leaving_total: dict[str, int] = {}
-        self.min_class: dict[str, int] = {}
+        self.min_class: dict[str, int] = {}  # model -> lowest priority class running on it (set by the cycle)
         self.gone: set[int] = set()  # chosen as victims (or evicted) this cycle
 
     def add(self, v: Victim) -> None:
         self.by_id[v.job.id] = v
         for i in v.on:
             self.on_node.setdefault(i, []).append(v)
-        if v.cls < self.min_class.get(v.model, v.cls + 1):
-            self.min_class[v.model] = v.cls
 
     def add_leaving(self, job_id: int, on: Mapping[int, int], model: str) -> None:
         for i, n in on.items():

@@ -41,12 +41,11 @@ def static_eligibility(job: Job, state: ClusterState, booking: Booking | None) -
         label = f" of booking {booking.id}"
     if not spec.gpu_model and not spec.constraints and restrict is None:
         return Eligibility(None, _sizes(state, range(len(state.nodes)), None))
-    passing = []
-    for i, node in enumerate(state.nodes):
-        if restrict is not None and i not in restrict:
-            continue
-        if all(f.filter(job, node).ok for f in STATIC_FILTERS):
-            passing.append(i)
+    scope = range(len(state.nodes)) if restrict is None else sorted(restrict)
+    if spec.gpu_model:  # the capacity index knows which nodes have the model: filter only those
+        scope = [i for i in scope if spec.gpu_model in state.size[i]]
+    nodes = state.nodes
+    passing = [i for i in scope if all(f.filter(job, nodes[i]).ok for f in STATIC_FILTERS)]
     up = [i for i in passing if state.up[i]]
     if not up:
         return Eligibility(frozenset(), reason=_constraint_reason(job, state, restrict, label), label=label)

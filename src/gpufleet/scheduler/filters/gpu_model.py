@@ -14,6 +14,6 @@ class GpuModelFilter:
 
     def filter(self, job: Job, node: Node) -> Status:
         model = job.spec.gpu_model
-        if model and model not in node.gpu_models:
+        if model and node.gpu_model != model and model not in node.gpu_models:  # homogeneous nodes: fast
             return Status(False, f"gpu_model={model}", self.name)
         return OK
