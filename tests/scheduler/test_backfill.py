@@ -27,7 +27,7 @@ def test_small_job_backfills_only_if_it_ends_before_the_head_starts(limit, start
     running[1] = make_running(8, on="n002", started_at=0, time_limit_s=3 * H)  # only n001 has room
     head = make_job(8)  # needs a whole node: n001 at 1h
     small = make_job(4, time_limit_s=limit)
-    d = schedule(make_snapshot(nodes, pending=[head, small], running=running), 0.0)
+    d = schedule(make_snapshot(nodes, pending=[head, small], running=running, max_reservations=1), 0.0)
     assert head.id not in placed(d)
     assert d.reasons[head.id] == "Resources(needs 1x8 a100, largest free 4; reserved, starts in 1h)"
     assert (small.id in placed(d)) is starts
@@ -89,14 +89,25 @@ def test_without_backfill_no_reservation_is_made():
     assert d.stats["reservations"] == 0
 
 
-def test_one_reservation_per_gpu_model():
+def test_the_first_blocked_jobs_reserve_disjoint_capacity():
+    nodes = make_nodes(3)
+    running = [make_running(8, on=f"n00{k}", time_limit_s=k * H) for k in (1, 2, 3)]
+    jobs = [make_job(8) for _ in range(3)]
+    d = schedule(make_snapshot(nodes, pending=jobs, running=running, max_reservations=2), 0.0)
+    assert d.stats["reservations"] == 2
+    assert d.reasons[jobs[0].id].endswith("reserved, starts in 1h)")
+    assert d.reasons[jobs[1].id].endswith("reserved, starts in 2h)")
+    assert d.reasons[jobs[2].id] == "Resources(needs 1x8 a100, largest free 0)"
+
+
+def test_models_reserve_their_own_nodes():
     nodes = [make_node("a1", 8, "a100"), make_node("h1", 8, "h100")]
     running = [make_running(4, on="a1", time_limit_s=H), make_running(4, on="h1", time_limit_s=2 * H)]
     jobs = [make_job(8, gpu_model="a100"), make_job(8, gpu_model="a100"), make_job(8, gpu_model="h100")]
     d = schedule(make_snapshot(nodes, pending=jobs, running=running), 0.0)
     assert d.stats["reservations"] == 2
     assert d.reasons[jobs[0].id].endswith("reserved, starts in 1h)")
-    assert d.reasons[jobs[1].id] == "Resources(needs 1x8 a100, largest free 4)"
+    assert d.reasons[jobs[1].id] == "Resources(needs 1x8 a100, largest free 4)"  # a1 is taken
     assert d.reasons[jobs[2].id].endswith("reserved, starts in 2h)")
 
 

@@ -106,3 +106,36 @@ def test_wildcard_quota_and_limit():
     d = schedule(make_snapshot(nodes, pending=jobs, tenants=tenants), 0.0)
     assert set(placed(d)) == {jobs[0].id, jobs[1].id}
     assert d.reasons[jobs[2].id] == "QuotaExceeded(h100: 2/2)"
+
+
+def test_a_tenants_small_jobs_do_not_take_the_quota_its_older_big_job_waits_for():
+    """a holds 8 of its 16; its 2x8 job would borrow, so its later small job may not use a's
+    guarantee first (it would keep the big job out forever): it borrows, after b's guaranteed job."""
+    tenants = [make_tenant("a", {"a100": 16}), make_tenant("b", {"a100": 8})]
+    nodes = make_nodes(3)
+    running = [make_running(8, on="n003", tenant="a")]
+    big = make_job(8, nodes=2, tenant="a", submitted_at=0)
+    small = make_job(4, tenant="a", submitted_at=1, time_limit_s=2 * 86400)
+    b_job = make_job(8, tenant="b", submitted_at=2)
+    d = schedule(make_snapshot(nodes, pending=[big, small, b_job], running=running, tenants=tenants), 0.0)
+    assert list(placed(d)) == [b_job.id]
+    assert d.reasons[big.id].startswith("Resources(needs 2x8 a100, largest free 8; reserved")
+    assert d.reasons[small.id].startswith(f"BackfillBlocked(head job {big.id}")
+
+
+def test_a_tenants_small_jobs_wait_behind_its_big_job_under_the_hard_limit():
+    tenants = [make_tenant("a", {"a100": 8}, limit={"a100": 16})]
+    running = [make_running(8, on="n003", tenant="a")]
+    big, small = make_job(8, nodes=2, tenant="a"), make_job(4, tenant="a")
+    d = schedule(make_snapshot(make_nodes(3), pending=[big, small], running=running, tenants=tenants), 0.0)
+    assert not d.placements
+    assert d.reasons[big.id] == "QuotaExceeded(a100: 8/16, needs 16)"
+    assert d.reasons[small.id] == f"QuotaExceeded(a100: 8/16, behind job {big.id})"
+
+
+def test_a_job_bigger_than_the_limit_blocks_nobody():
+    tenants = [make_tenant("a", {"a100": 8}, limit={"a100": 8})]
+    huge, small = make_job(8, nodes=2, tenant="a"), make_job(4, tenant="a")
+    d = schedule(make_snapshot(make_nodes(3), pending=[huge, small], tenants=tenants), 0.0)
+    assert list(placed(d)) == [small.id]
+    assert d.reasons[huge.id] == "QuotaExceeded(a100: 0/8, needs 16)"

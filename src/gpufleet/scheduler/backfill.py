@@ -38,7 +38,6 @@ class Backfill:
         self.added: list[Release] = []
         self.reservations: list[Reservation] = []
         self.on_node: dict[int, list[Reservation]] = {}
-        self.models: set[str] = set()
         self.starts: list[float] = []  # reservation starts, sorted
 
     def blocker(self, i: int, model: str | None, gpus: int, end: float) -> Reservation | None:
@@ -82,7 +81,6 @@ class Backfill:
             return None
         r = Reservation(job_id, model, start, tuple(chosen), {i: free[i][0] - gpus for i in chosen})
         self.reservations.append(r)
-        self.models.add(model)
         insort(self.starts, start)
         for i in chosen:
             self.on_node.setdefault(i, []).append(r)

@@ -115,10 +115,15 @@ def _admit(cyc: Cycle, ask: Ask, first_pass: bool) -> tuple[list, Admission | No
         return [None], None  # no GPUs, no GPU quota
     if ask.booking is not None:
         return list(ask.models), None  # its booking is its admission
-    adm = cyc.quota.admit(ask.job.spec.tenant, ask.models, ask.gpus * ask.nodes)
+    tenant, total = ask.job.spec.tenant, ask.gpus * ask.nodes
+    adm = cyc.quota.admit(tenant, ask.models, total, ask.job.id)
     if adm.reason:
         return [], adm
-    return (adm.guaranteed if first_pass else adm.guaranteed + adm.borrowing), adm
+    if not first_pass:
+        return adm.guaranteed + adm.borrowing, adm
+    if not adm.guaranteed:
+        cyc.quota.wait_for_quota(tenant, adm.borrowing, total, ask.job.id)
+    return adm.guaranteed, adm
 
 
 # 3. place ---------------------------------------------------------------------------------------------
@@ -229,25 +234,30 @@ def _wait_for_release(cyc: Cycle, ask: Ask, model: str) -> bool:
 
 # 5. backfill ------------------------------------------------------------------------------------------
 def _blocked(cyc: Cycle, ask: Ask, models: list) -> tuple[str, bool]:
-    """Reserve for the head job of its GPU model (EASY backfill), else explain the wait."""
+    """Why the job waits; the first `max_reservations` blocked jobs also reserve (EASY backfill).
+    (reason, reserved)."""
     if models[0] is None:
         return f"Resources(needs {ask.nodes} nodes with {ask.cpus} CPUs, {ask.mem} MB free)", False
-    state, bf = cyc.state, cyc.backfill
-    model = models[0]
-    if cyc.cfg.backfill and model not in bf.models and len(bf.reservations) < cyc.cfg.max_reservations:
-        gate = cyc.gate(ask, model, reservations=False, resources=False)
-        nodes = [i for i in up_nodes_with(state, model, ask.elig) if gate is None or gate(i)]
-        free_now = bf.free_candidates(nodes, lambda i: cyc.free_now(i, model))
-        need = (ask.gpus, ask.cpus, ask.mem)
-        r = bf.reserve(ask.job.id, model, need, ask.nodes, free_now, state.rack, state.topology)
-        if r is not None:
-            largest = max(state.largest_free(m, ask.elig) for m in models)
-            return why.resources(ask.gpus, ask.nodes, models, largest, r.start - cyc.now, ask.cpus, ask.mem), True
-    key = cyc.search_key(ask, model)
+    key = cyc.search_key(ask, models[0])
     reason = cyc.failed.get(key)
     if reason is None:
         reason = cyc.failed[key] = _explain(cyc, ask, models)
-    return reason, False
+    start = _reserve(cyc, ask, models[0])
+    if start is None:
+        return reason, False
+    return f"{reason[:-1]}; reserved, starts in {why.fmt_in(start - cyc.now)})", True
+
+
+def _reserve(cyc: Cycle, ask: Ask, model: str) -> float | None:
+    state, bf = cyc.state, cyc.backfill
+    if not cyc.cfg.backfill or len(bf.reservations) >= cyc.cfg.max_reservations:
+        return None
+    gate = cyc.gate(ask, model, reservations=False, resources=False)
+    nodes = [i for i in up_nodes_with(state, model, ask.elig) if gate is None or gate(i)]
+    free_now = bf.free_candidates(nodes, lambda i: cyc.free_now(i, model))
+    r = bf.reserve(ask.job.id, model, (ask.gpus, ask.cpus, ask.mem), ask.nodes, free_now, state.rack,
+                   state.topology)
+    return None if r is None else r.start
 
 
 def _explain(cyc: Cycle, ask: Ask, models: list) -> str:
@@ -266,4 +276,4 @@ def _explain(cyc: Cycle, ask: Ask, models: list) -> str:
                 if b is not None:
                     return cyc.bookings.describe(b)
     largest = max(state.largest_free(m, ask.elig) for m in models)
-    return why.resources(ask.gpus, ask.nodes, models, largest, None, ask.cpus, ask.mem)
+    return why.resources(ask.gpus, ask.nodes, models, largest, ask.cpus, ask.mem)

@@ -210,6 +210,7 @@ class Cycle:
             allocs.append(Allocation(state.nodes[i].name, gpus))
         if model is not None and ask.booking is None:
             self.quota.take(job.spec.tenant, model, ask.gpus * ask.nodes)
+            self.quota.started(job.id)
         if self.backfill.reservations:
             self.backfilled += 1
         self.d.placements.append(Placement(job.id, tuple(allocs)))

@@ -44,6 +44,8 @@ class QuotaBook:
         self.borrowed: set[int] = set()  # running job ids above their tenant's quota
         self.borrowed_left: dict[tuple[str, str], int] = {}  # (tenant, model) -> reclaimable GPUs
         self._limits: dict[tuple[str, str], tuple[int, int | None]] = {}
+        self.borrow_heads: dict[tuple[str, str], int] = {}  # (tenant, model) -> job waiting for its quota
+        self.limit_heads: dict[tuple[str, str], int] = {}  # (tenant, model) -> job waiting under the limit
         self._mark(list(held))
 
     def _mark(self, held: list[Held]) -> None:
@@ -78,23 +80,44 @@ class QuotaBook:
             self._limits[key] = got
         return got
 
-    def admit(self, tenant: str, models: Iterable[str], gpus: int) -> Admission:
+    def admit(self, tenant: str, models: Iterable[str], gpus: int, job_id: int = 0) -> Admission:
+        """Which models `gpus` more GPUs of `tenant` may take. A job blocked by the hard limit that
+        would fit under it becomes the tenant's *limit head* on that model: the tenant's later jobs
+        there wait behind it, so its small jobs cannot keep a big one under the limit forever."""
         out = Admission()
-        blocked: tuple[str, int, int] | None = None
+        blocked: tuple[str, int, int, str] | None = None
         per = self.used.get(tenant, {})
         for model in models:
+            key = (tenant, model)
             used = per.get(model, 0)
             quota, cap = self.limits(tenant, model)
-            if cap is not None and used + gpus > cap:  # the hard limit wins, even over a bigger quota
+            head = self.limit_heads.get(key)
+            if cap is not None and (used + gpus > cap or (head is not None and head != job_id)):
+                if head is None and gpus <= cap and job_id:
+                    self.limit_heads[key] = head = job_id
                 if blocked is None:
-                    blocked = (model, used, cap)
-            elif used + gpus <= quota:
+                    behind = f"behind job {head}" if head is not None and head != job_id else ""
+                    blocked = (model, used, cap, behind)
+            elif used + gpus <= quota and self.borrow_heads.get(key, job_id) == job_id:
                 out.guaranteed.append(model)
             else:
                 out.borrowing.append(model)
         if blocked and not out.guaranteed and not out.borrowing:
-            out.reason = quota_reason(*blocked, gpus)
+            out.reason = quota_reason(blocked[0], blocked[1], blocked[2], gpus, blocked[3])
         return out
+
+    def wait_for_quota(self, tenant: str, models: Iterable[str], gpus: int, job_id: int) -> None:
+        """`job_id` waits to fit its tenant's guaranteed quota (it would borrow now): the tenant's later
+        jobs may not take that quota as guaranteed in this pass (they borrow, after everyone's
+        guaranteed jobs), so it gets in as the tenant's own jobs end."""
+        for model in models:
+            if gpus <= self.limits(tenant, model)[0]:
+                self.borrow_heads.setdefault((tenant, model), job_id)
+
+    def started(self, job_id: int) -> None:
+        for heads in (self.borrow_heads, self.limit_heads):
+            for key in [k for k, v in heads.items() if v == job_id]:
+                del heads[key]
 
     def within_quota(self, tenant: str, model: str, gpus: int) -> bool:
         return self.used.get(tenant, {}).get(model, 0) + gpus <= self.limits(tenant, model)[0]
@@ -114,7 +137,9 @@ class QuotaBook:
             self.borrowed_left[key] = max(0, self.borrowed_left.get(key, 0) - gpus)
 
 
-def quota_reason(model: str, used: int, cap: int, gpus: int) -> str:
+def quota_reason(model: str, used: int, cap: int, gpus: int, behind: str = "") -> str:
+    if behind:
+        return f"QuotaExceeded({model}: {used}/{cap}, {behind})"
     if used >= cap:
         return f"QuotaExceeded({model}: {used}/{cap})"
     return f"QuotaExceeded({model}: {used}/{cap}, needs {gpus})"

@@ -5,6 +5,7 @@
     WaitingForBooking(booking 7 starts in 41m)            its booking has not started
     Resources(needs 2x8 h100, largest free 8)             not enough free GPUs now
     BackfillBlocked(head job 123 starts in 41m)           it fits, but would delay a reserved head job
+    ...; reserved, starts in 2h)                          one of the first blocked jobs: capacity reserved
     Booked(booking 7 of tenant b, 2h left)                it fits only on nodes booked by others
     Preempting(jobs 12,13)                                victims chosen this cycle; it starts once they exit
     WaitingForRelease(jobs 12,13 exiting)                 GPUs it needs are being freed
@@ -34,13 +35,11 @@ def what(gpus: int, nodes: int, models, cpus: int = 0, mem_mb: int = 0) -> str:
     return f"{nodes}x{gpus} {model}" + (f" with {', '.join(extra)} per node" if extra else "")
 
 
-def resources(gpus: int, nodes: int, models, largest: int, starts_in: float | None = None,
-              cpus: int = 0, mem_mb: int = 0) -> str:
-    tail = f"; reserved, starts in {fmt_in(starts_in)}" if starts_in is not None else ""
+def resources(gpus: int, nodes: int, models, largest: int, cpus: int = 0, mem_mb: int = 0) -> str:
     free = f"largest free {largest}"
     if (cpus or mem_mb) and largest >= gpus:
         free += ", CPUs/memory short"
-    return f"Resources(needs {what(gpus, nodes, models, cpus, mem_mb)}, {free}{tail})"
+    return f"Resources(needs {what(gpus, nodes, models, cpus, mem_mb)}, {free})"
 
 
 def backfill_blocked(head_job: int, starts_in: float) -> str:
