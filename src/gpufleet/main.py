@@ -136,8 +136,9 @@ def serve(settings: Settings) -> None:
     log.info("gpufleet serving", url=settings.url, executor=server.executor.name,
              db=settings.db_url.split("@")[-1])
     try:
+        # log_config=None: uvicorn's own lines go through our structured logging too
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning",
-                    access_log=False)
+                    access_log=False, log_config=None)
     finally:
         server.stop.set()
         server.wake.set()

@@ -116,13 +116,16 @@ def test_nodes_drain_resume_and_tenants(server):
 def test_kill9_loses_nothing_and_launches_nothing_twice(server, tmp_path):
     marks = tmp_path / "marks"
     marks.mkdir()
-    cmd = f'echo $GPUFLEET_JOB_ID >> {marks}/started; sleep 3; echo done'
+    gate = marks / "gate"  # jobs run until the test opens the gate: no race with a slow machine
+    cmd = f'echo $GPUFLEET_JOB_ID >> {marks}/started; while [ ! -e {gate} ]; do sleep 0.05; done; echo done'
     running = [server.submit("--gpus", "8", "--gpu-model", "a100", "--", "sh", "-c", cmd)]
     queued = [server.submit("--gpus", "8", "--gpu-model", "a100", "--", "sh", "-c", cmd) for _ in range(2)]
     server.wait_state(running[0], {"RUNNING"})
     server.kill9()
     assert (marks / "started").read_text().split() == [str(running[0])]
     server.start()
+    assert server.wait_state(running[0], {"RUNNING"})["restarts"] == 0  # re-attached, not relaunched
+    gate.touch()
     for job in running + queued:
         assert server.wait_state(job, {"SUCCEEDED", "FAILED", "LOST"}, timeout=40)["state"] == "SUCCEEDED"
     started = (marks / "started").read_text().split()

@@ -54,7 +54,7 @@ def test_stdlib_loggers_share_the_format_and_context():
     out = io.StringIO()
     configure_logging("json", stream=out)
     with loop_context(node="desk-001"):
-        logging.getLogger("uvicorn.error").warning("port %d busy", 8765)
+        logging.getLogger("some.library").warning("port %d busy", 8765)
     (line,) = lines(out)
     assert line["event"] == "port 8765 busy" and line["node"] == "desk-001" and line["level"] == "warning"
 
