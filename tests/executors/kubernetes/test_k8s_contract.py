@@ -10,6 +10,7 @@ import pytest
 
 from gpufleet.domain import Allocation
 from gpufleet.executors.base import Phase, master_port_for
+from gpufleet.executors.kubernetes.names import base_name
 
 from ..contract import ExecutorContract, _fields, read_logs
 from .conftest import EXEC, IMAGE
@@ -54,4 +55,4 @@ class TestKubernetesContract(ExecutorContract):
             assert env["job"] == str(job.id), env
         assert seen[0]["master"] == seen[1]["master"]
         assert seen[0]["master"].endswith(f":{master_port_for(job.id)}")
-        assert seen[0]["master"].startswith(f"{executor.cfg.instance}-{job.id}-0.")
+        assert seen[0]["master"].startswith(f"{base_name(executor.cfg.instance, job)}-0.")

@@ -7,6 +7,7 @@ import pytest
 
 from gpufleet.domain import Allocation, NodeState, ValidationError
 from gpufleet.executors.base import FOREIGN_GPUS_LABEL, Phase, master_port_for
+from gpufleet.executors.kubernetes.names import base_name
 
 from .conftest import EXEC, eventually, job_of, wait_phase
 
@@ -32,9 +33,9 @@ def test_single_node_job_is_a_batch_job_pinned_to_the_placed_node(make_executor,
     ex = make_executor()
     job = job_of([Allocation("gpu-node-02", (2, 3))], env=FAST, time_limit_s=3600, tenant="Team A")
     handle = ex.launch(job)
-    assert handle == f"{namespace}/{ex.cfg.instance}-{job.id}"
+    assert handle == f"{namespace}/{base_name(ex.cfg.instance, job)}"
     assert wait_phase(ex, job, {Phase.SUCCEEDED}).exit_code == 0
-    kjob = batch.read_namespaced_job(f"{ex.cfg.instance}-{job.id}", namespace)
+    kjob = batch.read_namespaced_job(base_name(ex.cfg.instance, job), namespace)
     assert kjob.spec.active_deadline_seconds == 3600 and kjob.spec.backoff_limit == 0
     (pod,) = pods_of(core, namespace, job)
     assert pod.spec.node_name == "gpu-node-02"
@@ -61,7 +62,7 @@ def test_gang_is_pods_plus_headless_service_with_rank_env(make_executor, core, n
                  env={"FAKE_KUBELET_RUN_SECONDS": "1"})
     ex.launch(job)
     wait_phase(ex, job, {Phase.RUNNING})
-    base = f"{ex.cfg.instance}-{job.id}"
+    base = base_name(ex.cfg.instance, job)
     svc = core.read_namespaced_service(base, namespace)
     assert svc.spec.cluster_ip == "None" and svc.spec.publish_not_ready_addresses
     pods = sorted(pods_of(core, namespace, job), key=lambda p: p.metadata.name)
@@ -82,18 +83,18 @@ def test_gang_rank_failure_fails_the_gang_and_stops_the_others(make_executor, co
     job = job_of([Allocation("gpu-node-01", (0,)), Allocation("gpu-node-02", (0,))], env=FOREVER)
     ex.launch(job)
     wait_phase(ex, job, {Phase.RUNNING})
-    rank1 = f"{ex.cfg.instance}-{job.id}-1"
+    rank1 = f"{base_name(ex.cfg.instance, job)}-1"
     core.patch_namespaced_pod_status(rank1, namespace, {"status": {
         "phase": "Failed", "containerStatuses": [{"name": "main", "image": "x", "imageID": "", "ready": False,
                                                   "restartCount": 0, "state": {"terminated": {"exitCode": 9}}}]}})
     obs = wait_phase(ex, job, {Phase.FAILED})
     assert obs.exit_code == 9 and "rank 1" in obs.reason
-    rank0 = f"{ex.cfg.instance}-{job.id}-0"
+    rank0 = f"{base_name(ex.cfg.instance, job)}-0"
     eventually(lambda: core.read_namespaced_pod(rank0, namespace).status.phase == "Failed", what="rank 0 stopped")
     stopped = core.read_namespaced_pod(rank0, namespace)  # kept (with its logs), marked as stopped by us
     assert stopped.status.reason == "DeadlineExceeded" and "rank 1" in stopped.metadata.annotations[
         "gpufleet.io/stopped-because"]
-    job.handle = f"{namespace}/{ex.cfg.instance}-{job.id}"
+    job.handle = f"{namespace}/{base_name(ex.cfg.instance, job)}"
     (again,) = make_executor().poll([job])  # after a restart the cause is still rank 1, not rank 0's stop
     assert (again.phase, again.exit_code) == (Phase.FAILED, 9) and "rank 1" in again.reason
 
@@ -108,7 +109,7 @@ def test_cancel_deletes_with_propagation(make_executor, core, batch, namespace, 
     ex.cancel(job)  # idempotent
     assert wait_phase(ex, job, {Phase.CANCELLED}).phase is Phase.CANCELLED
     eventually(lambda: not pods_of(core, namespace, job), what="pods deleted")
-    base = f"{ex.cfg.instance}-{job.id}"
+    base = base_name(ex.cfg.instance, job)
     kinds = batch.list_namespaced_job(namespace, label_selector=f"gpufleet.io/job-id={job.id}").items + \
         core.list_namespaced_service(namespace, label_selector=f"gpufleet.io/job-id={job.id}").items
     eventually(lambda: not batch.list_namespaced_job(namespace, label_selector=f"gpufleet.io/job-id={job.id}").items
@@ -241,3 +242,15 @@ def test_unschedulable_rank_reports_why_then_fails_after_start_timeout(make_exec
     obs = wait_phase(ex, job, {Phase.FAILED}, timeout=30)
     assert "Insufficient nvidia.com/gpu" in obs.reason and "could not start" in obs.reason, (starting, obs)
     eventually(lambda: not pods_of(core, namespace, job), what="gang removed")
+
+
+def test_same_job_id_from_a_fresh_database_does_not_adopt_old_objects(make_executor, core, namespace):
+    ex = make_executor()
+    old = job_of([Allocation("gpu-node-01", (0,))], env=FAST, job_id=424242)
+    ex.launch(old)
+    wait_phase(ex, old, {Phase.SUCCEEDED})
+    new = job_of([Allocation("gpu-node-01", (0,))], env={**FAST, "FAKE_KUBELET_EXIT_CODE": "5"}, job_id=424242)
+    new.submitted_at = old.submitted_at + 60  # another gpufleet database, same job id
+    assert ex.launch(new) != ex.launch(old)
+    assert wait_phase(ex, new, {Phase.FAILED}).exit_code == 5  # its own pod, not the old one
+    assert len(pods_of(core, namespace, new)) == 2

@@ -21,11 +21,14 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 
 
-def job_key(obj: Obj) -> tuple[int, int] | None:
-    """(gpufleet job id, attempt) of an object, from its labels."""
+Key = tuple[int, int, str]
+
+
+def job_key(obj: Obj) -> Key | None:
+    """(gpufleet job id, attempt, tag) of an object, from its labels (see names.job_key)."""
     lab = obj["metadata"].get("labels") or {}
     try:
-        return int(lab[n.JOB_ID]), int(lab.get(n.ATTEMPT, "0"))
+        return int(lab[n.JOB_ID]), int(lab.get(n.ATTEMPT, "0")), lab.get(n.TAG, "")
     except (KeyError, ValueError):
         return None
 
@@ -40,8 +43,8 @@ class Reflector:
         self.selector = selector
         self.timeout_s = timeout_s
         self.on_change = on_change
-        self.store: dict[tuple[int, int], dict[str, Obj]] = {}
-        self.tombstones: dict[tuple[int, int], float] = {}  # deleted objects: when they went away
+        self.store: dict[Key, dict[str, Obj]] = {}
+        self.tombstones: dict[Key, float] = {}  # deleted objects: when they went away
         self.lock = threading.Lock()
         self.synced = threading.Event()
         self.stopped = threading.Event()
@@ -83,7 +86,7 @@ class Reflector:
     def _list(self) -> str:
         resp = self.list_fn(label_selector=self.selector, _preload_content=False)
         body = json.loads(resp.data)
-        fresh: dict[tuple[int, int], dict[str, Obj]] = {}
+        fresh: dict[Key, dict[str, Obj]] = {}
         for obj in body.get("items") or []:
             key = job_key(obj)
             if key is not None:
@@ -133,11 +136,11 @@ class Reflector:
         self.on_change()
         return rv
 
-    def get(self, key: tuple[int, int]) -> list[Obj]:
+    def get(self, key: Key) -> list[Obj]:
         with self.lock:
             return list(self.store.get(key, {}).values())
 
-    def keys(self) -> set[tuple[int, int]]:
+    def keys(self) -> set[Key]:
         with self.lock:
             return set(self.store)
 
@@ -182,13 +185,13 @@ class WatchCache:
             self._changed.wait_for(lambda: self.version != since, timeout)
             return self.version
 
-    def objects(self, key: tuple[int, int]) -> tuple[list[Obj], list[Obj]]:
+    def objects(self, key: Key) -> tuple[list[Obj], list[Obj]]:
         """(batch Jobs, pods) of one gpufleet job attempt."""
         return self.jobs.get(key), self.pods.get(key)
 
-    def deleted_at(self, key: tuple[int, int]) -> float | None:
+    def deleted_at(self, key: Key) -> float | None:
         a, b = self.jobs.tombstones.get(key), self.pods.tombstones.get(key)
         return max((t for t in (a, b) if t is not None), default=None)
 
-    def keys(self) -> set[tuple[int, int]]:
+    def keys(self) -> set[Key]:
         return self.pods.keys() | self.jobs.keys()

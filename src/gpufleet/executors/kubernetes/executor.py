@@ -22,7 +22,7 @@ from kubernetes.client.rest import ApiException
 from gpufleet.domain import Job, Node
 from gpufleet.executors.base import Ability, ExecutorBase, LogChunk, Observation, Phase
 from gpufleet.executors.kubernetes import manifests, names as n, nodes as kn, phases
-from gpufleet.executors.kubernetes.cache import WatchCache
+from gpufleet.executors.kubernetes.cache import Key, WatchCache
 from gpufleet.executors.kubernetes.config import KubernetesConfig
 
 log = logging.getLogger(__name__)
@@ -57,10 +57,10 @@ class KubernetesExecutor(ExecutorBase):
         self.clock = clock
         self.cache = WatchCache(self.core, self.batch, self.cfg.namespace, self.cfg.instance,
                                 self.cfg.watch_timeout_s)
-        self._launched: dict[tuple[int, int], float] = {}  # attempts launched by this process: when
-        self._cancelled: set[tuple[int, int]] = set()
-        self._starting: dict[tuple[int, int], float] = {}  # attempts seen STARTING: since when
-        self._final: dict[tuple[int, int], Observation] = {}  # ended attempts: what they ended as
+        self._launched: dict[Key, float] = {}  # attempts launched by this process: when
+        self._cancelled: set[Key] = set()
+        self._starting: dict[Key, float] = {}  # attempts seen STARTING: since when
+        self._final: dict[Key, Observation] = {}  # ended attempts: what they ended as
         self._namespace_ready = False
         self._lock = threading.Lock()
         self.cache.start()
@@ -73,7 +73,7 @@ class KubernetesExecutor(ExecutorBase):
     def launch(self, job: Job) -> str | None:
         manifests.validate(self.cfg, job)
         self._ensure_namespace()
-        key = (job.id, job.restarts)
+        key = n.job_key(job)
         base = n.base_name(self.cfg.instance, job)
         if n.is_gang(job):
             self._launch_gang(job)
@@ -136,7 +136,7 @@ class KubernetesExecutor(ExecutorBase):
 
     def observe(self, job: Job) -> Observation | None:
         """The job's phase from the cache; an ended phase is remembered and never changes again."""
-        key = (job.id, job.restarts)
+        key = n.job_key(job)
         with self._lock:
             final = self._final.get(key)
         if final is not None:
@@ -147,7 +147,7 @@ class KubernetesExecutor(ExecutorBase):
                 self._final[key] = obs
         return obs
 
-    def _observe(self, job: Job, key: tuple[int, int]) -> Observation | None:
+    def _observe(self, job: Job, key: Key) -> Observation | None:
         kjobs, pods = self.cache.objects(key)
         handle = f"{self.cfg.namespace}/{n.base_name(self.cfg.instance, job)}"
         with self._lock:
@@ -169,7 +169,7 @@ class KubernetesExecutor(ExecutorBase):
             self._starting.pop(key, None)
         return obs
 
-    def _starting_too_long(self, job: Job, key: tuple[int, int], obs: Observation) -> Observation:
+    def _starting_too_long(self, job: Job, key: Key, obs: Observation) -> Observation:
         """A job that cannot start (bad image name, or not running after start_timeout_s: e.g. a
         foreign pod took its GPUs after gpufleet placed it) FAILS with the reason and is removed,
         instead of holding its GPUs in gpufleet forever."""
@@ -183,7 +183,7 @@ class KubernetesExecutor(ExecutorBase):
         self._delete_objects(job, "Background")
         return Observation(job.id, Phase.FAILED, None, f"could not start: {why}", obs.handle)
 
-    def _absent(self, job: Job, key: tuple[int, int], handle: str, settled: bool) -> Observation | None:
+    def _absent(self, job: Job, key: Key, handle: str, settled: bool) -> Observation | None:
         if key in self._cancelled:
             return Observation(job.id, Phase.CANCELLED, None, "cancelled", handle)
         if self.cache.deleted_at(key) is not None:
@@ -217,7 +217,7 @@ class KubernetesExecutor(ExecutorBase):
     # ------------------------------------------------------------------ cancel --
     def cancel(self, job: Job) -> None:
         """Delete the job's objects with propagation. An ended job is left alone (its pods keep the logs)."""
-        key = (job.id, job.restarts)
+        key = n.job_key(job)
         if self.cache.wait_synced(self.cfg.request_timeout_s):
             current = self.observe(job)
             if current is not None and current.phase.ended:
@@ -265,7 +265,7 @@ class KubernetesExecutor(ExecutorBase):
         return LogChunk(chunk, offset + len(chunk), complete)
 
     def _pod_for(self, job: Job, rank: int) -> dict[str, Any] | None:
-        _, pods = self.cache.objects((job.id, job.restarts))
+        _, pods = self.cache.objects(n.job_key(job))
         mine = [p for p in pods if (p["metadata"].get("labels") or {}).get(n.RANK, "0") == str(rank)]
         if not mine:
             sel = f"{n.selector(self.cfg.instance, job)},{n.RANK}={rank}"

@@ -139,7 +139,7 @@ def batch_job(cfg: KubernetesConfig, job: Job) -> dict[str, Any]:
 def headless_service(cfg: KubernetesConfig, job: Job) -> dict[str, Any]:
     """DNS for the gang's ranks; `publishNotReadyAddresses` so rank 0 resolves before it is Ready."""
     name = n.base_name(cfg.instance, job)
-    sel = {n.INSTANCE: cfg.instance, n.JOB_ID: str(job.id), n.ATTEMPT: str(job.restarts)}
+    sel = {n.INSTANCE: cfg.instance, n.JOB_ID: str(job.id), n.ATTEMPT: str(job.restarts), n.TAG: n.job_tag(job)}
     port = master_port_for(job.id)
     return {
         "apiVersion": "v1", "kind": "Service", "metadata": _meta(cfg, job, name),
