@@ -1,0 +1,35 @@
+from pathlib import Path
+
+import pytest
+
+from gpufleet.domain import ValidationError
+from gpufleet.settings import load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_example_server_config_loads_and_flags_win():
+    s = load_settings(str(ROOT / "examples" / "server.yaml"), port=9999, policy="las")
+    assert s.port == 9999 and s.scheduler.policy == "las" and s.scheduler.backfill is True
+    assert s.health["interval"] == "5m" and s.executor == "local"
+
+
+@pytest.mark.parametrize("text,field", [
+    ("colour: red\n", "config.colour"),
+    ("scheduler: {speed: 11}\n", "config.scheduler.speed"),
+    ("executor: mesos\n", "executor"),
+    ("scheduler: {policy: random}\n", "policy"),
+    ("port: 0\n", "port"),
+])
+def test_bad_config_names_the_setting(tmp_path, text, field):
+    f = tmp_path / "s.yaml"
+    f.write_text(text)
+    with pytest.raises(ValidationError) as e:
+        load_settings(str(f))
+    assert e.value.field == field
+
+
+def test_inventory_and_fake_gpus_are_exclusive():
+    with pytest.raises(ValidationError) as e:
+        load_settings(None, inventory="x.yaml", fake_gpus=2)
+    assert e.value.field == "inventory"
