@@ -67,6 +67,7 @@ def test_sim_snapshot_equals_a_live_rebuild_and_decisions_match():
     rec = sim.run()
     assert rec.finished == len(trace.jobs)
     assert len(checked) == rec.cycles > 20
+    assert rec.preemptions > 0  # the priority and quota-reclaim paths were exercised
 
 
 def test_applied_placements_are_exactly_the_decided_ones():
