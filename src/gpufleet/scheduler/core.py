@@ -19,7 +19,7 @@ from gpufleet.scheduler import reasons as why
 from gpufleet.scheduler.cycle import Ask, Cycle, up_nodes_with
 from gpufleet.scheduler.metrics import fragmentation
 from gpufleet.scheduler.placement import candidates, find_cpu_nodes, find_nodes
-from gpufleet.scheduler.preemption import Plan, Victim
+from gpufleet.scheduler.preemption import Plan
 from gpufleet.scheduler.queue import order_queue
 from gpufleet.scheduler.quota import Admission
 from gpufleet.scheduler.types import Decisions, Preemption, Snapshot
@@ -174,20 +174,15 @@ def _preempt(cyc: Cycle, ask: Ask, models: list) -> bool:
 
 
 def _plan(cyc: Cycle, ask: Ask, model: str, within: bool) -> Plan | None:
-    state, quota = cyc.state, cyc.quota
-    tenant, cls = ask.job.spec.tenant, ask.cls
+    state, elig = cyc.state, ask.elig
     gate = cyc.gate(ask, model, resources=False)
-    nodes = [i for i in up_nodes_with(state, model, ask.elig) if gate is None or gate(i)]
-
-    def allowed(v: Victim) -> bool:
-        if v.job.spec.tenant == tenant:
-            return v.cls < cls
-        if not v.borrowed or v.booked or quota.borrowed_left.get((v.job.spec.tenant, model), 0) <= 0:
-            return False
-        return within or v.cls < cls
-
-    return cyc.victims_ready().plan(nodes, model, ask.gpus, ask.nodes, lambda i: state.free_count(i, model),
-                                    allowed)
+    victims = cyc.victims_ready()
+    cands = victims.candidates(model, ask.job.spec.tenant, ask.cls, within, cyc.quota.borrowed_left)
+    if not cands:
+        return None
+    free = [i for _, i in candidates(state, model, ask.gpus, elig, gate)] if ask.nodes > 1 else []
+    return victims.plan(cands, free, model, ask.gpus, ask.nodes, lambda i: state.free_count(i, model),
+                        lambda i: (elig is None or i in elig) and (gate is None or gate(i)))
 
 
 def _apply(cyc: Cycle, ask: Ask, model: str, plan: Plan, within: bool) -> None:

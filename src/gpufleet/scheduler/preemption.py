@@ -44,8 +44,9 @@ Plan = tuple[list[int], list[Victim]]
 
 class Victims:
     def __init__(self) -> None:
-        self.on_node: dict[int, list[Victim]] = {}
         self.by_id: dict[int, Victim] = {}
+        self.by_owner: dict[tuple[str, str], list[Victim]] = {}  # (tenant, model) -> its running jobs
+        self.borrowed: dict[str, list[Victim]] = {}  # model -> borrowed jobs on it
         self.leaving: dict[int, dict[str, int]] = {}  # node -> model -> GPUs being freed, unclaimed
         self.leaving_jobs: dict[int, set[int]] = {}  # node -> ids of the jobs freeing them
         self.leaving_total: dict[str, int] = {}
@@ -54,8 +55,9 @@ class Victims:
 
     def add(self, v: Victim) -> None:
         self.by_id[v.job.id] = v
-        for i in v.on:
-            self.on_node.setdefault(i, []).append(v)
+        self.by_owner.setdefault((v.job.spec.tenant, v.model), []).append(v)
+        if v.borrowed and not v.booked:
+            self.borrowed.setdefault(v.model, []).append(v)
 
     def add_leaving(self, job_id: int, on: Mapping[int, int], model: str) -> None:
         for i, n in on.items():
@@ -79,18 +81,31 @@ class Victims:
         self.gone.add(v.job.id)
         self.add_leaving(v.job.id, v.on, v.model)
 
-    def plan(self, nodes: Iterable[int], model: str, gpus: int, count: int, free_of: Callable[[int], int],
-             allowed: Callable[[Victim], bool]) -> Plan | None:
-        """The cheapest `count` nodes that reach `gpus` free GPUs with victims removed, and the victims."""
-        plans = []
-        for i in nodes:
-            have = free_of(i) + self.unclaimed(i, model)
-            if have >= gpus:
-                plans.append(((0, 0.0, 0), i, []))
+    def candidates(self, model: str, tenant: str, cls: int, within: bool,
+                   borrowed_left: Mapping[tuple[str, str], int]) -> list[Victim]:
+        """The running jobs on `model` a job of `tenant` and class `cls` may preempt (see above)."""
+        out = [v for v in self.by_owner.get((tenant, model), ()) if v.cls < cls and v.job.id not in self.gone]
+        for v in self.borrowed.get(model, ()):
+            t = v.job.spec.tenant
+            if t != tenant and (within or v.cls < cls) and v.job.id not in self.gone \
+                    and borrowed_left.get((t, model), 0) > 0:
+                out.append(v)
+        return out
+
+    def plan(self, cands: list[Victim], free_nodes: Iterable[int], model: str, gpus: int, count: int,
+             free_of: Callable[[int], int], node_ok: Callable[[int], bool]) -> Plan | None:
+        """The cheapest `count` nodes that reach `gpus` free GPUs with victims removed, and the victims.
+        Only nodes where a candidate victim runs are looked at, plus `free_nodes` (for gangs)."""
+        by_node: dict[int, list[Victim]] = {}
+        for v in cands:
+            for i in v.on:
+                by_node.setdefault(i, []).append(v)
+        plans = [((0, 0.0, 0), i, []) for i in free_nodes if i not in by_node]
+        for i, vs in by_node.items():
+            if not node_ok(i):
                 continue
-            vs = [v for v in self.on_node.get(i, ()) if v.model == model and v.job.id not in self.gone
-                  and allowed(v)]
-            picked = _cheapest(vs, i, gpus - have)
+            have = free_of(i) + self.unclaimed(i, model)
+            picked = [] if have >= gpus else _cheapest(vs, i, gpus - have)
             if picked is not None:
                 plans.append((_total(picked), i, picked))
         if len(plans) < count:
