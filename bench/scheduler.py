@@ -185,12 +185,20 @@ def summary(world: World) -> dict[str, float]:
     }
 
 
-def fill(fn, nodes, tenants, pending: int, config: SchedulerConfig) -> dict[str, float]:
-    """One cycle: `pending` mixed jobs onto the empty cluster (placements and reasons together)."""
+def fill(fn, nodes, tenants, pending: int, config: SchedulerConfig, repeat: int = 1) -> dict[str, float]:
+    """One cycle: `pending` mixed jobs onto the empty cluster (placements and reasons together);
+    the median of `repeat` runs of that same cycle."""
     world = World(nodes, tenants, Load(7), pending, config)
     world.top_up()
-    dt = world.cycle(fn)
-    return {"placements": world.placed, "placements_per_s": round(world.placed / dt, 1),
+    snap = world.snapshot()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        d = fn(snap, world.now)
+        times.append(time.perf_counter() - t0)
+    world.apply(d)
+    dt = statistics.median(times)
+    return {"placements": len(d.placements), "placements_per_s": round(len(d.placements) / dt, 1),
             "cycle_ms": round(dt * 1000, 2)}
 
 
@@ -211,12 +219,19 @@ def packing(fn, nodes, tenants, config: SchedulerConfig, cycles: int) -> float:
     return round(statistics.mean(frags), 4)
 
 
-def big_cycle(nodes, tenants, pending: int, config: SchedulerConfig) -> dict[str, float]:
+def big_cycle(nodes, tenants, pending: int, config: SchedulerConfig, repeat: int) -> dict[str, float]:
+    """One cycle over `pending` jobs on the half-full cluster (median of `repeat` runs)."""
     world = World(nodes, tenants, Load(11), pending, config)
     warm(world)
     world.top_up()
-    dt = world.cycle(schedule)
-    return {"cycle_ms": round(dt * 1000, 2), "placements": world.placed, "pending": pending}
+    snap = world.snapshot()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        d = schedule(snap, world.now)
+        times.append(time.perf_counter() - t0)
+    return {"cycle_ms": round(statistics.median(times) * 1000, 2), "placements": len(d.placements),
+            "pending": pending}
 
 
 def main() -> None:
@@ -228,6 +243,7 @@ def main() -> None:
     ap.add_argument("--baseline-cycles", type=int, default=2, help="steady cycles of the slow first-fit baseline")
     ap.add_argument("--packing-cycles", type=int, default=12)
     ap.add_argument("--big", type=int, default=100_000, help="pending jobs of the one big cycle (0: skip)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of the fill and big cycles (median)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the first-fit placeholder (minutes)")
     ap.add_argument("--json", action="store_true", help="print one JSON object on one line")
     args = ap.parse_args()
@@ -236,7 +252,7 @@ def main() -> None:
     config = SchedulerConfig(policy="fairshare", topology=True, backfill=True, preemption=True)
     out: dict = {"nodes": args.nodes, "gpus": args.nodes * args.gpus_per_node, "pending": args.pending}
 
-    out["fill"] = fill(schedule, nodes, tenants, args.pending, config)
+    out["fill"] = fill(schedule, nodes, tenants, args.pending, config, args.repeat)
     world = World(nodes, tenants, Load(3), args.pending, config)
     warm(world)
     out["steady"] = summary(run_cycles(schedule, world, args.cycles))
@@ -244,7 +260,7 @@ def main() -> None:
     for k in ("cycle_ms_p50", "cycle_ms_p99", "fragmentation"):
         out[k] = out["steady"][k]
     if args.big:
-        out["big"] = big_cycle(nodes, tenants, args.big, config)
+        out["big"] = big_cycle(nodes, tenants, args.big, config, args.repeat)
         out["cycle_ms_100k"] = out["big"]["cycle_ms"]
     out["packing_fragmentation"] = {
         "topology": packing(schedule, nodes, tenants, config, args.packing_cycles),
