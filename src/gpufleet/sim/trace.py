@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, TextIO
 
@@ -48,7 +48,9 @@ class Trace:
 
     def with_time_limits(self, model) -> "Trace":
         """Fill every missing time limit from the actual duration through `model`."""
-        jobs = [j if j.time_limit_s is not None else replace(j, time_limit_s=model(j.duration_s))
+        jobs = [j if j.time_limit_s is not None else
+                TraceJob(j.id, j.submit_s, j.duration_s, j.gpus, j.nodes, j.gpu_model, j.tenant,
+                         model(j.duration_s), j.priority)  # not dataclasses.replace: 3x faster
                 for j in self.jobs]
         return Trace(jobs, self.source, self.skipped)
 
