@@ -147,3 +147,18 @@ def test_reclaim_and_the_victims_requeue_do_not_ping_pong():
     requeued = make_job(8, tenant="b", id=b_borrowed.id, submitted_at=0)
     d2 = schedule(make_snapshot(make_nodes(2), pending=[requeued, a_job], running=[b_own], tenants=AB), H + 5)
     assert list(placed(d2)) == [a_job.id] and not d2.preemptions
+
+
+def test_a_reclaimed_borrower_of_a_higher_class_does_not_take_the_gpus_back():
+    """X (tenant a, class 1) borrows b's 2 GPUs; Y (tenant b, class 0, within quota) reclaims them.
+    Next cycle X is pending again: the guarantee beats the class, Y starts, X waits."""
+    tenants = [make_tenant("a", {"a100": 2}), make_tenant("b", {"a100": 2})]
+    nodes = [make_node("n1", 4)]
+    x = make_running(4, on="n1", tenant="a", priority=100, started_at=0)
+    y = make_job(2, tenant="b", submitted_at=10)
+    d = schedule(make_snapshot(nodes, pending=[y], running=[x], tenants=tenants), 10.0)
+    assert list(preempted(d)) == [x.id] and "quota reclaim" in preempted(d)[x.id].reason
+    x_again = make_job(4, id=x.id, tenant="a", priority=100, submitted_at=0)
+    d2 = schedule(make_snapshot(nodes, pending=[x_again, y], tenants=tenants), 11.0)
+    assert list(placed(d2)) == [y.id] and not d2.preemptions
+    assert d2.reasons[x.id].startswith("Resources(needs 1x4 a100, largest free 2")

@@ -3,7 +3,7 @@
 A cycle, over a frozen snapshot:
   0. bookings    jobs that may not be on the nodes of an open booking window are preempted
   1. order       priority classes first, then the policy (fifo|priority|fairshare|sjf|las)
-  then for every job in that order (jobs within their tenant's quota before borrowing jobs):
+  then for every job in that order, first the jobs within their tenant's quota, then borrowing jobs:
   2. admit       against quota: guaranteed, borrowing, or QuotaExceeded
   3. place       best fit on the capacity index (NVLink groups, racks), gangs all or nothing
   4. preempt     priority and quota reclaim choose the cheapest victims
@@ -30,11 +30,13 @@ def schedule(snapshot: Snapshot, now: float) -> Decisions:
     # 0. bookings: open windows are cleared of jobs that may not be there
     _evict_for_bookings(cyc)
     # 1. order the queue
-    for jobs in order_queue(snapshot.pending, snapshot.config, snapshot.usage, snapshot.tenants, now):
-        # jobs within their tenant's guaranteed quota go first, borrowing jobs after them
-        later = [job for job in jobs if not _consider(cyc, job, first_pass=True)]
-        for job in later:
-            _consider(cyc, job, first_pass=False)
+    classes = order_queue(snapshot.pending, snapshot.config, snapshot.usage, snapshot.tenants, now)
+    # jobs within their tenant's guaranteed quota go first, borrowing jobs after all of them (in the
+    # same order): a guarantee beats any class, or a reclaimed borrower of a higher class would be
+    # placed again on the GPUs freed for the reclaimer
+    later = [job for jobs in classes for job in jobs if not _consider(cyc, job, first_pass=True)]
+    for job in later:
+        _consider(cyc, job, first_pass=False)
     d = cyc.d
     d.stats.update(placements=float(len(d.placements)), preemptions=float(len(d.preemptions)),
                    pending=float(len(d.reasons)), reservations=float(len(cyc.backfill.reservations)),
