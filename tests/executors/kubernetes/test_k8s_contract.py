@@ -12,7 +12,7 @@ from gpufleet.domain import Allocation
 from gpufleet.executors.base import Phase, master_port_for
 from gpufleet.executors.kubernetes.names import base_name
 
-from ..contract import ExecutorContract, _fields, read_logs
+from tests.executors.contract import ExecutorContract, _fields, read_logs
 from .conftest import EXEC, IMAGE
 
 pytestmark = pytest.mark.k8s
