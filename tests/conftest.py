@@ -7,20 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from gpufleet.executors.fake import FakeClock
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_LAB = ROOT / "examples" / "lab.yaml"
-
-
-class FakeClock:
-    def __init__(self, t: float = 1_000_000.0):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> float:
-        self.t += seconds
-        return self.t
 
 
 @pytest.fixture

@@ -49,23 +49,16 @@ def _field_error(status: int, field: str, message: str) -> JSONResponse:
     })
 
 
+_STATUS = {NotFound: 404, Forbidden: 403, Conflict: 409, IllegalTransition: 409}
+
+
 def _errors(app: FastAPI) -> None:
     @app.exception_handler(ValidationError)
     async def _validation(_: Request, e: ValidationError):
         return _field_error(422, e.field, e.message)
 
-    @app.exception_handler(NotFound)
-    async def _not_found(_: Request, e: NotFound):
-        return JSONResponse(status_code=404, content={"detail": str(e)})
+    async def _plain(_: Request, e: Exception):
+        return JSONResponse(status_code=_STATUS[type(e)], content={"detail": str(e)})
 
-    @app.exception_handler(Forbidden)
-    async def _forbidden(_: Request, e: Forbidden):
-        return JSONResponse(status_code=403, content={"detail": str(e)})
-
-    @app.exception_handler(Conflict)
-    async def _conflict(_: Request, e: Conflict):
-        return JSONResponse(status_code=409, content={"detail": str(e)})
-
-    @app.exception_handler(IllegalTransition)
-    async def _illegal(_: Request, e: IllegalTransition):
-        return JSONResponse(status_code=409, content={"detail": str(e)})
+    for exc in _STATUS:
+        app.add_exception_handler(exc, _plain)
