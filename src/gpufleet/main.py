@@ -89,7 +89,10 @@ def build(settings: Settings) -> Server:
     loop = ControlLoop(store, executor, config=settings.scheduler)
     metrics = Metrics()
     local = [n.name for n in discovered.inventory.nodes] if discovered and discovered.source == "nvml" else []
-    health = build_health_service(ctx, settings.health, settings.home, local_nodes=local, metrics=metrics)
+    # the local engine's nodes all execute here; Slurm/Kubernetes nodes are elsewhere
+    host = [n.name for n in discovered.inventory.nodes] if discovered else []
+    health = build_health_service(ctx, settings.health, settings.home, local_nodes=local, metrics=metrics,
+                                  host_nodes=host)
     schedules = ScheduleService(ctx, health.repo, metrics=metrics,
                                 env={"GPUFLEET_URL": settings.url, "GPUFLEET_TOKEN": token})
     server = Server(settings, store, executor, ctx, loop, discovered, token, metrics, health, schedules,

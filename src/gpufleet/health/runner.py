@@ -39,7 +39,9 @@ class LocalNvml:
 
 class HealthRunner:
     def __init__(self, checks: Sequence[Check], nvml: NvmlProvider | None = None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, host_nodes: Iterable[str] | None = None):
+        """`host_nodes`: the nodes that execute on this server's host. Checks that measure the
+        host (`host_check = True`: disk, memory) run only there; None means every node."""
         names = [c.name for c in checks]
         dupes = {n for n in names if names.count(n) > 1}
         if dupes:
@@ -47,6 +49,7 @@ class HealthRunner:
         self.checks = list(checks)
         self.nvml = nvml
         self.clock = clock
+        self.host_nodes = frozenset(host_nodes) if host_nodes is not None else None
         self._sessions: dict[str, Any] = {}
         self._lock = threading.Lock()
 
@@ -67,6 +70,9 @@ class HealthRunner:
         for check in self.checks:
             if wanted is not None and check.name not in wanted:
                 continue
+            if getattr(check, "host_check", False) and self.host_nodes is not None \
+                    and node.name not in self.host_nodes:
+                continue  # this server's disk says nothing about a remote node
             ctx = CheckContext(node=node, now=self.clock(), nvml=module, nvml_error=error)
             t0 = time.perf_counter()
             result = self._run_one(check, ctx)

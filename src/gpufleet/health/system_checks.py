@@ -19,6 +19,7 @@ class DiskCheck:
 
     name: str = "disk"
     requeue_on_fail: bool = False
+    host_check = True  # measures the server's host: runs only for nodes executing here
     paths: tuple[str, ...] = ("/", "/tmp")
     warn_free_pct: float = 10.0
     fail_free_pct: float = 5.0
@@ -51,6 +52,7 @@ class MemoryCheck:
 
     name: str = "memory"
     requeue_on_fail: bool = False
+    host_check = True
     warn_available_pct: float = 5.0
     fail_available_pct: float = 2.0
     compare_inventory: bool = False  # only where this host IS the node (not for virtual nodes)

@@ -189,8 +189,11 @@ class HealthService:
 
 
 def build_health_service(ctx: Ctx, health_cfg: Mapping[str, Any] | None, home: Path | None = None,
-                         local_nodes: Iterable[str] = (), metrics: Any = None) -> HealthService:
-    """`local_nodes`: nodes that ARE this host (NVML discovery); real NVML checks run only there."""
+                         local_nodes: Iterable[str] = (), metrics: Any = None,
+                         host_nodes: Iterable[str] | None = None) -> HealthService:
+    """`local_nodes`: nodes that ARE this host (NVML discovery); real NVML checks run only there.
+    `host_nodes`: nodes whose work executes on this host (the local engine's virtual nodes); host
+    checks (disk, memory) run only there. None: every node."""
     settings = parse_health(health_cfg)
     fleet = None
     if settings.nvml == "fake":
@@ -200,6 +203,6 @@ def build_health_service(ctx: Ctx, health_cfg: Mapping[str, Any] | None, home: P
         provider = LocalNvml(local_nodes)
     else:
         provider = None
-    runner = HealthRunner(settings.checks, provider, clock=ctx.clock)
+    runner = HealthRunner(settings.checks, provider, clock=ctx.clock, host_nodes=host_nodes)
     return HealthService(ctx, HealthRepo(ctx.store), settings, runner, fleet, metrics, home)
 
