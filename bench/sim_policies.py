@@ -42,7 +42,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--trace", default=str(DEFAULT_TRACE))
     p.add_argument("--full-nodes", type=int, default=250, help="8-GPU nodes of the full-replay cluster")
-    p.add_argument("--nodes", type=int, default=80, help="8-GPU nodes of the high-load cluster")
+    p.add_argument("--nodes", type=int, default=70, help="8-GPU nodes of the high-load cluster")
     p.add_argument("--policies", default=POLICIES, help="first entry is the baseline")
     p.add_argument("--time-limit-model", default=None, help="default buckets:1h,4h,1d,7d")
     p.add_argument("--cycle-interval", type=float, default=60.0,
