@@ -52,6 +52,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--skip-policies", action="store_true")
     p.add_argument("--out-md", default=str(ROOT / "docs" / "sim-policies.md"))
     p.add_argument("--out-png", default=str(ROOT / "docs" / "sim-policies.png"))
+    p.add_argument("--md-from", default=None, help="only rewrite --out-md from this JSON report")
     return p.parse_args(argv)
 
 
@@ -135,7 +136,12 @@ def markdown(report: dict) -> str:
                          f"| {r['avg_queue_h']:.2f} | {r['p99_queue_h']:.1f} | {r['max_queue_h']:.1f} "
                          f"| {r['gpu_utilization']:.3f} | {r['avg_fragmentation']:.3f} | {r['preemptions']} "
                          f"| {r['max_tenant_slowdown']:.1f} | {r['jct_ratio_vs_baseline']:.2f}x | {r['wall_s']:.0f} |")
-        lines += ["", f"Published anchors on similar traces: {ANCHORS}", "",
+        lines += ["", "Reading the table: without `+backfill` nothing is reserved and any job that fits starts in "
+                  "policy order (greedy); with it, the first blocked jobs reserve capacity (EASY). `las` only "
+                  "orders the queue (no preemption by attained service), so without preemptions it equals "
+                  "`fifo`; `priority` equals `fifo` on Philly (no priorities). `max queue h` shows starvation: "
+                  "the longest any single job waited.",
+                  "", f"Published anchors on similar traces: {ANCHORS}", "",
                   "![queue, utilization and JCT CDF per policy](sim-policies.png)", ""]
     lines += [f"Machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}.", ""]
     return "\n".join(lines)
@@ -143,6 +149,9 @@ def markdown(report: dict) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.md_from:
+        Path(args.out_md).write_text(markdown(json.loads(Path(args.md_from).read_text())))
+        return 0
     model = parse_time_limit_model(args.time_limit_model)
     t0 = time.perf_counter()
     trace = load_trace(args.trace, "philly", model)
