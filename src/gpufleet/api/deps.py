@@ -18,6 +18,16 @@ def get_ctx(request: Request) -> Ctx:
     return request.app.state.ctx
 
 
+def optional_service(attr: str, what: str):
+    """A dependency returning app.state.<attr>, or 503 when the server runs without it."""
+    def get(request: Request):
+        svc = getattr(request.app.state, attr, None)
+        if svc is None:
+            raise HTTPException(503, f"{what} are not enabled on this server")
+        return svc
+    return get
+
+
 def current_user(request: Request,
                  cred: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> User:
     if cred is None or not cred.credentials:

@@ -70,7 +70,7 @@ class ControlLoop:
         self._requeue_on_down_nodes(running, nodes)
         pending = [j for j in jobs if j.state is JobState.PENDING]
         self._account_usage(running, now)
-        snap = self._snapshot(nodes, running, pending)
+        snap = self._snapshot(nodes, running, pending, now)
         decisions = schedule(snap, now)  # 4
         report.started, report.preempted = self._record(decisions, pending, running, now)  # 5
         report.pending, report.running = len(pending) - report.started, len(running) + report.started
@@ -170,8 +170,7 @@ class ControlLoop:
                 self._usage_saved_at = now
         self._usage_at = now
 
-    def _snapshot(self, nodes: list[Node], running: list[Job], pending: list[Job]) -> Snapshot:
-        now = self.clock()
+    def _snapshot(self, nodes: list[Node], running: list[Job], pending: list[Job], now: float) -> Snapshot:
         return Snapshot(
             nodes=tuple(nodes),
             running=tuple(running),

@@ -29,11 +29,3 @@ def set_state(ctx: Ctx, user: User, name: str, state: NodeState, reason: str = "
     ctx.wake()
     return node
 
-
-def allocated_gpus(ctx: Ctx) -> dict[str, int]:
-    """GPUs held per node by running jobs."""
-    out: dict[str, int] = {}
-    for job in ctx.store.list_jobs(states=["RUNNING"], limit=1_000_000):
-        for a in job.allocation:
-            out[a.node] = out.get(a.node, 0) + len(a.gpus)
-    return out

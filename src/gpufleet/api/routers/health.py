@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict
 
-from gpufleet.api.deps import current_user
+from gpufleet.api.deps import current_user, optional_service
 from gpufleet.domain import User
 
 router = APIRouter(prefix="/health", tags=["health"])
@@ -28,11 +28,7 @@ class FaultIn(BaseModel):
     gpu: int = 0
 
 
-def get_health(request: Request) -> Any:
-    svc = getattr(request.app.state, "health", None)
-    if svc is None:
-        raise HTTPException(503, "health checks are not enabled on this server")
-    return svc
+get_health = optional_service("health", "health checks")
 
 
 @router.post("/run")

@@ -5,7 +5,7 @@ from fastapi import APIRouter, Depends
 from gpufleet.api.convert import node_out
 from gpufleet.api.deps import current_user, get_ctx
 from gpufleet.api.schemas import NodeOut, NodeStateIn
-from gpufleet.domain import NodeState, NotFound, User
+from gpufleet.domain import NodeState, User
 from gpufleet.services import Ctx
 from gpufleet.services import nodes as svc
 
@@ -43,4 +43,3 @@ def _set(state: NodeState):
 router.add_api_route("/{name}/drain", _set(NodeState.DRAIN), methods=["POST"], response_model=NodeOut)
 router.add_api_route("/{name}/down", _set(NodeState.DOWN), methods=["POST"], response_model=NodeOut)
 router.add_api_route("/{name}/resume", _set(NodeState.UP), methods=["POST"], response_model=NodeOut)
-_ = NotFound

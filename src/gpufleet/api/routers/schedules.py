@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict
 
-from gpufleet.api.deps import current_user
+from gpufleet.api.deps import current_user, optional_service
 from gpufleet.domain import User
 
 router = APIRouter(prefix="/schedules", tags=["schedules"])
@@ -22,11 +22,7 @@ class ScheduleIn(BaseModel):
     tz: str = "UTC"
 
 
-def get_schedules(request: Request) -> Any:
-    svc = getattr(request.app.state, "schedules", None)
-    if svc is None:
-        raise HTTPException(503, "recurring schedules are not enabled on this server")
-    return svc
+get_schedules = optional_service("schedules", "recurring schedules")
 
 
 @router.get("")
