@@ -1,9 +1,10 @@
 """Live and simulated scheduling decide the same for the same cluster state.
 
-At every cycle of a replay, the snapshot the simulator hands to `schedule()` (kept incrementally)
+At every cycle of a replay, the snapshot the simulator hands to its scheduler (kept incrementally)
 is compared with one rebuilt from scratch from the domain objects, the way the live control loop
-builds it from the store (all jobs, filtered by state, in id order): same jobs, and the real
-`schedule()` returns the same decisions for both.
+builds it from the store (all jobs, filtered by state, in id order): same jobs, and the simulator's
+`Scheduler()` (which keeps its capacity index between cycles) decides exactly what the live loop's
+`schedule()` decides on the rebuilt snapshot.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import random
 
 from gpufleet.domain import JobState
-from gpufleet.scheduler import SchedulerConfig, Snapshot, schedule
+from gpufleet.scheduler import Scheduler, SchedulerConfig, Snapshot, schedule
 from gpufleet.sim import Simulation, SimOptions, Trace, TraceJob, with_trace_tenants
 from tests.sim.builders import cluster
 
@@ -50,13 +51,14 @@ def test_sim_snapshot_equals_a_live_rebuild_and_decisions_match():
     cl = with_trace_tenants(cluster(nodes=4, gpus=8, racks=2), trace.tenants, "quota")
     checked = []
     holder: dict[str, Simulation] = {}
+    incremental = Scheduler()
 
     def both(snap: Snapshot, now: float):
         sim = holder["sim"]
         live = _live_snapshot(sim, snap)
         assert {j.id for j in snap.running} == {j.id for j in live.running}
         assert {j.id for j in snap.pending} == {j.id for j in live.pending}
-        mine = schedule(snap, now)
+        mine = incremental(snap, now)
         assert _decided(mine) == _decided(schedule(live, now))
         checked.append(now)
         return mine
@@ -68,6 +70,7 @@ def test_sim_snapshot_equals_a_live_rebuild_and_decisions_match():
     assert rec.finished == len(trace.jobs)
     assert len(checked) == rec.cycles > 20
     assert rec.preemptions > 0  # the priority and quota-reclaim paths were exercised
+    assert incremental.rebuilds == 1
 
 
 def test_applied_placements_are_exactly_the_decided_ones():

@@ -1,6 +1,7 @@
-"""The pure scheduler: `schedule(snapshot, now) -> Decisions`. No I/O, no clock reads."""
+"""The pure scheduler: `schedule(snapshot, now) -> Decisions`. No I/O, no clock reads.
+`Scheduler()` is the same function with memory between snapshots of one cluster (the simulator)."""
 
-from gpufleet.scheduler.core import schedule
+from gpufleet.scheduler.core import Scheduler, schedule
 from gpufleet.scheduler.types import (
     POLICIES,
     Decisions,
@@ -10,4 +11,4 @@ from gpufleet.scheduler.types import (
     Snapshot,
 )
 
-__all__ = ["POLICIES", "Decisions", "Placement", "Preemption", "SchedulerConfig", "Snapshot", "schedule"]
+__all__ = ["POLICIES", "Decisions", "Placement", "Preemption", "Scheduler", "SchedulerConfig", "Snapshot", "schedule"]

@@ -31,10 +31,11 @@ class Reservation:
 
 
 class Backfill:
-    def __init__(self, releases: Callable[[], list[Release]], now: float):
+    def __init__(self, releases: Callable[[], Sequence[Release]], now: float):
+        """releases: running jobs' releases sorted by end, built on first need."""
         self.now = now
         self._source = releases
-        self._releases: list[Release] | None = None
+        self._releases: Sequence[Release] | None = None
         self.added: list[Release] = []
         self.reservations: list[Reservation] = []
         self.on_node: dict[int, list[Reservation]] = {}
@@ -88,9 +89,16 @@ class Backfill:
 
     def _walk(self, free: dict[int, list[int]], fits: set[int], model: str, need: tuple[int, int, int],
               count: int) -> float | None:
+        """Replay the releases in time order (ends in the past count as now); all releases of one
+        instant apply together, so the answer does not depend on their order."""
         if self._releases is None:
-            self._releases = sorted(self._source())
+            self._releases = self._source()
+        now, at = self.now, None
         for end, i, m, g, c, mem in heapq.merge(self._releases, sorted(self.added)):
+            t = end if end > now else now
+            if at is not None and t > at and len(fits) >= count:
+                return at
+            at = t
             f = free.get(i)
             if f is None:
                 continue
@@ -100,9 +108,7 @@ class Backfill:
             f[2] += mem
             if i not in fits and _fits(f, need):
                 fits.add(i)
-                if len(fits) >= count:
-                    return max(end, self.now)
-        return None
+        return at if at is not None and len(fits) >= count else None
 
     def free_candidates(self, nodes, free_of: Callable[[int], list[int]]) -> dict[int, list[int]]:
         """What the given nodes have free now ([GPUs, CPUs, memory]), skipping reserved ones."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from gpufleet.domain import Job
 from gpufleet.scheduler import reasons as why
+from gpufleet.scheduler.base import Base
 from gpufleet.scheduler.cycle import Ask, Cycle, up_nodes_with
 from gpufleet.scheduler.metrics import fragmentation
 from gpufleet.scheduler.placement import candidates, find_cpu_nodes, find_nodes
@@ -26,22 +27,50 @@ from gpufleet.scheduler.types import Decisions, Preemption, Snapshot
 
 
 def schedule(snapshot: Snapshot, now: float) -> Decisions:
-    cyc = Cycle(snapshot, now)
-    # 0. bookings: open windows are cleared of jobs that may not be there
-    _evict_for_bookings(cyc)
-    # 1. order the queue
-    classes = order_queue(snapshot.pending, snapshot.config, snapshot.usage, snapshot.tenants, now)
-    # jobs within their tenant's guaranteed quota go first, borrowing jobs after all of them (in the
-    # same order): a guarantee beats any class, or a reclaimed borrower of a higher class would be
-    # placed again on the GPUs freed for the reclaimer
-    later = [job for jobs in classes for job in jobs if not _consider(cyc, job, first_pass=True)]
-    for job in later:
-        _consider(cyc, job, first_pass=False)
-    d = cyc.d
-    d.stats.update(placements=float(len(d.placements)), preemptions=float(len(d.preemptions)),
-                   pending=float(len(d.reasons)), reservations=float(len(cyc.backfill.reservations)),
-                   backfilled=float(cyc.backfilled), **fragmentation(cyc.state))
-    return d
+    """One cycle on a freshly built Base: what the live control loop calls."""
+    return decide(snapshot, now, Base(snapshot))
+
+
+class Scheduler:
+    """`schedule()` with memory, for a caller that hands over one snapshot after another (the
+    simulator): the Base (capacity index, running-job aggregates) is updated by the difference of
+    the running set instead of rebuilt, when the snapshot allows it (see `scheduler.base`). The
+    decisions are exactly those of `schedule(snapshot, now)`."""
+
+    def __init__(self) -> None:
+        self.base: Base | None = None
+        self.rebuilds = 0
+
+    def __call__(self, snapshot: Snapshot, now: float) -> Decisions:
+        base = self.base
+        if base is None or not base.serves(snapshot):
+            base = self.base = Base(snapshot)
+            self.rebuilds += 1
+        else:
+            base.update(snapshot.running)
+        return decide(snapshot, now, base)
+
+
+def decide(snapshot: Snapshot, now: float, base: Base) -> Decisions:
+    cyc = Cycle(snapshot, now, base)
+    try:
+        # 0. bookings: open windows are cleared of jobs that may not be there
+        _evict_for_bookings(cyc)
+        # 1. order the queue
+        classes = order_queue(snapshot.pending, snapshot.config, snapshot.usage, snapshot.tenants, now)
+        # jobs within their tenant's guaranteed quota go first, borrowing jobs after all of them (in
+        # the same order): a guarantee beats any class, or a reclaimed borrower of a higher class
+        # would be placed again on the GPUs freed for the reclaimer
+        later = [job for jobs in classes for job in jobs if not _consider(cyc, job, first_pass=True)]
+        for job in later:
+            _consider(cyc, job, first_pass=False)
+        d = cyc.d
+        d.stats.update(placements=float(len(d.placements)), preemptions=float(len(d.preemptions)),
+                       pending=float(len(d.reasons)), reservations=float(len(cyc.backfill.reservations)),
+                       backfilled=float(cyc.backfilled), **fragmentation(cyc.state))
+        return d
+    finally:
+        cyc.close()
 
 
 def _consider(cyc: Cycle, job: Job, first_pass: bool) -> bool:

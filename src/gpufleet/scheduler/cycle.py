@@ -7,7 +7,8 @@ from bisect import bisect_left
 from dataclasses import dataclass
 
 from gpufleet.domain import Allocation, Booking, Job
-from gpufleet.scheduler.backfill import UNKNOWN, Backfill, Release
+from gpufleet.scheduler.backfill import UNKNOWN, Backfill
+from gpufleet.scheduler.base import Base
 from gpufleet.scheduler.filters import Eligibility, static_eligibility
 from gpufleet.scheduler.filters.bookings import BookingRules
 from gpufleet.scheduler.placement import Gate
@@ -36,20 +37,26 @@ class Ask:
 
 
 class Cycle:
-    def __init__(self, snapshot: Snapshot, now: float):
+    """One cycle over a snapshot, on a `Base` that already reflects the snapshot's nodes and running
+    jobs. The cycle's own takes are journaled on the Base's state; `close()` rolls them back."""
+
+    def __init__(self, snapshot: Snapshot, now: float, base: Base):
         self.snapshot = snapshot
         self.cfg = snapshot.config
         self.now = now
+        self.base = base
         self.d = Decisions()
-        used, cpu_used, mem_used = _occupied(snapshot)
-        self.state = ClusterState(snapshot.nodes, used, cpu_used, mem_used, snapshot.config.topology)
+        self.state = base.state
+        self.state.journal = []
         self.bookings = BookingRules(snapshot.bookings, self.state.pos, now)
         self.victims = Victims()
+        self.victims.min_class = base.min_class()
+        for run in base.leaving.values():
+            self.victims.add_leaving(run.job.id, run.on, run.model)  # type: ignore[arg-type]
         self._victims_built = False
-        held = self._running()
-        self.quota = QuotaBook(snapshot.tenants, held)
-        self.backfill = Backfill(self._releases, now)
-        self._elig: dict[tuple, Eligibility] = {}
+        self.quota = QuotaBook(snapshot.tenants, self._held, base.used)
+        self.backfill = Backfill(lambda: base.release_list(now), now)
+        self._elig: dict[tuple, Eligibility] = {}  # booking-restricted requirements (the rest: base)
         self._shapes: dict[tuple, tuple] = {}
         self._static: dict[int, tuple] = {}
         self._default_limit = self.cfg.default_time_limit_s
@@ -62,57 +69,30 @@ class Cycle:
         self.preempt_attempts = 0
         self.backfilled = 0
 
-    # building -------------------------------------------------------------------------------------
-    def _running(self) -> list[Held]:
-        """Quota holdings of every running job; GPUs being freed; what each holds on UP nodes."""
-        state, now, default = self.state, self.now, self.cfg.default_time_limit_s
-        size = self.cfg.priority_class_size
-        min_class = self.victims.min_class
-        held: list[Held] = []
-        self._runs: list[tuple[Job, str, dict[int, int], float]] = []  # job, model, UP node -> GPUs, end
-        for job in self.snapshot.running:
-            on: dict[int, int] = {}
-            model = None
-            for a in job.allocation:
-                i = state.pos.get(a.node)
-                if i is None or not a.gpus:
-                    continue
-                model = model or state.model_of[i].get(a.gpus[0])
-                if state.up[i]:
-                    on[i] = on.get(i, 0) + sum(1 for g in a.gpus if state.model_of[i].get(g) == model)
-            started = job.started_at if job.started_at is not None else now
-            leaving = bool(job.extra.get("pending_action"))
-            held.append(Held(job.id, job.spec.tenant, model, job.gpus_held, started, job.spec.booking is not None,
-                             leaving))
-            if model is None or not on:
-                continue
-            if leaving:
-                self.victims.add_leaving(job.id, on, model)
-                self._runs.append((job, model, on, now))
-                continue
-            self._runs.append((job, model, on, max(now, started + (job.spec.time_limit_s or default))))
-            cls = job.spec.priority // size
-            if cls < min_class.get(model, cls + 1):
-                min_class[model] = cls
-        return held
+    def close(self) -> None:
+        """Give back what this cycle took, so the Base again reflects only the running jobs."""
+        self.state.rollback()
 
-    def _releases(self) -> list[Release]:
-        """When the GPUs of running jobs come back: for backfill, built on first need."""
-        return [(end, i, model, n, job.spec.cpus or 0, job.spec.mem_mb or 0)
-                for job, model, on, end in self._runs for i, n in on.items()]
+    # building -------------------------------------------------------------------------------------
+    def _held(self) -> list[Held]:
+        """Quota holdings of every running job (for borrowed/reclaimable, built on first need)."""
+        now = self.now
+        return [Held(r.job.id, r.job.spec.tenant, r.model, r.gpus,
+                     r.job.started_at if r.job.started_at is not None else now, r.booked, r.leaving)
+                for r in self.base.runs.values()]
 
     def victims_ready(self) -> Victims:
         """The running jobs as candidate victims, built on first need."""
         if not self._victims_built:
             self._victims_built = True
-            size, now = self.cfg.priority_class_size, self.now
-            for job, model, on, _ in self._runs:
-                if job.extra.get("pending_action"):
+            now, borrowed = self.now, self.quota.borrowed
+            for r in self.base.runs.values():
+                if r.model is None or not r.on or r.leaving:
                     continue
+                job = r.job
                 started = job.started_at if job.started_at is not None else now
-                lost = job.gpus_held * max(0.0, now - started) / 3600.0
-                self.victims.add(Victim(job, model, job.spec.priority // size, job.id in self.quota.borrowed,
-                                        job.spec.booking is not None, lost, on))
+                lost = r.gpus * max(0.0, now - started) / 3600.0
+                self.victims.add(Victim(job, r.model, r.cls, job.id in borrowed, r.booked, lost, r.on))
         return self.victims
 
     # asks -----------------------------------------------------------------------------------------
@@ -127,14 +107,15 @@ class Cycle:
                   spec.priority // cfg.priority_class_size, None, key, (), booking, why)
         if why:
             return ask
-        shape = self._shapes.get((key, ask.gpus, ask.nodes))
+        shapes, eligs = (self.base.shapes, self.base.elig) if booking is None else (self._shapes, self._elig)
+        shape = shapes.get((key, ask.gpus, ask.nodes))
         if shape is None:
-            elig = self._elig.get(key)
+            elig = eligs.get(key)
             if elig is None:
-                elig = self._elig[key] = static_eligibility(job, self.state, booking)
+                elig = eligs[key] = static_eligibility(job, self.state, booking)
             ask.elig = elig.nodes
             ask.reason = elig.reason or self._sizes(ask, elig)
-            shape = self._shapes[(key, ask.gpus, ask.nodes)] = (ask.elig, ask.models, ask.reason)
+            shape = shapes[(key, ask.gpus, ask.nodes)] = (ask.elig, ask.models, ask.reason)
         ask.elig, ask.models, ask.reason = shape
         return ask
 
@@ -227,23 +208,6 @@ class Cycle:
         if take:
             state.take(i, model, state.choose(i, model, take), 0, 0)
         self.victims.claim(i, model, gpus - take)
-
-
-def _occupied(snapshot: Snapshot) -> tuple[dict[str, set[int]], dict[str, int], dict[str, int]]:
-    used: dict[str, set[int]] = {}
-    cpu: dict[str, int] = {}
-    mem: dict[str, int] = {}
-    for job in snapshot.running:
-        spec = job.spec
-        for a in job.allocation:
-            used.setdefault(a.node, set()).update(a.gpus)
-            if spec.cpus:
-                cpu[a.node] = cpu.get(a.node, 0) + spec.cpus
-            if spec.mem_mb:
-                mem[a.node] = mem.get(a.node, 0) + spec.mem_mb
-    for node, idx in snapshot.foreign.items():
-        used.setdefault(node, set()).update(idx)
-    return used, cpu, mem
 
 
 def up_nodes_with(state: ClusterState, model: str, eligible: frozenset[int] | None) -> list[int]:

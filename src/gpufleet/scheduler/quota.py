@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from gpufleet.domain import Tenant
 
@@ -38,29 +38,65 @@ class Admission:
 
 
 class QuotaBook:
-    def __init__(self, tenants: Mapping[str, Tenant], held: Iterable[Held]):
+    """Quota view of one cycle. `held` (or a function returning it, evaluated on first need) lists
+    the running jobs; `used` may give their per-tenant, per-model GPU totals precomputed (never
+    changed here: copied on write). Which running jobs are *borrowed* is only worked out when
+    preemption asks."""
+
+    def __init__(self, tenants: Mapping[str, Tenant], held: Iterable[Held] | Callable[[], Iterable[Held]],
+                 used: dict[str, dict[str, int]] | None = None):
         self.tenants = tenants
-        self.used: dict[str, dict[str, int]] = {}
-        self.borrowed: set[int] = set()  # running job ids above their tenant's quota
-        self.borrowed_left: dict[tuple[str, str], int] = {}  # (tenant, model) -> reclaimable GPUs
+        self._held = held
         self._limits: dict[tuple[str, str], tuple[int, int | None]] = {}
         self.borrow_heads: dict[tuple[str, str], int] = {}  # (tenant, model) -> job waiting for its quota
         self.limit_heads: dict[tuple[str, str], int] = {}  # (tenant, model) -> job waiting under the limit
-        self._mark(list(held))
+        self._borrowed: set[int] | None = None
+        self._borrowed_left: dict[tuple[str, str], int] = {}
+        self._own: set[str] = set()  # tenants whose `used` entry is this book's own copy
+        if used is None:
+            used = {}
+            for h in self._held_list():
+                if not h.booked and h.model is not None and h.gpus:
+                    per = used.setdefault(h.tenant, {})
+                    per[h.model] = per.get(h.model, 0) + h.gpus
+            self._own.update(used)
+        self.used = dict(used)
 
-    def _mark(self, held: list[Held]) -> None:
-        held.sort(key=lambda h: (h.started_at, h.job_id))
-        for h in held:
+    def _held_list(self) -> list[Held]:
+        held = self._held
+        if callable(held):
+            held = held()
+        self._held = held = list(held)
+        return held
+
+    @property
+    def borrowed(self) -> set[int]:
+        """Running job ids above their tenant's quota."""
+        if self._borrowed is None:
+            self._mark()
+        return self._borrowed  # type: ignore[return-value]
+
+    @property
+    def borrowed_left(self) -> dict[tuple[str, str], int]:
+        """(tenant, model) -> reclaimable GPUs (borrowed ones not yet chosen as victims)."""
+        if self._borrowed is None:
+            self._mark()
+        return self._borrowed_left
+
+    def _mark(self) -> None:
+        """A running job is borrowed when it lies above its tenant's quota, counting the tenant's jobs
+        on that model oldest first (the newest jobs are the borrowed ones)."""
+        self._borrowed = set()
+        tally: dict[tuple[str, str], int] = {}
+        for h in sorted(self._held_list(), key=lambda h: (h.started_at, h.job_id)):
             if h.booked or h.model is None or not h.gpus:
                 continue
-            per = self.used.setdefault(h.tenant, {})
-            before = per.get(h.model, 0)
-            per[h.model] = before + h.gpus
-            quota, _ = self.limits(h.tenant, h.model)
-            if before + h.gpus > quota and not h.leaving:
-                self.borrowed.add(h.job_id)
-                key = (h.tenant, h.model)
-                self.borrowed_left[key] = self.borrowed_left.get(key, 0) + h.gpus
+            key = (h.tenant, h.model)
+            before = tally.get(key, 0)
+            tally[key] = before + h.gpus
+            if before + h.gpus > self.limits(h.tenant, h.model)[0] and not h.leaving:
+                self._borrowed.add(h.job_id)
+                self._borrowed_left[key] = self._borrowed_left.get(key, 0) + h.gpus
 
     def limits(self, tenant: str, model: str) -> tuple[int, int | None]:
         """(guaranteed quota, hard cap or None) of a tenant on a model. Unknown tenants: 0 and no cap."""
@@ -123,7 +159,10 @@ class QuotaBook:
         return self.used.get(tenant, {}).get(model, 0) + gpus <= self.limits(tenant, model)[0]
 
     def take(self, tenant: str, model: str, gpus: int) -> None:
-        per = self.used.setdefault(tenant, {})
+        if tenant not in self._own:
+            self._own.add(tenant)
+            self.used[tenant] = dict(self.used.get(tenant, {}))
+        per = self.used[tenant]
         per[model] = per.get(model, 0) + gpus
 
     def reclaimable(self, model: str, but: str) -> int:
@@ -134,7 +173,7 @@ class QuotaBook:
         """A borrowed job was chosen as a victim: it no longer counts as reclaimable."""
         if job_id in self.borrowed:
             key = (tenant, model)
-            self.borrowed_left[key] = max(0, self.borrowed_left.get(key, 0) - gpus)
+            self._borrowed_left[key] = max(0, self._borrowed_left.get(key, 0) - gpus)
 
 
 def quota_reason(model: str, used: int, cap: int, gpus: int, behind: str = "") -> str:

@@ -24,14 +24,14 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from gpufleet.domain import Allocation, Job, JobSpec, JobState, Node, NodeState, transition
-from gpufleet.scheduler import Decisions, Placement, SchedulerConfig, Snapshot, schedule
+from gpufleet.scheduler import Decisions, Placement, Scheduler, SchedulerConfig, Snapshot
 from gpufleet.sim.cluster import Cluster
 from gpufleet.sim.recorder import Recorder
 from gpufleet.sim.trace import Trace, TraceJob, gang_shape
 from gpufleet.sim.usage import DecayedUsage
 
 RESTART_MODES = ("resume", "scratch")
-Scheduler = Callable[[Snapshot, float], Decisions]
+SchedulerFn = Callable[[Snapshot, float], Decisions]
 Progress = Callable[[int, int], None]
 
 
@@ -50,10 +50,10 @@ class SimOptions:
 
 class Simulation:
     def __init__(self, trace: Trace, cluster: Cluster, options: SimOptions | None = None,
-                 scheduler: Scheduler = schedule):
+                 scheduler: SchedulerFn | None = None):
         self.opt = options or SimOptions()
         self.cluster = cluster
-        self.scheduler = scheduler
+        self.scheduler = scheduler or Scheduler()  # schedule() that keeps its index between cycles
         self.nodes: tuple[Node, ...] = tuple(cluster.nodes)
         self.width = cluster.node_gpus  # GPUs of a whole node, for gangs
         self.trace: list[TraceJob] = []
@@ -82,12 +82,16 @@ class Simulation:
         """Keep what the live API would accept; reject jobs no node set could ever hold."""
         up = [nd for nd in self.nodes if nd.state is NodeState.UP]
         width = self.width
+        fitting: dict[tuple[int, str | None], int] = {}  # (GPUs per node, model) -> nodes that fit
         for tj in trace.sorted().jobs:
             nodes, per_node = gang_shape(tj, width)
-            fit = [nd for nd in up if _fits(nd, per_node, tj.gpu_model)]
-            if len(fit) < nodes:
+            key = (per_node, tj.gpu_model)
+            fit = fitting.get(key)
+            if fit is None:
+                fit = fitting[key] = sum(1 for nd in up if _fits(nd, per_node, tj.gpu_model))
+            if fit < nodes:
                 self.rejected.append((tj, f"needs {nodes}x{per_node} GPUs"
-                                      f"{' ' + tj.gpu_model if tj.gpu_model else ''}, {len(fit)} nodes fit"))
+                                      f"{' ' + tj.gpu_model if tj.gpu_model else ''}, {fit} nodes fit"))
             else:
                 self.trace.append(tj)
 

@@ -10,7 +10,7 @@ from typing import Any
 from gpufleet.domain import ValidationError
 from gpufleet.scheduler import SchedulerConfig
 from gpufleet.sim.cluster import Cluster, load_cluster, with_trace_tenants
-from gpufleet.sim.engine import RESTART_MODES, Progress, Scheduler, Simulation, SimOptions
+from gpufleet.sim.engine import RESTART_MODES, Progress, SchedulerFn, Simulation, SimOptions
 from gpufleet.sim.importers import load_trace
 from gpufleet.sim.metrics import summarize
 from gpufleet.sim.recorder import Recorder
@@ -35,14 +35,14 @@ def prepare(trace_path: str | Path, cluster_path: str | Path, fmt: str = "auto",
 
 
 def replay(trace: Trace, cluster: Cluster, config: SchedulerConfig, restart: str = "resume",
-           progress: Progress | None = None, scheduler: Scheduler | None = None,
+           progress: Progress | None = None, scheduler: SchedulerFn | None = None,
            label: str | None = None, cycle_interval_s: float = 0.0) -> SimResult:
     if restart not in RESTART_MODES:
         raise ValidationError("restart", f"must be one of {list(RESTART_MODES)}, got {restart!r}")
     if not cycle_interval_s >= 0:
         raise ValidationError("cycle_interval", f"must be >= 0 seconds, got {cycle_interval_s!r}")
     opts = SimOptions(config=config, restart=restart, cycle_interval_s=cycle_interval_s)
-    sim = Simulation(trace, cluster, opts, scheduler) if scheduler else Simulation(trace, cluster, opts)
+    sim = Simulation(trace, cluster, opts, scheduler)
     rec = sim.run(progress)
     summary = summarize(rec)
     summary = {**describe(trace, cluster, config, restart, sim), **summary}
