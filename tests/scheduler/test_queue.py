@@ -100,3 +100,15 @@ def test_policy_decides_who_gets_the_only_node(policy, winner):
     ]
     snap = make_snapshot([make_node("n1", 8)], pending=jobs, usage={"a": 1e6}, policy=policy, backfill=False)
     assert list(placed(schedule(snap, 0.0))) == [winner]
+
+
+def test_the_oldest_starved_job_goes_first_whatever_the_policy():
+    day = 86400
+    long_old = make_job(id=1, submitted_at=0, time_limit_s=7 * day)
+    long_older = make_job(id=2, submitted_at=-10, time_limit_s=6 * day)
+    short = make_job(id=3, submitted_at=8 * day, time_limit_s=60)
+    config = SchedulerConfig(policy="sjf")  # starvation_s: 7 days
+    assert ids(order_queue([long_old, short, long_older], config, {}, {}, now=8 * day)) == [[2, 3, 1]]
+    assert ids(order_queue([long_old, short, long_older], config, {}, {}, now=6 * day)) == [[3, 2, 1]]
+    off = SchedulerConfig(policy="sjf", starvation_s=0)
+    assert ids(order_queue([long_old, short, long_older], off, {}, {}, now=8 * day)) == [[3, 2, 1]]

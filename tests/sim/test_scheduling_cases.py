@@ -92,3 +92,14 @@ def test_quota_reclaim_gives_the_gpus_to_the_reclaimer():
     s, t = run(jobs, cl, policy="fifo", backfill=True)
     assert t["Y"][0] == 10
     assert s.rec.preemptions == 1
+
+
+@pytest.mark.parametrize("starvation_s, long_start", [(0, 1000), (50, 60)])
+def test_sjf_starves_a_long_job_unless_the_starvation_guard_promotes_it(starvation_s, long_start):
+    # one GPU; shorter jobs keep arriving (10 s of work every 2 s); L (100 s) arrives at t=1.
+    # SJF alone runs every short job first; with the guard L goes first once it has waited > 50 s
+    # (t=51), i.e. when the GPU frees at t=60.
+    one_gpu = cluster(nodes=1, gpus=1, groups=1)
+    jobs = [job(f"S{k}", 2 * k, 10) for k in range(100)] + [job("L", 1, 100)]
+    _, t = run(jobs, one_gpu, policy="sjf", backfill=True, starvation_s=starvation_s)
+    assert t["L"][0] == long_start

@@ -71,6 +71,7 @@ class Base:
         self.releases: list[tuple] = []  # sorted by raw end
         self.elig: dict[tuple, Eligibility] = {}  # static eligibility per requirement (no booking)
         self.shapes: dict[tuple, tuple] = {}  # (requirement, gpus, nodes) -> (eligible, models, reason)
+        self.static: dict[int, tuple] = {}  # job id -> (spec, what of it decides a verdict), see Cycle
         self.update(snapshot.running)
 
     def serves(self, snapshot: Snapshot) -> bool:

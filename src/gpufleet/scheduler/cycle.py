@@ -58,7 +58,7 @@ class Cycle:
         self.backfill = Backfill(lambda: base.release_list(now), now)
         self._elig: dict[tuple, Eligibility] = {}  # booking-restricted requirements (the rest: base)
         self._shapes: dict[tuple, tuple] = {}
-        self._static: dict[int, tuple] = {}
+        self._static = base.static
         self._default_limit = self.cfg.default_time_limit_s
         self._class_size = self.cfg.priority_class_size
         # verdict_key -> reason, or None: deferred; one dict per pass
@@ -124,12 +124,13 @@ class Cycle:
         capacity, quota headroom and victims only shrink: a job that failed fails again for the
         same key, and so does every job with that key."""
         spec = job.spec
-        static = self._static.get(job.id)
-        if static is None:
+        cached = self._static.get(job.id)
+        if cached is None or cached[0] is not spec:
             cons = tuple(sorted(spec.constraints.items())) if spec.constraints else ()
-            static = self._static[job.id] = (
+            cached = self._static[job.id] = (spec, (
                 spec.tenant, spec.priority // self._class_size, spec.gpu_model, spec.gpus, spec.nodes,
-                spec.cpus, spec.mem_mb, spec.booking, cons)
+                spec.cpus, spec.mem_mb, spec.booking, cons))
+        static = cached[1]
         if not self.bookings.on_node and not self.backfill.starts:
             return static
         end = self.now + (spec.time_limit_s or self._default_limit)

@@ -9,6 +9,11 @@ Classes always come first, whatever the policy; inside a class the policy decide
     fairshare  tenants take turns by (decayed usage + what this queue already charged) / weight
     sjf        time limit (short first; no limit = config.default_time_limit_s)
     las        least attained GPU-service (Job.attained_gpu_s from earlier runs), Tiresias-like
+
+Starvation guard: a job pending longer than `config.starvation_s` goes ahead of every other job of
+its class, oldest first (like Slurm's age factor, or Tiresias' STARVELIMIT promotion). Under
+backfill it is then among the heads that reserve capacity, so its wait is bounded by the running
+jobs' time limits whatever the policy prefers (SJF would otherwise postpone a long job forever).
 """
 
 from __future__ import annotations
@@ -54,11 +59,24 @@ def order_queue(pending: Iterable[Job], config: SchedulerConfig, usage: Mapping[
     for cls in sorted(classes, reverse=True):
         jobs = classes[cls]
         if config.policy == "fairshare":
-            ordered.append(fairshare_order(jobs, config, usage, tenants))
+            jobs = fairshare_order(jobs, config, usage, tenants)
         else:
             _policy_sort(jobs, config, now)
-            ordered.append(jobs)
+        if config.starvation_s > 0 and config.policy != "fifo":
+            jobs = starved_first(jobs, now - config.starvation_s)
+        ordered.append(jobs)
     return ordered
+
+
+def starved_first(jobs: list[Job], since: float) -> list[Job]:
+    """The oldest job submitted before `since` first, then the others in their order."""
+    oldest = None
+    for j in jobs:
+        if j.submitted_at < since and (oldest is None or (j.submitted_at, j.id) < (oldest.submitted_at, oldest.id)):
+            oldest = j
+    if oldest is None or oldest is jobs[0]:
+        return jobs
+    return [oldest] + [j for j in jobs if j is not oldest]
 
 
 _BY_ID, _BY_SUBMIT, _BY_PRIORITY = attrgetter("id"), attrgetter("submitted_at"), attrgetter("spec.priority")
