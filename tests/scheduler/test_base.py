@@ -79,3 +79,14 @@ def test_a_different_nodes_tuple_foreign_or_config_rebuilds():
     config = dataclasses.replace(snap.config, topology=False)
     sched(dataclasses.replace(snap, nodes=sched.base.nodes, config=config), NOW)
     assert sched.rebuilds == 4
+
+
+def test_cached_verdict_keys_of_jobs_no_longer_pending_are_forgotten():
+    nodes = make_nodes(1)
+    sched = Scheduler()
+    jobs = [make_job(64) for _ in range(5000)]  # never fit: all stay pending
+    sched(make_snapshot(nodes, pending=jobs), NOW)
+    assert len(sched.base.static) == 5000
+    snap = make_snapshot(nodes, pending=jobs[:10])
+    sched(dataclasses.replace(snap, nodes=sched.base.nodes), NOW)
+    assert sorted(sched.base.static) == sorted(j.id for j in jobs[:10])

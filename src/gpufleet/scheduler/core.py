@@ -48,6 +48,9 @@ class Scheduler:
             self.rebuilds += 1
         else:
             base.update(snapshot.running)
+            if len(base.static) > 4 * len(snapshot.pending) + 4096:  # forget jobs no longer pending
+                keep = {j.id for j in snapshot.pending}
+                base.static = {k: v for k, v in base.static.items() if k in keep}
         return decide(snapshot, now, base)
 
 
