@@ -8,8 +8,8 @@ jobs that left give their GPUs back, new ones take theirs. Every structure it ke
 cycle decides exactly the same; tests check that equality after random updates.
 
 The caller's promise when it reuses a Base (`scheduler.core.Scheduler`): the same `nodes` tuple
-object, and a Job object is not changed while it stays in `running` (the simulator only changes a
-job when it leaves the running set). The live loop builds new objects every cycle, so there each
+object, a Job object is not changed while it stays in `running` (the simulator only changes a
+job when it leaves the running set), and a job id keeps its spec (true of every gpufleet job). The live loop builds new objects every cycle, so there each
 job is simply new; `schedule()` always builds a fresh Base.
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Iterable
 
 from gpufleet.domain import Job
 from gpufleet.scheduler.backfill import Release
@@ -55,14 +55,10 @@ class Base:
         self.topology = cfg.topology
         self.class_size = cfg.priority_class_size
         self.default_limit = cfg.default_time_limit_s
-        foreign = {n: set(idx) for n, idx in snapshot.foreign.items()}
-        self.state = ClusterState(snapshot.nodes, foreign, {}, {}, cfg.topology)
-        self.holders: dict[tuple[int, int], int] = {}  # (node, GPU) -> running jobs claiming it
-        for name, idx in foreign.items():
-            i = self.state.pos.get(name)
-            if i is not None:
-                for g in idx:
-                    self.holders[(i, g)] = 1
+        self.state = ClusterState(snapshot.nodes, *_occupied(snapshot), cfg.topology)
+        # (node, GPU) -> running jobs claiming it; built on the first update (a fresh Base for one
+        # cycle never needs it)
+        self.holders: dict[tuple[int, int], int] | None = None
         self.runs: dict[int, Run] = {}  # id(job) -> its Run
         self.used: dict[str, dict[str, int]] = {}  # tenant -> model -> GPUs held (quota view)
         self.classes: dict[tuple[str, int], int] = {}  # (model, class) -> running jobs, not leaving
@@ -71,8 +67,10 @@ class Base:
         self.releases: list[tuple] = []  # sorted by raw end
         self.elig: dict[tuple, Eligibility] = {}  # static eligibility per requirement (no booking)
         self.shapes: dict[tuple, tuple] = {}  # (requirement, gpus, nodes) -> (eligible, models, reason)
-        self.static: dict[int, tuple] = {}  # job id -> (spec, what of it decides a verdict), see Cycle
-        self.update(snapshot.running)
+        self.static: dict[int, tuple] = {}  # job id -> what of its spec decides a verdict, see Cycle
+        for job in snapshot.running:  # the state already holds their GPUs, CPUs and memory
+            self.runs[id(job)] = self._add(job, occupy=False)
+        self.releases.sort()
 
     def serves(self, snapshot: Snapshot) -> bool:
         """May this Base be updated to `snapshot` (same nodes object, same foreign GPUs, same config)?"""
@@ -86,13 +84,15 @@ class Base:
         runs = self.runs
         if current.keys() == runs.keys():
             return
+        if self.holders is None:
+            self.holders = self._count_holders()
         for key in runs.keys() - current.keys():
             self._remove(runs.pop(key))
         for key in current.keys() - runs.keys():
             runs[key] = self._add(current[key])
 
     # -- one job in, one job out -------------------------------------------------------------------
-    def _add(self, job: Job) -> Run:
+    def _add(self, job: Job, occupy: bool = True) -> Run:
         state, spec = self.state, job.spec
         model = None
         on: dict[int, int] = {}
@@ -104,7 +104,8 @@ class Base:
             if i is None:
                 continue
             nodes.append(i)
-            state.take(i, None, (), cpus, mem)
+            if occupy:
+                state.take(i, None, (), cpus, mem)
             if not a.gpus:
                 continue
             model_of = state.model_of[i]
@@ -118,7 +119,8 @@ class Base:
                     by_model.setdefault(m, []).append(g)
             for m, gs in by_model.items():
                 takes.append((i, m, tuple(gs)))
-                self._hold(i, m, gs)
+                if occupy:
+                    self._hold(i, m, gs)
         run = Run(job, model, on, takes, nodes, job.gpus_held, spec.priority // self.class_size,
                   bool(job.extra.get("pending_action")), spec.booking is not None, cpus, mem, False, [])
         if model is not None and run.gpus and not run.booked:
@@ -138,8 +140,11 @@ class Base:
                 run.ranked = True
             if end is not None:
                 run.releases = [(end, i, model, n, cpus, mem) for i, n in on.items()]
-                for r in run.releases:
-                    insort(self.releases, r)
+                if occupy:
+                    for r in run.releases:
+                        insort(self.releases, r)
+                else:  # a fresh build sorts once at the end
+                    self.releases.extend(run.releases)
         return run
 
     def _remove(self, run: Run) -> None:
@@ -160,8 +165,22 @@ class Base:
         for r in run.releases:
             del self.releases[bisect_left(self.releases, r)]
 
+    def _count_holders(self) -> dict[tuple[int, int], int]:
+        holders: dict[tuple[int, int], int] = {}
+        for name, idx in self.foreign.items():
+            i = self.state.pos.get(name)
+            if i is not None:
+                for g in set(idx):
+                    holders[(i, g)] = 1
+        for run in self.runs.values():
+            for i, _, gs in run.takes:
+                for g in gs:
+                    holders[(i, g)] = holders.get((i, g), 0) + 1
+        return holders
+
     def _hold(self, i: int, model: str, gpus: Iterable[int]) -> None:
         holders, fresh = self.holders, []
+        assert holders is not None
         for g in gpus:
             n = holders.get((i, g), 0)
             holders[(i, g)] = n + 1
@@ -172,6 +191,7 @@ class Base:
 
     def _unhold(self, i: int, model: str, gpus: Iterable[int]) -> None:
         holders, freed = self.holders, []
+        assert holders is not None
         for g in gpus:
             n = holders[(i, g)] - 1
             if n:
@@ -203,10 +223,19 @@ class Base:
 
 
 
-def occupied_gpus(state: ClusterState) -> Mapping[int, frozenset[int]]:
-    """node -> GPU indices not free (for tests comparing states)."""
-    out = {}
-    for i, per in enumerate(state.free):
-        free = {x for groups in per.values() for lst in groups.values() for x in lst}
-        out[i] = frozenset(state.model_of[i]) - free
-    return out
+def _occupied(snapshot: Snapshot) -> tuple[dict[str, set[int]], dict[str, int], dict[str, int]]:
+    """GPUs, CPUs and memory held per node name, to build a fresh state in one pass."""
+    used: dict[str, set[int]] = {}
+    cpu: dict[str, int] = {}
+    mem: dict[str, int] = {}
+    for job in snapshot.running:
+        spec = job.spec
+        for a in job.allocation:
+            used.setdefault(a.node, set()).update(a.gpus)
+            if spec.cpus:
+                cpu[a.node] = cpu.get(a.node, 0) + spec.cpus
+            if spec.mem_mb:
+                mem[a.node] = mem.get(a.node, 0) + spec.mem_mb
+    for node, idx in snapshot.foreign.items():
+        used.setdefault(node, set()).update(idx)
+    return used, cpu, mem

@@ -124,13 +124,12 @@ class Cycle:
         capacity, quota headroom and victims only shrink: a job that failed fails again for the
         same key, and so does every job with that key."""
         spec = job.spec
-        cached = self._static.get(job.id)
-        if cached is None or cached[0] is not spec:
+        static = self._static.get(job.id)  # a job's spec never changes: kept across cycles
+        if static is None:
             cons = tuple(sorted(spec.constraints.items())) if spec.constraints else ()
-            cached = self._static[job.id] = (spec, (
+            static = self._static[job.id] = (
                 spec.tenant, spec.priority // self._class_size, spec.gpu_model, spec.gpus, spec.nodes,
-                spec.cpus, spec.mem_mb, spec.booking, cons))
-        static = cached[1]
+                spec.cpus, spec.mem_mb, spec.booking, cons)
         if not self.bookings.on_node and not self.backfill.starts:
             return static
         end = self.now + (spec.time_limit_s or self._default_limit)

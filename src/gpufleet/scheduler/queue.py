@@ -70,6 +70,8 @@ def order_queue(pending: Iterable[Job], config: SchedulerConfig, usage: Mapping[
 
 def starved_first(jobs: list[Job], since: float) -> list[Job]:
     """The oldest job submitted before `since` first, then the others in their order."""
+    if not jobs or min(map(_BY_SUBMIT, jobs)) >= since:
+        return jobs
     oldest = None
     for j in jobs:
         if j.submitted_at < since and (oldest is None or (j.submitted_at, j.id) < (oldest.submitted_at, oldest.id)):
