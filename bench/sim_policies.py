@@ -37,7 +37,7 @@ from gpufleet.sim.runner import SimResult  # noqa: E402
 
 DEFAULT_TRACE = ROOT.parent / "shared" / "traces" / "philly.csv.gz"
 POLICIES = ("fifo,fifo+backfill,priority+backfill,fairshare+backfill,sjf+backfill,sjf+backfill:14d,"
-            "sjf+backfill:off,las+backfill")
+            "sjf+backfill:off,las+backfill,las+backfill:14d")
 ANCHORS = "Tiresias (NSDI'19): up to 5.5x lower average JCT than YARN-CS FIFO; Helios QSSF (SC'21): up to 6.5x."
 
 
@@ -151,9 +151,10 @@ def markdown(report: dict) -> str:
                          f"| {r['gpu_utilization']:.3f} | {r['avg_fragmentation']:.3f} | {r['preemptions']} "
                          f"| {r['max_tenant_slowdown']:.1f} | {r['jct_ratio_vs_baseline']:.2f}x | {r['wall_s']:.0f} |")
         lines += ["", "Reading the table: without `+backfill` nothing is reserved and any job that fits starts in "
-                  "policy order (greedy); with it, the first blocked jobs reserve capacity (EASY). `las` only "
-                  "orders the queue (no preemption by attained service), so without preemptions it equals "
-                  "`fifo`; `priority` equals `fifo` on Philly (no priorities). `max queue h` shows starvation: "
+                  "policy order (greedy); with it, the first blocked jobs reserve capacity (EASY). `las` is "
+                  "Tiresias' two-queue LAS: jobs below `las_threshold_gpu_s` (2 GPU-hours) of attained "
+                  "service preempt jobs above it, which resume later with their progress (`preempt` "
+                  "counts preemptions); `priority` equals `fifo` on Philly (no priorities). `max queue h` shows starvation: "
                   "the longest any single job waited. The starvation guard (`starvation_s`, default 7 days) "
                   "puts the oldest job that waited longer first in its class; `:14d` sets it to 14 days, "
                   "`:off` turns it off: it trades average JCT for the longest wait.",

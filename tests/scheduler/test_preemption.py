@@ -162,3 +162,36 @@ def test_a_reclaimed_borrower_of_a_higher_class_does_not_take_the_gpus_back():
     d2 = schedule(make_snapshot(nodes, pending=[x_again, y], tenants=tenants), 11.0)
     assert list(placed(d2)) == [y.id] and not d2.preemptions
     assert d2.reasons[x.id].startswith("Resources(needs 1x4 a100, largest free 2")
+
+
+# las: Tiresias' two queues. Below las_threshold_gpu_s (here 1 GPU-hour) of attained service a job may
+# preempt jobs of its own priority class above it.
+LAS_1H = {"las_threshold_gpu_s": 3600.0}
+def _las(victim, job, now=H, **cfg):
+    cfg = {**LAS_1H, **cfg}
+    return schedule(make_snapshot(make_nodes(1), pending=[job], running=[victim], policy="las", **cfg), now)
+
+
+def test_las_new_job_preempts_one_that_attained_more_than_the_threshold():
+    victim = make_running(8, on="n001", tenant="a", started_at=0.0)  # 8 GPU-hours by now
+    job = make_job(8, tenant="b")
+    d = _las(victim, job)
+    assert preempted(d)[victim.id].reason == (
+        f"Preempted(for job {job.id} of tenant b: it attained less than 3600 GPU-seconds, this job more (las))")
+    assert d.reasons[job.id] == f"Preempting(jobs {victim.id})"
+
+
+def test_las_leaves_alone_jobs_below_the_threshold_higher_classes_guarantees_and_the_starved():
+    young = make_running(8, on="n001", started_at=H - 100)  # 800 GPU-seconds
+    assert not _las(young, make_job(8)).preemptions
+    higher = make_running(8, on="n001", started_at=0.0, priority=100)
+    assert not _las(higher, make_job(8)).preemptions
+    guaranteed = make_running(8, on="n001", tenant="b", started_at=0.0)
+    snap = make_snapshot(make_nodes(1), pending=[make_job(8, tenant="a")], running=[guaranteed],
+                         tenants=AB, policy="las", **LAS_1H)
+    assert not schedule(snap, H).preemptions
+    week = 7 * 86400.0
+    waited = make_running(8, on="n001", started_at=week, submitted_at=0.0)  # pending a week before it ran
+    assert not _las(waited, make_job(8, submitted_at=week + H), now=week + H).preemptions
+    assert _las(make_running(8, on="n001", started_at=0.0), make_job(8), las_threshold_gpu_s=0.0).preemptions == []
+    assert _las(make_running(8, on="n001", started_at=0.0), make_job(8), preemption=False).preemptions == []

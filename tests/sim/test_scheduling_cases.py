@@ -103,3 +103,15 @@ def test_sjf_starves_a_long_job_unless_the_starvation_guard_promotes_it(starvati
     jobs = [job(f"S{k}", 2 * k, 10) for k in range(100)] + [job("L", 1, 100)]
     _, t = run(jobs, one_gpu, policy="sjf", backfill=True, starvation_s=starvation_s)
     assert t["L"][0] == long_start
+
+
+@pytest.mark.parametrize("policy, short_start, long_end", [("fifo", 5000, 5000), ("las", 4000, 5010)])
+def test_las_lets_a_short_job_preempt_one_past_the_attained_service_threshold(policy, short_start, long_end):
+    # one GPU; L needs 5000 s and passes 1 GPU-hour of service at t=3600; S (10 s) arrives at t=4000.
+    # las: S preempts L at once, L resumes at 4010 with its progress; fifo: S waits for L.
+    one_gpu = cluster(nodes=1, gpus=1, groups=1)
+    jobs = [job("L", 0, 5000), job("S", 4000, 10)]
+    s, t = run(jobs, one_gpu, policy=policy, preemption=True, las_threshold_gpu_s=3600.0)
+    assert t["S"][0] == short_start
+    assert t["L"][1] == long_end and t["L"][2] == "SUCCEEDED"
+    assert s.rec.preemptions == (1 if policy == "las" else 0)

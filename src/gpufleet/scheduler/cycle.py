@@ -13,6 +13,7 @@ from gpufleet.scheduler.filters import Eligibility, static_eligibility
 from gpufleet.scheduler.filters.bookings import BookingRules
 from gpufleet.scheduler.placement import Gate
 from gpufleet.scheduler.preemption import Victim, Victims
+from gpufleet.scheduler.queue import las_preempts, preempt_class
 from gpufleet.scheduler.quota import Held, QuotaBook
 from gpufleet.scheduler.state import ClusterState
 from gpufleet.scheduler.types import Decisions, Placement, Snapshot
@@ -28,7 +29,7 @@ class Ask:
     cpus: int
     mem: int
     end: float  # now + time limit
-    cls: int  # priority class
+    cls: int  # priority class (under las with preemption: `queue.preempt_class`)
     elig: frozenset[int] | None  # UP nodes passing the static filters (None: all)
     elig_key: tuple
     models: tuple[str, ...]  # GPU models that could host it, by node size
@@ -50,7 +51,9 @@ class Cycle:
         self.state.journal = []
         self.bookings = BookingRules(snapshot.bookings, self.state.pos, now)
         self.victims = Victims()
-        self.victims.min_class = base.min_class()
+        self.las = las_preempts(self.cfg)
+        # model -> lowest class running there (under las: the lowest it could be, the queue aside)
+        self.victims.min_class = {m: 2 * c for m, c in base.min_class().items()} if self.las else base.min_class()
         for run in base.leaving.values():
             self.victims.add_leaving(run.job.id, run.on, run.model)  # type: ignore[arg-type]
         self._victims_built = False
@@ -92,7 +95,8 @@ class Cycle:
                 job = r.job
                 started = job.started_at if job.started_at is not None else now
                 lost = r.gpus * max(0.0, now - started) / 3600.0
-                self.victims.add(Victim(job, r.model, r.cls, job.id in borrowed, r.booked, lost, r.on))
+                cls = preempt_class(job, self.cfg, now) if self.las else r.cls
+                self.victims.add(Victim(job, r.model, cls, job.id in borrowed, r.booked, lost, r.on))
         return self.victims
 
     # asks -----------------------------------------------------------------------------------------
@@ -103,8 +107,9 @@ class Cycle:
         booking, why = self.bookings.own(job) if spec.booking is not None else (None, "")
         cons = tuple(sorted(spec.constraints.items())) if spec.constraints else ()
         key = (spec.gpu_model, cons, booking.id if booking else None)
+        cls = preempt_class(job, cfg, self.now) if self.las else spec.priority // cfg.priority_class_size
         ask = Ask(job, max(0, spec.gpus), max(1, spec.nodes), spec.cpus or 0, spec.mem_mb or 0, end,
-                  spec.priority // cfg.priority_class_size, None, key, (), booking, why)
+                  cls, None, key, (), booking, why)
         if why:
             return ask
         shapes, eligs = (self.base.shapes, self.base.elig) if booking is None else (self._shapes, self._elig)
@@ -130,6 +135,8 @@ class Cycle:
             static = self._static[job.id] = (
                 spec.tenant, spec.priority // self._class_size, spec.gpu_model, spec.gpus, spec.nodes,
                 spec.cpus, spec.mem_mb, spec.booking, cons)
+        if self.las:  # its LAS queue may change between cycles
+            static = (static, preempt_class(job, self.cfg, self.now))
         if not self.bookings.on_node and not self.backfill.starts:
             return static
         end = self.now + (spec.time_limit_s or self._default_limit)

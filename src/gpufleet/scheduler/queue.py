@@ -8,7 +8,8 @@ Classes always come first, whatever the policy; inside a class the policy decide
     priority   spec.priority (high first), then submit time
     fairshare  tenants take turns by (decayed usage + what this queue already charged) / weight
     sjf        time limit (short first; no limit = config.default_time_limit_s)
-    las        least attained GPU-service (Job.attained_gpu_s from earlier runs), Tiresias-like
+    las        least attained GPU-service (Job.attained_gpu_s from earlier runs), Tiresias-like; with
+               `las_threshold_gpu_s` jobs below it also preempt jobs of their class above it
 
 Starvation guard: a job pending longer than `config.starvation_s` goes ahead of every other job of
 its class, oldest first (like Slurm's age factor, or Tiresias' STARVELIMIT promotion). Under
@@ -29,6 +30,23 @@ from gpufleet.scheduler.types import POLICIES, SchedulerConfig
 
 def priority_class(job: Job, config: SchedulerConfig) -> int:
     return job.spec.priority // config.priority_class_size
+
+
+def las_preempts(config: SchedulerConfig) -> bool:
+    return config.policy == "las" and config.las_threshold_gpu_s > 0 and config.preemption
+
+
+def preempt_class(job: Job, config: SchedulerConfig, now: float) -> int:
+    """The class that decides who may preempt whom: the priority class, and under `las` (Tiresias'
+    discretized two queues) also the queue: below `las_threshold_gpu_s` of attained GPU-service
+    ranks above it. A job pending since longer than `starvation_s` counts as below (Tiresias
+    promotes starving jobs), so it is not preempted again for attained service."""
+    cls = job.spec.priority // config.priority_class_size
+    if not las_preempts(config):
+        return cls
+    starving = config.starvation_s > 0 and now - job.submitted_at > config.starvation_s
+    low = starving or attained_gpu_s(job, now) < config.las_threshold_gpu_s
+    return 2 * cls + (1 if low else 0)
 
 
 def time_limit(job: Job, config: SchedulerConfig) -> int:

@@ -27,6 +27,9 @@ class SchedulerConfig:
     # a job pending longer than this goes ahead of its class (oldest first), whatever the policy:
     # under backfill it is then a head that reserves, so no policy postpones it forever (0: off)
     starvation_s: float = 7 * 86400.0
+    # las: Tiresias' two queues. A job below this attained GPU-service (GPU-seconds) may preempt
+    # running jobs of its priority class above it (0: las only orders the queue, no preemption)
+    las_threshold_gpu_s: float = 7200.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from typing import Callable
 
 from gpufleet.domain import Allocation, Job, JobSpec, JobState, Node, NodeState, transition
 from gpufleet.scheduler import Decisions, Placement, Scheduler, SchedulerConfig, Snapshot
+from gpufleet.scheduler.queue import las_preempts
 from gpufleet.sim.cluster import Cluster
 from gpufleet.sim.recorder import Recorder
 from gpufleet.sim.trace import Trace, TraceJob, gang_shape
@@ -96,9 +97,12 @@ class Simulation:
                 self.trace.append(tj)
 
     def _may_preempt(self) -> bool:
-        """Preemption is by priority class or quota reclaim: impossible without either."""
+        """Preemption is by priority class, quota reclaim or attained service (las): impossible
+        without one of them."""
         if not self.opt.config.preemption:
             return False
+        if las_preempts(self.opt.config):
+            return True
         if len({tj.priority for tj in self.trace}) > 1:
             return True
         return any(v > 0 for t in self.cluster.tenants.values() for v in t.quota.values())
