@@ -195,3 +195,11 @@ def test_las_leaves_alone_jobs_below_the_threshold_higher_classes_guarantees_and
     assert not _las(waited, make_job(8, submitted_at=week + H), now=week + H).preemptions
     assert _las(make_running(8, on="n001", started_at=0.0), make_job(8), las_threshold_gpu_s=0.0).preemptions == []
     assert _las(make_running(8, on="n001", started_at=0.0), make_job(8), preemption=False).preemptions == []
+
+
+def test_a_running_job_without_a_start_time_is_still_a_victim():
+    victim = make_running(8, on="n001", tenant="a", priority=0)
+    victim.started_at = None  # e.g. reported RUNNING by an engine before its start was recorded
+    urgent = make_job(8, tenant="a", priority=100)
+    d = schedule(make_snapshot(make_nodes(1), pending=[urgent], running=[victim]), H)
+    assert victim.id in preempted(d)

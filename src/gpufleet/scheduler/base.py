@@ -127,17 +127,18 @@ class Base:
             per = self.used.setdefault(spec.tenant, {})
             per[model] = per.get(model, 0) + run.gpus
         if model is not None and on:
+            end: float | None = NEVER
             if run.leaving:
                 self.leaving[id(job)] = run
-                end: float | None = NEVER
-            elif job.started_at is None:
-                self.floating[id(job)] = run
-                end = None
             else:
-                end = job.started_at + (spec.time_limit_s or self.default_limit)
                 key = (model, run.cls)
                 self.classes[key] = self.classes.get(key, 0) + 1
                 run.ranked = True
+                if job.started_at is None:
+                    self.floating[id(job)] = run
+                    end = None
+                else:
+                    end = job.started_at + (spec.time_limit_s or self.default_limit)
             if end is not None:
                 run.releases = [(end, i, model, n, cpus, mem) for i, n in on.items()]
                 if occupy:
