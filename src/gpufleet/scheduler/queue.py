@@ -90,11 +90,8 @@ def starved_first(jobs: list[Job], since: float) -> list[Job]:
     """The oldest job submitted before `since` first, then the others in their order."""
     if not jobs or min(map(_BY_SUBMIT, jobs)) >= since:
         return jobs
-    oldest = None
-    for j in jobs:
-        if j.submitted_at < since and (oldest is None or (j.submitted_at, j.id) < (oldest.submitted_at, oldest.id)):
-            oldest = j
-    if oldest is None or oldest is jobs[0]:
+    oldest = min((j for j in jobs if j.submitted_at < since), key=lambda j: (j.submitted_at, j.id))
+    if oldest is jobs[0]:
         return jobs
     return [oldest] + [j for j in jobs if j is not oldest]
 
