@@ -9,8 +9,9 @@ cycle decides exactly the same; tests check that equality after random updates.
 
 The caller's promise when it reuses a Base (`scheduler.core.Scheduler`): the same `nodes` tuple
 object, a Job object is not changed while it stays in `running` (the simulator only changes a
-job when it leaves the running set), and a job id keeps its spec (true of every gpufleet job). The live loop builds new objects every cycle, so there each
-job is simply new; `schedule()` always builds a fresh Base.
+job when it leaves the running set), and a job id keeps its spec (true of every gpufleet job).
+The live loop builds new objects every cycle, so there each job is simply new; `schedule()` always
+builds a fresh Base.
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ class Run:
     booked: bool  # runs inside its booking: outside quota
     cpus: int  # per node
     mem: int  # per node, MiB
-    ranked: bool  # counted in `Base.classes`
     releases: list[Release]  # when its GPUs come back, for backfill (raw end: started + limit)
 
 
@@ -110,19 +110,19 @@ class Base:
                 continue
             model_of = state.model_of[i]
             model = model or model_of.get(a.gpus[0])
-            if state.up[i] and model is not None:
-                on[i] = on.get(i, 0) + sum(1 for g in a.gpus if model_of.get(g) == model)
             by_model: dict[str, list[int]] = {}
             for g in a.gpus:
                 m = model_of.get(g)
                 if m is not None:
                     by_model.setdefault(m, []).append(g)
+            if state.up[i] and model is not None:
+                on[i] = on.get(i, 0) + len(by_model.get(model, ()))
             for m, gs in by_model.items():
                 takes.append((i, m, tuple(gs)))
                 if occupy:
                     self._hold(i, m, gs)
         run = Run(job, model, on, takes, nodes, job.gpus_held, spec.priority // self.class_size,
-                  bool(job.extra.get("pending_action")), spec.booking is not None, cpus, mem, False, [])
+                  bool(job.extra.get("pending_action")), spec.booking is not None, cpus, mem, [])
         if model is not None and run.gpus and not run.booked:
             per = self.used.setdefault(spec.tenant, {})
             per[model] = per.get(model, 0) + run.gpus
@@ -133,7 +133,6 @@ class Base:
             else:
                 key = (model, run.cls)
                 self.classes[key] = self.classes.get(key, 0) + 1
-                run.ranked = True
                 if job.started_at is None:
                     self.floating[id(job)] = run
                     end = None
@@ -158,7 +157,7 @@ class Base:
             self.used[run.job.spec.tenant][run.model] -= run.gpus
         self.leaving.pop(id(run.job), None)
         self.floating.pop(id(run.job), None)
-        if run.ranked:
+        if run.model is not None and run.on and not run.leaving:  # counted in `classes` by `_add`
             key = (run.model, run.cls)
             self.classes[key] -= 1
             if not self.classes[key]:
@@ -221,7 +220,6 @@ class Base:
             end = now + (run.job.spec.time_limit_s or self.default_limit)
             extra.extend((end, i, run.model, n, run.cpus, run.mem) for i, n in run.on.items())
         return sorted(self.releases + extra)
-
 
 
 def _occupied(snapshot: Snapshot) -> tuple[dict[str, set[int]], dict[str, int], dict[str, int]]:

@@ -21,7 +21,7 @@ from gpufleet.scheduler.cycle import Ask, Cycle, up_nodes_with
 from gpufleet.scheduler.metrics import fragmentation
 from gpufleet.scheduler.placement import candidates, find_cpu_nodes, find_nodes
 from gpufleet.scheduler.preemption import Plan
-from gpufleet.scheduler.queue import order_queue
+from gpufleet.scheduler.queue import order_queue, priority_class_of
 from gpufleet.scheduler.quota import Admission
 from gpufleet.scheduler.types import Decisions, Preemption, Snapshot
 
@@ -227,12 +227,12 @@ def _apply(cyc: Cycle, ask: Ask, model: str, plan: Plan, within: bool) -> None:
         cyc.quota.release_borrowed(v.job.id, v.job.spec.tenant, model, v.job.gpus_held)
         if v.job.spec.tenant != tenant and within and not v.cls < ask.cls:
             text = f"Preempted(quota reclaim: tenant {tenant} takes back its {model} quota for job {job.id})"
-        elif cyc.las and v.cls // 2 == ask.cls // 2:
+        elif cyc.las and priority_class_of(ask.cls, cyc.cfg) == priority_class_of(v.cls, cyc.cfg):
             text = (f"Preempted(for job {job.id} of tenant {tenant}: it attained less than "
                     f"{cyc.cfg.las_threshold_gpu_s:g} GPU-seconds, this job more (las))")
         else:
-            mine, theirs = (ask.cls // 2, v.cls // 2) if cyc.las else (ask.cls, v.cls)
-            text = f"Preempted(for job {job.id} of tenant {tenant}: priority class {mine} > {theirs})"
+            text = (f"Preempted(for job {job.id} of tenant {tenant}: priority class "
+                    f"{priority_class_of(ask.cls, cyc.cfg)} > {priority_class_of(v.cls, cyc.cfg)})")
         cyc.d.preemptions.append(Preemption(v.job.id, text, requeue=v.job.spec.requeue))
     for i in nodes:
         cyc.hold(i, model, ask.gpus)

@@ -13,7 +13,7 @@ from gpufleet.scheduler.filters import Eligibility, static_eligibility
 from gpufleet.scheduler.filters.bookings import BookingRules
 from gpufleet.scheduler.placement import Gate
 from gpufleet.scheduler.preemption import Victim, Victims
-from gpufleet.scheduler.queue import las_preempts, preempt_class
+from gpufleet.scheduler.queue import las_preempts, lowest_preempt_class, preempt_class
 from gpufleet.scheduler.quota import Held, QuotaBook
 from gpufleet.scheduler.state import ClusterState
 from gpufleet.scheduler.types import Decisions, Placement, Snapshot
@@ -53,7 +53,7 @@ class Cycle:
         self.victims = Victims()
         self.las = las_preempts(self.cfg)
         # model -> lowest class running there (under las: the lowest it could be, the queue aside)
-        self.victims.min_class = {m: 2 * c for m, c in base.min_class().items()} if self.las else base.min_class()
+        self.victims.min_class = {m: lowest_preempt_class(c, self.cfg) for m, c in base.min_class().items()}
         for run in base.leaving.values():
             self.victims.add_leaving(run.job.id, run.on, run.model)  # type: ignore[arg-type]
         self._victims_built = False

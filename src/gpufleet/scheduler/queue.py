@@ -49,6 +49,16 @@ def preempt_class(job: Job, config: SchedulerConfig, now: float) -> int:
     return 2 * cls + (1 if low else 0)
 
 
+def lowest_preempt_class(cls: int, config: SchedulerConfig) -> int:
+    """The lowest `preempt_class` a running job of priority class `cls` can have."""
+    return 2 * cls if las_preempts(config) else cls
+
+
+def priority_class_of(preempt_cls: int, config: SchedulerConfig) -> int:
+    """The priority class inside a `preempt_class`."""
+    return preempt_cls // 2 if las_preempts(config) else preempt_cls
+
+
 def time_limit(job: Job, config: SchedulerConfig) -> int:
     return job.spec.time_limit_s or config.default_time_limit_s
 

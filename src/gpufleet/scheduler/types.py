@@ -24,8 +24,8 @@ class SchedulerConfig:
     priority_class_size: int = 100
     max_reservations: int = 4  # EASY backfill: blocked head jobs that reserve capacity (one per GPU model)
     max_preemptors_per_cycle: int = 16  # pending jobs that may choose victims in one cycle
-    # a job pending longer than this goes ahead of its class (oldest first), whatever the policy:
-    # under backfill it is then a head that reserves, so no policy postpones it forever (0: off)
+    # the oldest job pending longer than this goes first in its class, whatever the policy: under
+    # backfill it is then a head that reserves, so no policy postpones it forever (0: off)
     starvation_s: float = 7 * 86400.0
     # las: Tiresias' two queues. A job below this attained GPU-service (GPU-seconds) may preempt
     # running jobs of its priority class above it (0: las only orders the queue, no preemption)
