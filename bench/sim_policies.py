@@ -137,7 +137,9 @@ def markdown(report: dict) -> str:
                   f"{hl['offered_load']:.2f} (GPU-seconds asked / GPU-seconds available over the arrival span); "
                   f"{hl['jobs']} jobs; time limits from `{hl['time_limit_model']}`; cycle interval "
                   f"{hl['cycle_interval_s']:g} s (0 = every event). Baseline: `{hl['baseline']}`. "
-                  f"Best with no job waiting over {hl['wait_bound_h']:.0f} h: `{hl['best']}`, "
+                  + (f"Best with no job waiting over {hl['wait_bound_h']:.0f} h: " if hl.get("best_within_bound", True) else
+                     f"No run kept every wait under {hl['wait_bound_h']:.0f} h; best: ")
+                  + f"`{hl['best']}`, "
                   f"**{hl['best_jct_ratio']:.2f}x** lower average JCT (goal >= 3x), longest wait "
                   f"{hl['best_max_queue_h']:.0f} h (baseline: {hl['runs'][0]['max_queue_h']:.0f} h). "
                   f"Best at any wait: `{hl['best_unbounded']}`, {hl['best_unbounded_jct_ratio']:.2f}x, longest "
@@ -182,15 +184,18 @@ def main(argv=None) -> int:
         results = policy_runs(trace, args.nodes, args.policies, args.cycle_interval)
         table = rows(results)
         bound_h = parse_duration(args.wait_bound, "wait_bound") / 3600
-        bounded = [r for r in table if r["max_queue_h"] <= bound_h] or table
-        best = max(bounded, key=lambda r: r["jct_ratio_vs_baseline"])
+        bounded = [r for r in table if r["max_queue_h"] <= bound_h]
+        if not bounded:
+            print(f"warning: no run kept every wait under {args.wait_bound}; best is picked at any wait",
+                  file=sys.stderr)
+        best = max(bounded or table, key=lambda r: r["jct_ratio_vs_baseline"])
         fastest = max(table, key=lambda r: r["jct_ratio_vs_baseline"])
         report["high_load"] = {
             "nodes": args.nodes, "cluster_gpus": args.nodes * 8, "jobs": len(trace.jobs),
             "offered_load": results[0].summary["offered_load"], "time_limit_model": model.spec,
             "cycle_interval_s": args.cycle_interval, "baseline": table[0]["policy"], "best": best["policy"],
             "best_jct_ratio": best["jct_ratio_vs_baseline"], "best_max_queue_h": best["max_queue_h"],
-            "wait_bound_h": bound_h, "best_unbounded": fastest["policy"],
+            "wait_bound_h": bound_h, "best_within_bound": bool(bounded), "best_unbounded": fastest["policy"],
             "best_unbounded_jct_ratio": fastest["jct_ratio_vs_baseline"],
             "best_unbounded_max_queue_h": fastest["max_queue_h"], "goal_ratio": 3.0, "runs": table,
         }
