@@ -76,3 +76,9 @@ class Job:
     @property
     def node_names(self) -> tuple[str, ...]:
         return tuple(a.node for a in self.allocation)
+
+    @property
+    def attempt(self) -> int:
+        """The number (1, 2, ...) of the run this job is on (RUNNING) or will start next
+        (PENDING): every requeue starts a new attempt. GPUFLEET_RESTART_COUNT is attempt - 1."""
+        return self.restarts + 1

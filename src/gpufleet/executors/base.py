@@ -83,7 +83,8 @@ class Executor(Protocol):
     def cancel(self, job: Job) -> None:
         """Stop the job (all ranks). Idempotent; a job already gone is fine."""
 
-    def logs(self, job: Job, offset: int = 0, rank: int = 0) -> LogChunk: ...
+    def logs(self, job: Job, offset: int = 0, rank: int = 0, attempt: int | None = None) -> LogChunk:
+        """Output of rank `rank` of attempt `attempt` (1, 2, ...; None: the job's latest)."""
 
     def nodes(self) -> list[Node]:
         """The engine's view of its nodes (Ability.NODES), with GPUs held by foreign work marked
@@ -112,7 +113,7 @@ class ExecutorBase:
     def nodes(self) -> list[Node]:
         return []
 
-    def logs(self, job: Job, offset: int = 0, rank: int = 0) -> LogChunk:
+    def logs(self, job: Job, offset: int = 0, rank: int = 0, attempt: int | None = None) -> LogChunk:
         return LogChunk(b"", offset, True, note=f"logs are not available from the {self.name} engine")
 
     def drain(self, node: str, reason: str) -> None:
@@ -156,6 +157,8 @@ def rank_env(job: Job, rank: int, master_addr: str, master_port: int) -> dict[st
         "GPUFLEET_MASTER_PORT": str(master_port),
         "GPUFLEET_WORLD_SIZE": world,
         "GPUFLEET_NODE_RANK": str(rank),
+        "GPUFLEET_ATTEMPT": str(job.attempt),
+        "GPUFLEET_RESTART_COUNT": str(job.restarts),  # torchrun elastic's TORCHELASTIC_RESTART_COUNT
     }
     return env
 

@@ -33,6 +33,10 @@ class TokenRow(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     user: Mapped[str] = mapped_column(ForeignKey("users.name"))
     created_at: Mapped[float] = mapped_column(Float, default=0.0)
+    note: Mapped[str] = mapped_column(String(256), default="")
+    expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)  # None: never
+    last_used_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class NodeRow(Base):
@@ -71,7 +75,29 @@ class JobRow(Base):
     # a decision written before acting on it: "cancel" | "preempt" | "requeue" (see control.loop)
     pending_action: Mapped[str | None] = mapped_column(String(16), nullable=True)
     action_reason: Mapped[str] = mapped_column(Text, default="")
-    __table_args__ = (Index("ix_jobs_state_tenant", "state", "tenant"),)
+    # a client-chosen key: a retried submission with the same (user, key) returns the same job
+    idempotency_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    __table_args__ = (
+        Index("ix_jobs_state_tenant", "state", "tenant"),
+        Index("ix_jobs_user_idempotency_key", "user", "idempotency_key", unique=True),
+    )
+
+
+class AttemptRow(Base):
+    """One run of a job: written when it starts RUNNING, closed when it leaves RUNNING."""
+
+    __tablename__ = "attempts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"))
+    n: Mapped[int] = mapped_column(Integer)  # 1, 2, ...; GPUFLEET_RESTART_COUNT is n - 1
+    state: Mapped[str] = mapped_column(String(16))  # RUNNING, or how it ended (PENDING = requeued)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    started_at: Mapped[float] = mapped_column(Float)
+    ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    allocation: Mapped[list] = mapped_column(JSON, default=list)
+    handle: Mapped[str | None] = mapped_column(Text, nullable=True)
+    __table_args__ = (Index("ix_attempts_job_n", "job_id", "n", unique=True),)
 
 
 class EventRow(Base):
@@ -83,6 +109,7 @@ class EventRow(Base):
     old: Mapped[str] = mapped_column(String(16), default="")
     new: Mapped[str] = mapped_column(String(16), default="")
     reason: Mapped[str] = mapped_column(Text, default="")
+    attempt: Mapped[int | None] = mapped_column(Integer, nullable=True)  # job events: which run
     __table_args__ = (Index("ix_events_kind_key", "kind", "key"),)
 
 
@@ -99,6 +126,9 @@ class BookingRow(Base):
     gpus: Mapped[int | None] = mapped_column(Integer, nullable=True)
     gpu_model: Mapped[str | None] = mapped_column(String(64), nullable=True)
     cancelled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # "approved" (in force) | "requested" (beyond the non-admin bounds: waits for an admin)
+    # | "rejected"
+    approval: Mapped[str] = mapped_column(String(16), default="approved")
 
 
 class AuditRow(Base):
