@@ -3,9 +3,13 @@ Slurm would set (and a stand-in `srun` that starts the per-node tasks in turn)."
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 from pathlib import Path
+
+import pytest
 
 from gpufleet.domain import Allocation, Job, JobSpec, JobState
 from gpufleet.executors.base import master_port_for
@@ -99,3 +103,96 @@ def test_exit_code_of_the_command_is_the_script_exit_code(tmp_path):
     job.spec = JobSpec(command=("sh", "-c", "exit 7"), gpus=2)
     proc = run_script(tmp_path, build_script(job, {}, str(tmp_path), placed=True))
     assert proc.returncode == 7
+
+
+# ------------------------------------------------------------------------------ hostile input
+
+HOSTILE_ARGS = (
+    "a\n#SBATCH --qos=high", "\n#SBATCH --exclusive\n#SBATCH --partition=admin", "x'; touch $OUT_DIR/pwned1; '",
+    '"; touch $OUT_DIR/pwned2; "', "$(touch $OUT_DIR/pwned3)", "`touch $OUT_DIR/pwned4`", "line\u2028sep\u2029para",
+    "nel\u0085x", "cr\rlf\r\n", "", " two  spaces ", "\\", "*", "-c", "#SBATCH --mem=1", "ünïcødé ☃",
+)
+DUMP_ARGV = ("python3", "-c", "import json, os, sys; json.dump({'argv': sys.argv[1:], 'env': dict(os.environ)}, "
+             "open(os.path.join(os.environ['OUT_DIR'], 'dump.' + os.environ['NODE_RANK']), 'w'))")
+
+
+def hostile_job(nodes=("gpu01",)) -> Job:
+    job = make_job(nodes=nodes)
+    job.spec = JobSpec(command=DUMP_ARGV + HOSTILE_ARGS, gpus=2, nodes=len(nodes), name="x\n#SBATCH --qos=high",
+                       env={"EVIL": "v\n#SBATCH --exclusive\n$(touch $OUT_DIR/pwned5)'\"`id`", "PLAIN": "p",
+                            "gpufleet_plan": "clobber", "BAD KEY\n#SBATCH --qos=x": "v"})
+    return job
+
+
+def assert_script_is_fixed_text_plus_payloads(script: str) -> None:
+    """Every line is either the fixed text or `name='<base64>'`: nothing of the job is script text."""
+    assert script.isascii()
+    lines = script.split("\n")
+    assert not any(line.lstrip().startswith("#SBATCH") for line in lines)
+    for line in lines:
+        if line.startswith("gpufleet_") and "='" in line and "(" not in line:
+            assert re.fullmatch(r"gpufleet_(argv|env|plan)='[A-Za-z0-9+/=]*'", line), line
+    for bad in ("pwned", "qos", "exclusive", "touch", "\u2028", "\r"):
+        assert bad not in script
+
+
+def test_hostile_command_and_env_never_become_script_text(tmp_path):
+    script = build_script(hostile_job(), {}, str(tmp_path), placed=True)
+    assert_script_is_fixed_text_plus_payloads(script)
+    proc = run_script(tmp_path, script)
+    assert proc.returncode == 0, proc.stderr
+    dump = json.loads((tmp_path / "dump.0").read_text())
+    assert dump["argv"] == list(HOSTILE_ARGS)  # verbatim, as argv
+    assert dump["env"]["EVIL"] == hostile_job().spec.env["EVIL"] and dump["env"]["PLAIN"] == "p"
+    assert "gpufleet_plan" not in dump["env"] and not any(k.startswith("BAD") for k in dump["env"])
+    assert dump["env"]["NODE_RANK"] == "0" and dump["env"]["CUDA_VISIBLE_DEVICES"] == "4,5"
+    assert not list(tmp_path.glob("pwned*"))
+
+
+def test_hostile_argv_reaches_every_rank_of_a_multi_node_job(tmp_path):
+    job = hostile_job(nodes=("gpu02", "gpu01"))
+    script = build_script(job, {"gpu02": "10.0.0.2"}, str(tmp_path), placed=True)
+    assert_script_is_fixed_text_plus_payloads(script)
+    proc = run_script(tmp_path, script)
+    assert proc.returncode == 0, proc.stderr
+    for rank, node in enumerate(("gpu02", "gpu01")):
+        dump = json.loads((tmp_path / f"dump.{rank}").read_text())
+        assert dump["argv"] == list(HOSTILE_ARGS)
+        assert dump["env"]["GPUFLEET_NODE"] == node and dump["env"]["MASTER_ADDR"] == "10.0.0.2"
+    assert not list(tmp_path.glob("pwned*"))
+
+
+def test_user_env_cannot_override_what_gpufleet_sets_on_the_node(tmp_path):
+    job = make_job(nodes=("gpu01",))
+    job.spec = JobSpec(command=DUMP_ARGV, gpus=2, env={"NODE_RANK": "7", "CUDA_VISIBLE_DEVICES": "9",
+                                                       "MASTER_ADDR": "evil", "IFS": "/"})
+    proc = run_script(tmp_path, build_script(job, {}, str(tmp_path), placed=True))
+    assert proc.returncode == 0, proc.stderr
+    env = json.loads((tmp_path / "dump.0").read_text())["env"]
+    assert (env["NODE_RANK"], env["CUDA_VISIBLE_DEVICES"]) == ("0", "4,5") and env["MASTER_ADDR"] != "evil"
+
+
+def test_nul_in_argument_or_env_is_refused_not_cut():
+    job = make_job(nodes=("gpu01",))
+    job.spec = JobSpec(command=("echo", "a\0b"), gpus=2)
+    with pytest.raises(ValueError, match="command"):
+        build_script(job, {}, "/l", placed=True)
+    job.spec = JobSpec(command=("echo",), gpus=2, env={"K": "a\0b"})
+    with pytest.raises(ValueError, match="env"):
+        build_script(job, {}, "/l", placed=True)
+
+
+def test_names_comment_and_constraints_written_outside_the_script_are_plain_words():
+    job = hostile_job()
+    assert job_name(job) == "gf42-x_SBATCH_--qos_high"
+    assert account_name("a\n#SBATCH|b") == "a_sbatch_b"
+    with pytest.raises(ValueError, match="comment"):
+        Identity("gf|x\n", 1, 0, 0).comment()
+    with pytest.raises(ValueError, match="comment"):
+        Identity("gf", 1, 0, 0, {"n|1\n": (0,)}).comment()
+    job.spec = JobSpec(command=("true",), constraints={"rack": "r1|rack:r2"})
+    with pytest.raises(ValueError, match="constraints"):
+        constraint_of(job)
+    job.spec = JobSpec(command=("true",), constraints={"rack\n": "true"})
+    with pytest.raises(ValueError, match="constraints"):
+        constraint_of(job)

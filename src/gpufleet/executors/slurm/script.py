@@ -1,10 +1,27 @@
 """What gpufleet hands to Slurm for one job: the batch script, the submit options, the comment that
-identifies the job, and where its output lands. Pure: no I/O."""
+identifies the job, and where its output lands. Pure: no I/O.
+
+Nothing a user wrote ever becomes script text. sbatch reads `#SBATCH` options from the script's
+first lines and bash reads every line as code, so a command argument or env value holding a newline
+(or a quote, `$(...)`, a backtick) must never be pasted into the script, quoted or not. Instead the
+script is one fixed text (`_BODY`) preceded by three assignments of single-quoted base64 payloads
+(argv, env, rank plan; each a list of NUL-terminated strings) and one integer. Base64's alphabet has
+no quote, newline, `$`, backtick or `#`, so a payload cannot end its quotes or start a line whatever
+it holds; the fixed text decodes it (`base64 -d` into `mapfile -d ''`) and execs the argv as argv.
+A separate file staged beside the script was the alternative: it needs a filesystem shared with the
+compute nodes that slurmrestd submissions do not have, and a second thing to clean up. NUL, which no
+argument or environment can hold, is refused (ValueError) rather than cut.
+
+What still goes to Slurm outside the script is argv or JSON, never shell: the job name (reduced to
+`[A-Za-z0-9_.-]`), the account (`[a-z0-9_-]`), the identity comment (integers and names checked
+against `[A-Za-z0-9_.-]`, since `sacct -P` output is split on `|` and lines), constraints (checked
+likewise, since `&|,*[]` are Slurm's constraint operators) and paths (--chdir, --output)."""
 
 from __future__ import annotations
 
+import base64
 import re
-import shlex
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from gpufleet.domain import Job
@@ -13,6 +30,8 @@ from gpufleet.executors.base import master_port_for, rank_env
 # Rank variables that differ per task; everything else is the same on all ranks.
 PER_RANK_KEYS = ("GPUFLEET_NODE", "NODE_RANK", "GPUFLEET_NODE_RANK")
 GPU_KEYS = ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "GPUFLEET_GPUS")
+# Set by the script itself on the node (after the job's env, so they win).
+SCRIPT_KEYS = ("MASTER_ADDR", "GPUFLEET_MASTER_ADDR", "GPUFLEET_NODELIST")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +53,8 @@ class Identity:
         return (self.tag, self.job_id, self.run, self.stamp)
 
     def comment(self) -> str:
+        for value in (self.tag, *self.alloc):
+            safe_word("comment", value)
         alloc = ";".join(f"{n}={','.join(map(str, g))}" for n, g in self.alloc.items())
         return f"{self.tag}:{self.job_id}:{self.run}:{self.stamp}:{alloc}"
 
@@ -135,63 +156,103 @@ def constraint_of(job: Job) -> str | None:
     for key, value in sorted(job.spec.constraints.items()):
         if key in ("kind", "arch", "gpu_model", "gpu-model", "model"):
             continue
-        feats.append(key if value == "true" else f"{key}:{value}")
+        safe_word("constraints", key)
+        feats.append(key if value == "true" else f"{key}:{safe_word('constraints', value)}")
     return "&".join(feats) or None
+
+
+# The fixed text of every batch script. Nothing of a job is formatted into it: the job's command,
+# environment and rank plan arrive as the base64 payloads that build_script puts above it.
+_BODY = r"""gpufleet_decode() { printf %s "$1" | base64 -d; }
+mapfile -d '' -t gpufleet_p < <(gpufleet_decode "$gpufleet_plan")
+gpufleet_master=${gpufleet_p[2]}
+if [ -z "$gpufleet_master" ]; then
+  gpufleet_master=$(scontrol show node "$SLURMD_NODENAME" 2>/dev/null | sed -n 's/.*NodeAddr=\([^ ]*\).*/\1/p')
+  gpufleet_master=${gpufleet_master:-$(hostname)}
+fi
+gpufleet_nodelist=${gpufleet_p[3]}
+if [ -z "$gpufleet_nodelist" ]; then
+  gpufleet_nodelist="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | paste -sd,)"
+fi
+export gpufleet_argv gpufleet_env gpufleet_plan gpufleet_master gpufleet_nodelist
+gpufleet_rank() {
+  local gpufleet_kv gpufleet_i gpufleet_r=${SLURM_NODEID:-0} gpufleet_node=$SLURMD_NODENAME gpufleet_g gpufleet_cvd
+  mapfile -d '' -t gpufleet_p < <(gpufleet_decode "$gpufleet_plan")
+  for ((gpufleet_i = 4; gpufleet_i < ${#gpufleet_p[@]}; gpufleet_i++)); do
+    if [ "${gpufleet_p[gpufleet_i]}" = "$gpufleet_node" ]; then gpufleet_r=$((gpufleet_i - 4)); break; fi
+  done
+  gpufleet_g=${SLURM_STEP_GPUS:-${SLURM_JOB_GPUS:-}}
+  gpufleet_cvd=${CUDA_VISIBLE_DEVICES:-$gpufleet_g}
+  while IFS= read -r -d '' gpufleet_kv; do export "$gpufleet_kv"; done < <(gpufleet_decode "$gpufleet_env")
+  export MASTER_ADDR="$gpufleet_master" GPUFLEET_MASTER_ADDR="$gpufleet_master"
+  export GPUFLEET_NODELIST="$gpufleet_nodelist" GPUFLEET_NODE="$gpufleet_node"
+  export NODE_RANK=$gpufleet_r GPUFLEET_NODE_RANK=$gpufleet_r GPUFLEET_GPUS="$gpufleet_g"
+  export CUDA_VISIBLE_DEVICES="$gpufleet_cvd" NVIDIA_VISIBLE_DEVICES="$gpufleet_cvd"
+  if [ "$gpufleet_r" != 0 ]; then exec >>"${gpufleet_p[0]}$gpufleet_r${gpufleet_p[1]}" 2>&1; fi
+  unset gpufleet_argv gpufleet_env gpufleet_plan gpufleet_master gpufleet_nodelist gpufleet_p gpufleet_ranks
+  exec "$@"
+}
+export -f gpufleet_decode gpufleet_rank
+mapfile -d '' -t gpufleet_cmd < <(gpufleet_decode "$gpufleet_argv")
+if [ "$gpufleet_ranks" -gt 1 ]; then
+  srun --ntasks-per-node=1 --kill-on-bad-exit=1 bash -c 'gpufleet_rank "$@"' gpufleet "${gpufleet_cmd[@]}"
+else
+  gpufleet_rank "${gpufleet_cmd[@]}"
+fi
+"""
 
 
 def build_script(job: Job, addresses: dict[str, str], log_dir: str, placed: bool) -> str:
     """The batch script. It runs on the first node of the allocation; a multi-node job starts one
     task per node with srun. Each task works out its rank (gpufleet's rank order when gpufleet placed
-    the job, else SLURM_NODEID), exports the rank environment and keeps Slurm's own GPU ids
-    (CUDA_VISIBLE_DEVICES as Slurm set it is what the devices are allocated under)."""
+    the job, else SLURM_NODEID), exports the job's env, then the rank environment, and keeps Slurm's
+    own GPU ids (CUDA_VISIBLE_DEVICES as Slurm set it is what the devices are allocated under).
+
+    Raises ValueError for what no process can be given: a NUL byte in an argument, env key or value."""
     port = master_port_for(job.id)
     ranks = len(job.allocation) or job.spec.nodes
     master = addresses.get(job.allocation[0].node, job.allocation[0].node) if placed and job.allocation else ""
-    common = dict(job.spec.env)
+    env = {k: v for k, v in job.spec.env.items() if _valid_name(k) and not k.startswith("gpufleet_")}
     if job.allocation:
-        common.update({k: v for k, v in rank_env(job, 0, master or "127.0.0.1", port).items()
-                       if k not in PER_RANK_KEYS + GPU_KEYS})
-    common.update({"GPUFLEET_JOB_ID": str(job.id), "GPUFLEET_JOB_NAME": job.spec.display_name,
-                   "GPUFLEET_TENANT": job.spec.tenant, "MASTER_PORT": str(port), "GPUFLEET_MASTER_PORT": str(port),
-                   "WORLD_SIZE": str(ranks), "GPUFLEET_WORLD_SIZE": str(ranks)})
-    rank_case = ""
-    if placed and job.allocation:
-        rank_case = "".join(f"    {shlex.quote(a.node)}) r={i} ;;\n" for i, a in enumerate(job.allocation))
+        env.update({k: v for k, v in rank_env(job, 0, master or "127.0.0.1", port).items()
+                    if k not in PER_RANK_KEYS + GPU_KEYS + SCRIPT_KEYS})
+    env.update({"GPUFLEET_JOB_ID": str(job.id), "GPUFLEET_JOB_NAME": job.spec.display_name,
+                "GPUFLEET_TENANT": job.spec.tenant, "MASTER_PORT": str(port), "GPUFLEET_MASTER_PORT": str(port),
+                "WORLD_SIZE": str(ranks), "GPUFLEET_WORLD_SIZE": str(ranks)})
     prefix, _, suffix = log_paths(log_dir, job)[1].partition("{rank}")
+    in_order = placed and bool(job.allocation)
+    plan = [prefix, suffix, master, ",".join(job.node_names) if in_order else "",
+            *(a.node for a in job.allocation if in_order)]
     lines = [
         "#!/bin/bash",
-        f"# gpufleet job {job.id} run {job.restarts}: {shlex.join(job.spec.command)}"[:2000],
-        *(f"export {k}={shlex.quote(v)}" for k, v in common.items() if _valid_name(k)),
+        f"# gpufleet job {int(job.id)} run {int(job.restarts)}: its command, env and rank plan are the base64",
+        "# payloads below (NUL-terminated strings); the rest of this script is the same for every job.",
+        f"gpufleet_argv={_payload('command', job.spec.command)}",
+        f"gpufleet_env={_payload('env', [f'{k}={v}' for k, v in env.items()])}",
+        f"gpufleet_plan={_payload('plan', plan)}",
+        f"gpufleet_ranks={int(ranks)}",
     ]
-    if not master:
-        lines += ['MASTER_ADDR=$(scontrol show node "$SLURMD_NODENAME" 2>/dev/null'
-                  " | sed -n 's/.*NodeAddr=\\([^ ]*\\).*/\\1/p')",
-                  'export MASTER_ADDR=${MASTER_ADDR:-$(hostname)} GPUFLEET_MASTER_ADDR=${MASTER_ADDR:-$(hostname)}']
-    else:
-        lines.append(f"export MASTER_ADDR={shlex.quote(master)} GPUFLEET_MASTER_ADDR={shlex.quote(master)}")
-    if not placed or not job.allocation:
-        lines.append('export GPUFLEET_NODELIST="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | paste -sd,)"')
-    lines += [
-        "gpufleet_rank() {",
-        '  r=${SLURM_NODEID:-0}',
-        '  case "$SLURMD_NODENAME" in',
-        rank_case + "  esac",
-        '  export NODE_RANK=$r GPUFLEET_NODE_RANK=$r GPUFLEET_NODE=$SLURMD_NODENAME',
-        '  g=${SLURM_STEP_GPUS:-${SLURM_JOB_GPUS:-}}',
-        '  export GPUFLEET_GPUS=$g CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-$g}',
-        '  export NVIDIA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES',
-        f'  if [ "$r" != 0 ]; then log={shlex.quote(prefix)}"$r"{shlex.quote(suffix)}; exec >>"$log" 2>&1; fi',
-        '  exec "$@"',
-        "}",
-        "export -f gpufleet_rank",
-    ]
-    cmd = shlex.join(job.spec.command)
-    if ranks > 1:
-        lines.append(f"srun --ntasks-per-node=1 --kill-on-bad-exit=1 bash -c 'gpufleet_rank \"$@\"' gpufleet {cmd}")
-    else:
-        lines.append(f"gpufleet_rank {cmd}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + _BODY
+
+
+def _payload(what: str, items: Iterable[str]) -> str:
+    """`'<base64 of the items, each NUL-terminated>'`: only [A-Za-z0-9+/=] between two single quotes,
+    so no byte of any item can end the quote, start a line, or be read by sbatch as an option."""
+    data = bytearray()
+    for i, item in enumerate(items):
+        raw = item.encode("utf-8", "surrogateescape")
+        if b"\0" in raw:
+            raise ValueError(f"{what}: item {i} contains a NUL byte, which no process argument or environment holds")
+        data += raw + b"\0"
+    return "'" + base64.b64encode(bytes(data)).decode("ascii") + "'"
+
+
+def safe_word(what: str, value: str) -> str:
+    """`value` if it is a plain word ([A-Za-z0-9_.-], ASCII), else ValueError naming `what`."""
+    if re.fullmatch(r"[A-Za-z0-9_.-]+", value, re.ASCII) is None:
+        raise ValueError(f"{what}: {value!r} is not a plain word (letters, digits, '_', '.', '-')")
+    return value
 
 
 def _valid_name(key: str) -> bool:
-    return re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key) is not None
+    return re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key, re.ASCII) is not None
