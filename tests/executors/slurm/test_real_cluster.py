@@ -260,3 +260,30 @@ def test_booking_becomes_a_reservation_its_jobs_use(make_executor, cleanup):
     ex.unbook(booking)
     ex.unbook(booking)  # idempotent
     assert name not in sh("scontrol", "show", "reservation", check=False)
+
+
+def test_hostile_argv_arrives_verbatim_and_smuggles_no_sbatch_option(make_executor, cleanup, log_dir):
+    """An argument or env value with newlines, #SBATCH lines, quotes, $(...) and backticks reaches the
+    job verbatim as argv/env; no option it spells (nice, exclusive, comment, hold) takes effect."""
+    ex = make_executor()
+    out = Path(log_dir) / "argv.json"
+    smuggle = "\n#SBATCH --nice=4321\n#SBATCH --exclusive\n#SBATCH --comment=pwned\n"
+    hostile = (smuggle, "$(touch pwned)", "`touch pwned`", "'\"'", "a\u2028b\u0085c", "", "#SBATCH --hold")
+    dump = ("import json, os, sys, time; json.dump({'argv': sys.argv[2:], 'evil': os.environ['EVIL']}, "
+            "open(sys.argv[1], 'w')); time.sleep(60)")
+    spec = JobSpec(command=("python3", "-c", dump, str(out), *hostile), gpus=1, name=smuggle,
+                   env={"EVIL": smuggle + "$(touch pwned)'"}, workdir=log_dir)
+    job = launched(ex, job_of(spec, [Allocation("gpu03", (0,))]))
+    cleanup["jobs"].append(job.handle)
+    wait_for(ex, job, {Phase.RUNNING}, 30)
+    deadline = time.time() + 30
+    while not (out.exists() and out.stat().st_size) and time.time() < deadline:
+        time.sleep(0.2)
+    got = json.loads(out.read_text())
+    assert got == {"argv": list(hostile), "evil": smuggle + "$(touch pwned)'"}
+    sj = show_job(job.handle)
+    assert sj["nice"] in (None, 0) and sj["shared"] != "none" and sj["comment"].startswith(f"{ex.config.tag}:{job.id}:")
+    assert sj["name"] == f"gf{job.id}-_SBATCH_--nice_4321_SBATCH_--exclusive_SBATCH_--comment_pwned_"[:len(sj["name"])]
+    assert not (Path(log_dir) / "pwned").exists()
+    ex.cancel(job)
+    wait_for(ex, job, {Phase.CANCELLED}, 20)
