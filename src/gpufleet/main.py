@@ -133,7 +133,7 @@ def serve(settings: Settings) -> None:
         log.info("inventory", source=server.discovered.source, nodes=len(n),
                  gpus=sum(len(x.gpus) for x in n), notice=server.discovered.notice)
     app = create_app(server.ctx, metrics=server.metrics.render, health_service=server.health,
-                     schedule_service=server.schedules)
+                     schedule_service=server.schedules, max_body_bytes=settings.max_request_bytes)
     (settings.home / "server.json").write_text(json.dumps({"url": settings.url, "pid": os.getpid()}))
     server.start_loops()
     log.info("gpufleet serving", url=settings.url, executor=server.executor.name,

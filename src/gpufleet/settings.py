@@ -41,6 +41,7 @@ class Settings:
     kubernetes: dict[str, Any] = field(default_factory=dict)  # kubeconfig, namespace, ...
     health: dict[str, Any] = field(default_factory=dict)
     log_format: str = "auto"  # auto | json | console
+    max_request_bytes: int = 1024 * 1024  # larger API request bodies get 413
 
     @property
     def db_url(self) -> str:
@@ -99,5 +100,8 @@ def _check(s: Settings) -> None:
         raise ValidationError("inventory", "give --inventory or --fake-gpus, not both")
     if s.fake_gpus is not None and s.fake_gpus < 0:
         raise ValidationError("fake_gpus", "must be >= 0")
+    if isinstance(s.max_request_bytes, bool) or not isinstance(s.max_request_bytes, int) \
+            or s.max_request_bytes < 1024:
+        raise ValidationError("max_request_bytes", f"must be an integer >= 1024, got {s.max_request_bytes!r}")
     if not 0 < s.port < 65536:
         raise ValidationError("port", f"not a port: {s.port}")

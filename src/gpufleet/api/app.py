@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from gpufleet import __version__
+from gpufleet.api.limits import DEFAULT_MAX_BODY_BYTES, BodySizeLimit
 from gpufleet.api.routers import bookings, health, jobs, nodes, schedules, tenants
 from gpufleet.domain import Conflict, Forbidden, IllegalTransition, NotFound, ValidationError
 from gpufleet.services import Ctx
@@ -16,11 +17,13 @@ API_PREFIX = "/api/v1"
 
 
 def create_app(ctx: Ctx, metrics: Callable[[], tuple[bytes, str]] | None = None,
-               health_service: object | None = None, schedule_service: object | None = None) -> FastAPI:
+               health_service: object | None = None, schedule_service: object | None = None,
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
     """The API over the services. Health and schedule routes answer 503 when their service is not
-    given (e.g. a bare test app)."""
+    given (e.g. a bare test app). Request bodies over `max_body_bytes` get 413."""
     app = FastAPI(title="gpufleet", version=__version__,
                   description="Control plane for a GPU lab", openapi_url="/openapi.json")
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     app.state.ctx = ctx
     app.state.token_cache = {}
     app.state.health = health_service

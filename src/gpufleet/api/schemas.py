@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from gpufleet.domain.units import MAX_INT
 
 
 class JobCreate(BaseModel):
@@ -65,6 +67,7 @@ class CancelOut(BaseModel):
     id: int
     state: str
     pending_action: str | None = None
+    already_finished: bool = False  # it had ended before this cancel: nothing was done
 
 
 class GpuOut(BaseModel):
@@ -133,7 +136,7 @@ class BookingIn(BaseModel):
     start: float | str
     duration: int | str
     nodes: list[str] = []
-    gpus: int | None = None
+    gpus: Annotated[int, Field(ge=1, le=MAX_INT)] | None = None
     gpu_model: str | None = None
     tenant: str | None = None
     exclusive: bool = True

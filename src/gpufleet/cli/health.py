@@ -32,9 +32,19 @@ def run(nodes: Optional[List[str]] = typer.Argument(None, help="nodes to check (
     for h in runs:
         shown = [r for r in h["results"] if verbose or r["status"] != "ok"]
         if not shown:
-            rows.append((h["node"], "*", "ok", f"all {len(h['results'])} checks pass"))
+            rows.append((h["node"], "*", "ok", passed_line(h["results"])))
         rows += [(h["node"], r["check"], MARK[r["status"]], r["message"]) for r in shown]
     table(("NODE", "CHECK", "STATUS", "MESSAGE"), rows)
+
+
+def passed_line(results: list[dict]) -> str:
+    """'all 9 checks pass', or '2 checks pass, 7 skipped (NVML not configured)' when some skipped."""
+    skipped = [r for r in results if (r.get("facts") or {}).get("skipped")]
+    ran = len(results) - len(skipped)
+    if not skipped:
+        return f"all {ran} checks pass"
+    why = sorted({r["message"].removeprefix("skipped: ") for r in skipped})
+    return f"{ran} check{'s' if ran != 1 else ''} pass, {len(skipped)} skipped ({'; '.join(why)})"
 
 
 @health_app.command("show")

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-import yaml
 
-from gpufleet.cli.output import ago, out, print_json, table, when
+from gpufleet.cli.jobfile import is_job_file, load_job_file
+from gpufleet.cli.output import ago, err, out, print_json, table, when
 from gpufleet.client import Client
 from gpufleet.domain import ValidationError, format_duration
 from gpufleet.domain.spec import build_spec
@@ -42,7 +42,7 @@ def submit(
     given = {k: v for k, v in locals().items() if k in FLAG_FIELDS and v is not None}
     spec: dict[str, Any] = {}
     args = list(command or [])
-    if len(args) == 1 and args[0].endswith((".yaml", ".yml")) and Path(args[0]).is_file():
+    if is_job_file(args, dashdash="--" in sys.argv[1:]):
         spec = load_job_file(args[0])
     elif args:
         spec["command"] = args
@@ -64,16 +64,6 @@ def submit(
         print_json({"id": job.id, "state": job.state})
     else:
         print(job.id)
-
-
-def load_job_file(path: str) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except yaml.YAMLError as e:
-        raise ValidationError("file", f"{path} is not valid YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise ValidationError("file", f"{path} must hold a mapping of job fields")
-    return {k.replace("-", "_"): v for k, v in data.items()}
 
 
 def _kv(item: str, field: str) -> tuple[str, str]:
@@ -169,9 +159,17 @@ def logs(job_id: int, follow: bool = typer.Option(False, "--follow", "-f"),
 
 
 def cancel(job_ids: list[int] = typer.Argument(..., help="job ids")) -> None:
-    """Cancel jobs (pending: at once; running: stopped and recorded by the control loop)."""
+    """Cancel jobs (pending: at once; running: stopped and recorded by the control loop). Exits 1
+    when a job had already finished."""
+    finished = 0
     with Client.from_env() as c:
         for job_id in job_ids:
             r = c.cancel(job_id)
+            if r.already_finished:
+                err.print(f"job {r.id} already finished ({r.state})", markup=False)
+                finished += 1
+                continue
             what = "cancelling" if r.pending_action == "cancel" else r.state.lower()
             print(f"{r.id} {what}")
+    if finished:
+        raise typer.Exit(1)

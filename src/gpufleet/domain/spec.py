@@ -7,6 +7,7 @@ The YAML file mirrors the CLI flags one to one: `gpus`, `nodes`, `gpu_model`, `c
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from typing import Any, Mapping
@@ -14,7 +15,7 @@ from typing import Any, Mapping
 from gpufleet.domain.errors import ValidationError
 from gpufleet.domain.job import JobSpec
 from gpufleet.domain.node import normalise_model
-from gpufleet.domain.units import parse_duration, parse_mem_mb
+from gpufleet.domain.units import MAX_INT, parse_duration, parse_mem_mb
 
 SPEC_FIELDS = (
     "command", "gpus", "nodes", "gpu_model", "cpus", "mem", "time_limit", "tenant", "priority",
@@ -22,19 +23,29 @@ SPEC_FIELDS = (
 )
 _ALIASES = {"gpu-model": "gpu_model", "time-limit": "time_limit", "constraints": "constraint",
             "mem_mb": "mem", "time_limit_s": "time_limit", "no_requeue": None}
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
-_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")  # always fullmatch: `$` lets "x\n" pass
+_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_PRIORITY = 1000
+MAX_ENV = 4096  # entries
+MAX_ARG_BYTES = 131072  # one argument (Linux MAX_ARG_STRLEN)
+
+
+def _arg_max() -> int:
+    """The OS limit on argv + environment for one exec (SC_ARG_MAX), 2 MiB if unknown."""
+    try:
+        return int(os.sysconf("SC_ARG_MAX"))
+    except (ValueError, OSError, AttributeError):
+        return 2 * 1024 * 1024
 
 
 def build_spec(data: Mapping[str, Any], default_tenant: str = "default") -> JobSpec:
     """Validate user input into a JobSpec. Raises ValidationError naming the first bad field."""
     data = _canonical_keys(data)
-    return JobSpec(
+    spec = JobSpec(
         command=_command(data.get("command")),
         gpus=_count(data.get("gpus", 1), "gpus", minimum=1),
         nodes=_count(data.get("nodes", 1), "nodes", minimum=1),
-        gpu_model=normalise_model(str(data["gpu_model"])) if data.get("gpu_model") else None,
+        gpu_model=normalise_model(_text(data["gpu_model"], "gpu_model")) if data.get("gpu_model") else None,
         cpus=_count(data["cpus"], "cpus", minimum=1) if data.get("cpus") is not None else None,
         mem_mb=parse_mem_mb(data.get("mem"), "mem"),
         time_limit_s=parse_duration(data.get("time_limit"), "time_limit"),
@@ -42,12 +53,14 @@ def build_spec(data: Mapping[str, Any], default_tenant: str = "default") -> JobS
         priority=_priority(data.get("priority", 0)),
         name=_name(data["name"], "name") if data.get("name") else None,
         env=_env(data.get("env")),
-        workdir=str(data["workdir"]) if data.get("workdir") else None,
+        workdir=_text(data["workdir"], "workdir") if data.get("workdir") else None,
         constraints=_pairs(data.get("constraint"), "constraint"),
         booking=_count(data["booking"], "booking", minimum=1) if data.get("booking") else None,
         requeue=_bool(data.get("requeue", True), "requeue"),
-        image=str(data["image"]) if data.get("image") else None,
+        image=_text(data["image"], "image") if data.get("image") else None,
     )
+    _check_exec_size(spec)
+    return spec
 
 
 def spec_to_dict(spec: JobSpec) -> dict[str, Any]:
@@ -96,7 +109,32 @@ def _command(value: Any) -> tuple[str, ...]:
             raise ValidationError("command", f"cannot split: {e}") from None
     if not value or not isinstance(value, (list, tuple)) or not str(value[0]).strip():
         raise ValidationError("command", "must not be empty")
-    return tuple(str(v) for v in value)
+    args = tuple(str(v) for v in value)
+    for i, a in enumerate(args):
+        if "\0" in a:
+            raise ValidationError("command", f"argument {i} contains a NUL byte")
+        if len(a.encode()) > MAX_ARG_BYTES:
+            raise ValidationError("command", f"argument {i} is longer than {MAX_ARG_BYTES} bytes (the OS limit)")
+    return args
+
+
+def _check_exec_size(spec: JobSpec) -> None:
+    """argv + env of one exec must fit the OS limit, or the job could never start."""
+    limit = _arg_max()
+    argv = sum(len(a.encode()) + 1 for a in spec.command)
+    if argv > limit:
+        raise ValidationError("command", f"{argv} bytes of arguments, over the OS limit of {limit}")
+    env = sum(len(k.encode()) + len(v.encode()) + 2 for k, v in spec.env.items())
+    if argv + env > limit:
+        raise ValidationError("env", f"{argv + env} bytes of arguments and environment, over the OS limit of {limit}")
+
+
+def _text(value: Any, field: str) -> str:
+    """A one-line string: no NUL, no line breaks (they would become new lines of a rendered script)."""
+    s = str(value)
+    if "\0" in s or "\n" in s or "\r" in s:
+        raise ValidationError(field, "must not contain NUL bytes or line breaks")
+    return s
 
 
 def _count(value: Any, field: str, minimum: int) -> int:
@@ -106,6 +144,8 @@ def _count(value: Any, field: str, minimum: int) -> int:
         raise ValidationError(field, f"must be an integer, got {value!r}")
     if value < minimum:
         raise ValidationError(field, f"must be >= {minimum}, got {value}")
+    if value > MAX_INT:
+        raise ValidationError(field, f"must be <= {MAX_INT}, got {value}")
     return value
 
 
@@ -118,7 +158,7 @@ def _priority(value: Any) -> int:
 
 def _name(value: Any, field: str) -> str:
     s = str(value)
-    if not _NAME.match(s):
+    if not _NAME.fullmatch(s):
         raise ValidationError(field, f"invalid name {s!r} (letters, digits, _ . : -; max 128)")
     return s
 
@@ -130,9 +170,12 @@ def _env(value: Any) -> dict[str, str]:
         value = dict(_split_pair(item, "env") for item in value)
     if not isinstance(value, Mapping):
         raise ValidationError("env", "must be a mapping or a list of K=V")
-    for k in value:
-        if not _ENV_KEY.match(str(k)):
+    if len(value) > MAX_ENV:
+        raise ValidationError("env", f"{len(value)} variables, at most {MAX_ENV}")
+    for k, v in value.items():
+        if not _ENV_KEY.fullmatch(str(k)):
             raise ValidationError("env", f"invalid variable name {k!r}")
+        _text(v, "env")
     return {str(k): str(v) for k, v in value.items()}
 
 
@@ -148,7 +191,7 @@ def _pairs(value: Any, field: str) -> dict[str, str]:
         value = dict(items)
     if not isinstance(value, Mapping):
         raise ValidationError(field, "must be K=V[,K=V...]")
-    return {str(k).strip(): str(v).strip() for k, v in value.items()}
+    return {_text(k, field).strip(): _text(v, field).strip() for k, v in value.items()}
 
 
 def _split_pair(item: Any, field: str) -> tuple[str, str]:

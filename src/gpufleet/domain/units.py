@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 from gpufleet.domain.errors import ValidationError
@@ -10,6 +11,7 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
 _UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b?)\s*$", re.IGNORECASE)
 _UNIT_MB = {"k": 1 / 1024, "m": 1, "": 1, "g": 1024, "t": 1024**2, "p": 1024**3}
+MAX_INT = 2**63 - 1  # every integer gpufleet stores fits a signed 64-bit column
 
 
 def parse_duration(value: str | int | float | None, field: str = "time_limit") -> int | None:
@@ -18,19 +20,23 @@ def parse_duration(value: str | int | float | None, field: str = "time_limit") -
         return None
     if isinstance(value, bool):
         raise ValidationError(field, f"not a duration: {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValidationError(field, f"not a duration: {value!r}")
     if isinstance(value, (int, float)):
         seconds = int(value)
     else:
         seconds = _parse_duration_text(value, field)
     if seconds <= 0:
         raise ValidationError(field, f"must be positive, got {value!r}")
+    if seconds > MAX_INT:
+        raise ValidationError(field, f"too long: {value!r}")
     return seconds
 
 
 def _parse_duration_text(text: str, field: str) -> int:
     m = _DURATION.match(text)
     if m:
-        return int(float(m.group(1)) * _UNIT_S[m.group(2).lower()])
+        return _finite_int(float(m.group(1)) * _UNIT_S[m.group(2).lower()], field, text)
     days = 0
     rest = text.strip()
     if "-" in rest:
@@ -56,16 +62,32 @@ def parse_mem_mb(value: str | int | None, field: str = "mem") -> int | None:
         return None
     if isinstance(value, bool):
         raise ValidationError(field, f"not a size: {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValidationError(field, f"not a size: {value!r}")
     if isinstance(value, (int, float)):
         mb = int(value)
     else:
         m = _SIZE.match(value)
         if not m:
             raise ValidationError(field, f"not a size: {value!r} (use e.g. 512M, 16G)")
-        mb = int(float(m.group(1)) * _UNIT_MB[m.group(2).lower()])
+        mb = _finite_int(float(m.group(1)) * _UNIT_MB[m.group(2).lower()], field, value)
     if mb <= 0:
         raise ValidationError(field, f"must be positive, got {value!r}")
+    if mb > MAX_INT:
+        raise ValidationError(field, f"too large: {value!r}")
     return mb
+
+
+def _finite_int(x: float, field: str, text: object) -> int:
+    if not math.isfinite(x) or x > MAX_INT:
+        raise ValidationError(field, f"too large: {text!r}")
+    return int(x)
+
+
+def _finite_time(t: float, field: str, text: object) -> float:
+    if not math.isfinite(t) or abs(t) > 1e12:  # about the year 33658
+        raise ValidationError(field, f"not a time: {text!r}")
+    return t
 
 
 def format_duration(seconds: float | None) -> str:
@@ -84,14 +106,14 @@ def parse_time(value: str | int | float, now: float, field: str = "start") -> fl
     from datetime import datetime, timezone
 
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        return _finite_time(float(value), field, value)
     text = str(value).strip()
     if text == "now":
         return now
     if text.startswith("+"):
         return now + (parse_duration(text[1:], field) or 0)
     try:
-        return float(text)
+        return _finite_time(float(text), field, text)
     except ValueError:
         pass
     try:

@@ -28,6 +28,8 @@ class Ability(str, Enum):
     LOGS = "logs"  # `logs()` returns the job's output
     BOOKINGS = "bookings"  # bookings become engine reservations
     ADOPT = "adopt"  # running jobs survive a gpufleet restart and are re-attached by `poll`
+    IMAGES = "images"  # runs a job's container `image` (without it, a spec with an image is refused)
+    HOST_PATHS = "host-paths"  # jobs run on this host's file system: a `workdir` must exist here
 
 
 class Phase(str, Enum):

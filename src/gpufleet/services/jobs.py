@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Mapping, Sequence
 
 from gpufleet.domain import (
     Job, JobState, Node, NotFound, StateChange, User, ValidationError, transition,
 )
 from gpufleet.domain.spec import build_spec
-from gpufleet.executors.base import LogChunk
+from gpufleet.executors.base import Ability, LogChunk
 from gpufleet.services.context import Ctx, can_see
 
 
@@ -37,10 +38,23 @@ def _validate(ctx: Ctx, user: User, data: Mapping[str, Any]):
     for field in sorted(ctx.executor.requires):
         if not getattr(spec, field, None):
             raise ValidationError(field, f"required by the {ctx.executor.name} engine")
+    _check_engine(ctx.executor, spec)
     _check_fits(spec, ctx.nodes())
     if spec.booking is not None:
         _check_booking(ctx, spec.booking, spec.tenant)
     return spec
+
+
+def _check_engine(executor, spec) -> None:
+    """What the engine declares it can do (abilities), never probed."""
+    if spec.image and Ability.IMAGES not in executor.abilities:
+        raise ValidationError("image", f"the {executor.name} engine does not run container images "
+                                       "(the kubernetes engine does); submit without an image")
+    if spec.workdir and Ability.HOST_PATHS in executor.abilities:
+        if not os.path.isabs(spec.workdir):
+            raise ValidationError("workdir", f"must be an absolute path, got {spec.workdir!r}")
+        if not os.path.isdir(spec.workdir):
+            raise ValidationError("workdir", f"{spec.workdir} is not a directory on this host")
 
 
 def _check_fits(spec, nodes: Sequence[Node]) -> None:
@@ -63,6 +77,21 @@ def _check_fits(spec, nodes: Sequence[Node]) -> None:
         raise ValidationError("constraint", f"{c} matches no node with {spec.gpus} GPUs")
     if spec.nodes > len(matching):
         raise ValidationError("nodes", f"{spec.nodes} nodes requested, only {len(matching)} can host {spec.gpus} GPUs each")
+    _check_size(spec, matching)
+
+
+def _check_size(spec, hosts: Sequence[Node]) -> None:
+    """CPUs and memory per node, against the nodes that can host the GPUs (0 = not known: no check)."""
+    for field, want, have, unit in (("cpus", spec.cpus, lambda n: n.cpus, "CPUs"),
+                                    ("mem", spec.mem_mb, lambda n: n.mem_mb, "MiB")):
+        known = [have(n) for n in hosts if have(n) > 0]
+        if want is None or not known or len(known) < len(hosts):
+            continue
+        fitting = sum(1 for k in known if k >= want)
+        if fitting == 0:
+            raise ValidationError(field, f"{want} {unit} per node requested, the largest node has {max(known)}")
+        if fitting < spec.nodes:
+            raise ValidationError(field, f"{spec.nodes} nodes with {want} {unit} requested, only {fitting} have that many")
 
 
 def _check_booking(ctx: Ctx, booking_id: int, tenant: str) -> None:
@@ -110,8 +139,9 @@ def cancel(ctx: Ctx, user: User, job_id: int, reason: str = "") -> Job:
     elif job.state is JobState.RUNNING:
         ctx.store.set_action(job.id, "cancel", why, JobState.RUNNING)
         job.extra.update(pending_action="cancel", action_reason=why)
-    else:
-        return job  # already over: cancelling is a no-op, like scancel on a finished job
+    else:  # already over: nothing to do (like scancel on a finished job); callers are told so
+        job.extra["already_finished"] = True
+        return job
     ctx.audit(user, "cancel", f"job/{job.id}", state=job.state.value)
     ctx.wake()
     return job

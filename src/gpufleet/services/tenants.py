@@ -8,6 +8,7 @@ from typing import Mapping
 from gpufleet.domain import NotFound, Tenant, User, ValidationError
 from gpufleet.domain.node import normalise_model
 from gpufleet.domain.spec import _name as valid_name
+from gpufleet.domain.units import MAX_INT
 from gpufleet.services.context import Ctx, require_admin
 
 
@@ -29,8 +30,8 @@ def parse_quota(value: str | Mapping[str, int] | None, field: str) -> dict[str, 
             n = int(v)
         except (TypeError, ValueError):
             raise ValidationError(field, f"{k}: not an integer: {v!r}") from None
-        if n < 0:
-            raise ValidationError(field, f"{k}: must be >= 0")
+        if not 0 <= n <= MAX_INT:
+            raise ValidationError(field, f"{k}: must be between 0 and {MAX_INT}")
         out["*" if k == "*" else normalise_model(str(k))] = n
     return out
 

@@ -4,6 +4,7 @@ from fastapi import APIRouter, Depends
 
 from gpufleet.api.convert import booking_out
 from gpufleet.api.deps import current_user, get_ctx
+from gpufleet.api.params import BookingId
 from gpufleet.api.schemas import BookingIn, BookingOut
 from gpufleet.domain import User
 from gpufleet.domain.node import normalise_model
@@ -30,5 +31,5 @@ def list_bookings(ctx: Ctx = Depends(get_ctx), user: User = Depends(current_user
 
 
 @router.delete("/{booking_id}", status_code=204)
-def cancel(booking_id: int, ctx: Ctx = Depends(get_ctx), user: User = Depends(current_user)):
+def cancel(booking_id: BookingId, ctx: Ctx = Depends(get_ctx), user: User = Depends(current_user)):
     svc.cancel_booking(ctx, user, booking_id)

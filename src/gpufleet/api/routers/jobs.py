@@ -4,6 +4,7 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from gpufleet.api.convert import job_detail, job_out
 from gpufleet.api.deps import current_user, get_ctx
+from gpufleet.api.params import JobId, Offset, Rank
 from gpufleet.api.schemas import CancelOut, JobCreate, JobDetail, JobOut
 from gpufleet.domain import User
 from gpufleet.services import Ctx
@@ -31,19 +32,20 @@ def list_jobs(state: list[str] | None = Query(None), tenant: str | None = None,
 
 
 @router.get("/{job_id}", response_model=JobDetail)
-def show(job_id: int, ctx: Ctx = Depends(get_ctx), user: User = Depends(current_user)):
+def show(job_id: JobId, ctx: Ctx = Depends(get_ctx), user: User = Depends(current_user)):
     job = svc.get(ctx, user, job_id)
     return job_detail(job, ctx.store.events("job", str(job_id)))
 
 
 @router.post("/{job_id}/cancel", response_model=CancelOut)
-def cancel(job_id: int, ctx: Ctx = Depends(get_ctx), user: User = Depends(current_user)):
+def cancel(job_id: JobId, ctx: Ctx = Depends(get_ctx), user: User = Depends(current_user)):
     job = svc.cancel(ctx, user, job_id)
-    return CancelOut(id=job.id, state=job.state.value, pending_action=job.extra.get("pending_action"))
+    return CancelOut(id=job.id, state=job.state.value, pending_action=job.extra.get("pending_action"),
+                     already_finished=bool(job.extra.get("already_finished")))
 
 
 @router.get("/{job_id}/logs")
-def logs(job_id: int, offset: int = Query(0, ge=0), rank: int = 0,
+def logs(job_id: JobId, offset: Offset = 0, rank: Rank = 0,
          ctx: Ctx = Depends(get_ctx), user: User = Depends(current_user)):
     chunk = svc.logs(ctx, user, job_id, offset, rank)
     job = ctx.store.get_job(job_id)

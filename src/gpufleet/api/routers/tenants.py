@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 
 from gpufleet.api.convert import tenant_out
 from gpufleet.api.deps import current_user, get_ctx
@@ -57,7 +57,7 @@ def whoami(ctx: Ctx = Depends(get_ctx), user: User = Depends(current_user)):
 
 
 @router.get("/audit")
-def audit(limit: int = 100, user_name: str | None = None, action: str | None = None,
+def audit(limit: int = Query(100, ge=1, le=10_000), user_name: str | None = None, action: str | None = None,
           ctx: Ctx = Depends(get_ctx), user: User = Depends(current_user)) -> list[dict]:
     """Who submitted, cancelled, drained, booked... newest first (admin)."""
     require_admin(user, "reading the audit log")

@@ -43,7 +43,7 @@ def api_client(cfg: KubernetesConfig) -> client.ApiClient:
 class KubernetesExecutor(ExecutorBase):
     name: ClassVar[str] = "kubernetes"
     abilities: ClassVar[frozenset[Ability]] = frozenset(
-        {Ability.NODES, Ability.DRAIN, Ability.LOGS, Ability.ADOPT})
+        {Ability.NODES, Ability.DRAIN, Ability.LOGS, Ability.ADOPT, Ability.IMAGES})
     requires: ClassVar[frozenset[str]] = frozenset({"image"})  # checked by the submit service
 
     def __init__(self, cfg: KubernetesConfig | None = None, *, api: client.ApiClient | None = None,

@@ -27,6 +27,9 @@ from gpufleet.executors.base import (
     master_port_for,
     rank_env,
 )
+from gpufleet.executors.local.account import (
+    DEFAULT_PATH, RUN_AS, Account, Accounts, job_env, this_account,
+)
 from gpufleet.executors.local.files import (
     JobPaths,
     RankPaths,
@@ -50,7 +53,7 @@ class LaunchError(RuntimeError):
 
 class LocalExecutor(ExecutorBase):
     name = "local"
-    abilities = frozenset({Ability.LOGS, Ability.ADOPT})
+    abilities = frozenset({Ability.LOGS, Ability.ADOPT, Ability.HOST_PATHS})
     launch_timeout_s = 5.0  # a marker without a shim for this long: the launcher died mid-launch
 
     def __init__(
@@ -59,11 +62,15 @@ class LocalExecutor(ExecutorBase):
         addresses: dict[str, str] | None = None,
         grace_s: float = 5.0,
         python: str = sys.executable,
+        accounts: Accounts | None = None,
+        lang: str | None = None,
     ):
         self.run_dir = Path(run_dir)
         self.addresses = dict(addresses or {})
         self.grace_s = grace_s
         self.python = python
+        self.accounts = accounts  # None: jobs run as this process, HOME etc. of its account
+        self.lang = lang
         self._lock = threading.Lock()
         self._children: dict[tuple[int, int], subprocess.Popen[bytes]] = {}  # reaped in poll
         (self.run_dir / "jobs").mkdir(parents=True, exist_ok=True)
@@ -94,21 +101,25 @@ class LocalExecutor(ExecutorBase):
         return str(paths.root)
 
     def _spawn_rank(self, job: Job, r: int, rp: RankPaths) -> None:
-        rp.dir.mkdir(exist_ok=True)
+        rp.dir.mkdir(mode=0o700, exist_ok=True)
         try:
-            os.close(os.open(rp.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            os.close(os.open(rp.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
         except FileExistsError:
             return  # spawned before (maybe by a previous server): never twice
         try:
-            write_bytes_atomic(rp.env, _env_file(self._rank_env(job, r)))
+            account, drop = self._account(job)  # no account (root server): FAILED with why
+            workdir = job.spec.workdir or str(_own_workdir(rp, account if drop else None))
+            _write_private(rp.env, _env_file(self._rank_env(job, r, account)))
+            if drop:
+                _write_private(rp.dir / RUN_AS, account.run_as_text(cwd_first=not job.spec.workdir))
             argv = [
                 self.python, "-I", "-S", str(SHIM), str(rp.dir), str(job.spec.time_limit_s or 0),
-                str(self.grace_s), job.spec.workdir or str(rp.dir), "--", *job.spec.command,
+                str(self.grace_s), workdir, "--", *job.spec.command,
             ]
             with open(rp.shim_log, "ab") as log:
                 proc = subprocess.Popen(
                     argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    cwd=rp.dir, start_new_session=True, close_fds=True,
+                    cwd=rp.dir, start_new_session=True, close_fds=True, env={"PATH": DEFAULT_PATH},
                 )
         except BaseException:
             rp.marker.unlink(missing_ok=True)  # nothing was spawned for this rank
@@ -116,11 +127,17 @@ class LocalExecutor(ExecutorBase):
         self._children[(job.id, r)] = proc
         write_json(rp.shim, {"pid": proc.pid, "start": proc_start(proc.pid), "spawned_at": time.time()})
 
-    def _rank_env(self, job: Job, r: int) -> dict[str, str]:
+    def _account(self, job: Job) -> tuple[Account, bool]:
+        """(the account `job` runs as, whether the shim must drop to it)."""
+        if self.accounts is None:
+            return this_account(), False
+        return self.accounts.resolve(job.user), self.accounts.run_as_owner
+
+    def _rank_env(self, job: Job, r: int, account: Account | None = None) -> dict[str, str]:
+        """The rank's whole environment, built (see account.job_env): nothing of the server's."""
         master = self.addresses.get(job.allocation[0].node, "127.0.0.1")
-        env = {str(k): str(v) for k, v in job.spec.env.items()}
-        env.update(rank_env(job, r, master_addr=master, master_port=master_port_for(job.id)))
-        return env
+        ranks = rank_env(job, r, master_addr=master, master_port=master_port_for(job.id))
+        return job_env(account or this_account(), job.spec.env, ranks, self.lang)
 
     def _abort(self, job: Job, paths: JobPaths, why: str) -> None:
         create_exclusive(paths.launch_failed, why)
@@ -215,6 +232,26 @@ def _stop_rank(rp: RankPaths, reason: str) -> None:
     pids = read_json(rp.pid)
     if pids is not None:
         signal_process(pids.get("shim_pid"), pids.get("shim_start"), signal.SIGTERM)
+
+
+def _own_workdir(rp: RankPaths, account: Account | None) -> Path:
+    """The default workdir, `work/` in the rank directory: the job's own (0700, chowned to its
+    account when it runs as one). The shim enters it before dropping privileges, so the job
+    needs no way through the server's private directories to reach it."""
+    work = rp.dir / "work"
+    work.mkdir(mode=0o700, exist_ok=True)
+    if account is not None:
+        os.lchown(work, account.uid, account.gid)
+    return work
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Atomically write `data`, readable by this process's user only (0600)."""
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}.{os.urandom(4).hex()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
 
 
 def _env_file(env: dict[str, str]) -> bytes:
