@@ -8,7 +8,7 @@ from gpufleet.domain.errors import (
     NotFound,
     ValidationError,
 )
-from gpufleet.domain.job import Allocation, Job, JobSpec
+from gpufleet.domain.job import Allocation, Attempt, Job, JobSpec
 from gpufleet.domain.node import Gpu, Node, NodeKind, normalise_model
 from gpufleet.domain.states import (
     ACTIVE_JOB_STATES,
@@ -25,7 +25,7 @@ from gpufleet.domain.units import format_duration, parse_duration, parse_mem_mb
 
 __all__ = [
     "ACTIVE_JOB_STATES", "JOB_TRANSITIONS", "NODE_TRANSITIONS", "TERMINAL_JOB_STATES",
-    "Allocation", "Booking", "Conflict", "Forbidden", "Gpu", "GpufleetError", "IllegalTransition",
+    "Allocation", "Attempt", "Booking", "Conflict", "Forbidden", "Gpu", "GpufleetError", "IllegalTransition",
     "Job", "JobSpec", "JobState", "Node", "NodeKind", "NodeState", "NotFound", "StateChange",
     "Tenant", "User", "ValidationError", "format_duration", "normalise_model", "parse_duration",
     "parse_mem_mb", "transition",

@@ -82,3 +82,26 @@ class Job:
         """The number (1, 2, ...) of the run this job is on (RUNNING) or will start next
         (PENDING): every requeue starts a new attempt. GPUFLEET_RESTART_COUNT is attempt - 1."""
         return self.restarts + 1
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One run of a job: from entering RUNNING to leaving it. `state` is RUNNING while it runs,
+    then the state the job went to (PENDING: it was requeued, so another attempt follows)."""
+
+    n: int  # 1, 2, ...: GPUFLEET_ATTEMPT; GPUFLEET_RESTART_COUNT is n - 1
+    state: JobState
+    reason: str = ""
+    started_at: float = 0.0
+    ended_at: float | None = None
+    exit_code: int | None = None
+    allocation: tuple[Allocation, ...] = ()
+    handle: str | None = None
+
+    @property
+    def node_names(self) -> tuple[str, ...]:
+        return tuple(a.node for a in self.allocation)
+
+    @property
+    def requeued(self) -> bool:
+        return self.state is JobState.PENDING

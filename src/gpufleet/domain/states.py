@@ -69,5 +69,6 @@ class StateChange:
     new: str
     reason: str
     at: float
+    attempt: int | None = None  # job changes into or out of RUNNING: the number of that run
 
 

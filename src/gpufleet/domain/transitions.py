@@ -19,6 +19,7 @@ def _job(job: Job, new: JobState, reason: str, now: float) -> StateChange:
     old = job.state
     if new not in JOB_TRANSITIONS[old]:
         raise IllegalTransition("job", old.value, new.value)
+    attempt = job.attempt if JobState.RUNNING in (old, new) else None  # the run it starts or ends
     if new is JobState.RUNNING:
         job.started_at = now
         job.ended_at = None
@@ -34,7 +35,7 @@ def _job(job: Job, new: JobState, reason: str, now: float) -> StateChange:
         job.ended_at = now
     job.state = new
     job.reason = reason
-    return StateChange("job", str(job.id), old.value, new.value, reason, now)
+    return StateChange("job", str(job.id), old.value, new.value, reason, now, attempt)
 
 
 def _node(node: Node, new: NodeState, reason: str, now: float) -> StateChange:

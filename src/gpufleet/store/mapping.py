@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from gpufleet.domain import (
-    Allocation, Booking, Gpu, Job, JobSpec, JobState, Node, NodeKind, NodeState, Tenant,
+    Allocation, Attempt, Booking, Gpu, Job, JobSpec, JobState, Node, NodeKind, NodeState, Tenant,
 )
 from gpufleet.domain.spec import spec_from_dict, spec_to_dict
-from gpufleet.store.rows import BookingRow, JobRow, NodeRow, TenantRow
+from gpufleet.store.rows import AttemptRow, BookingRow, JobRow, NodeRow, TenantRow
 
 
 def job_from_row(r: JobRow) -> Job:
@@ -41,18 +41,29 @@ def job_to_row(job: Job, row: JobRow | None = None) -> JobRow:
     return row
 
 
+def attempt_from_row(r: AttemptRow) -> Attempt:
+    return Attempt(
+        n=r.n, state=JobState(r.state), reason=r.reason or "", started_at=r.started_at,
+        ended_at=r.ended_at, exit_code=r.exit_code,
+        allocation=tuple(Allocation(a["node"], tuple(a["gpus"])) for a in r.allocation or ()),
+        handle=r.handle,
+    )
+
+
 def update_job_row(row: JobRow, job: Job) -> None:
     """Copy the mutable part of a job (what the control loop changes) onto its row."""
-    row.state = job.state.value
-    row.reason = job.reason
-    row.submitted_at = job.submitted_at
-    row.started_at = job.started_at
-    row.ended_at = job.ended_at
-    row.exit_code = job.exit_code
-    row.allocation = [{"node": a.node, "gpus": list(a.gpus)} for a in job.allocation]
-    row.handle = job.handle
-    row.restarts = job.restarts
-    row.attained_gpu_s = job.attained_gpu_s
+    for k, v in job_values(job).items():
+        setattr(row, k, v)
+
+
+def job_values(job: Job) -> dict:
+    """The mutable columns of a job's row (what the control loop changes), as plain values."""
+    return {
+        "state": job.state.value, "reason": job.reason, "submitted_at": job.submitted_at,
+        "started_at": job.started_at, "ended_at": job.ended_at, "exit_code": job.exit_code,
+        "allocation": [{"node": a.node, "gpus": list(a.gpus)} for a in job.allocation],
+        "handle": job.handle, "restarts": job.restarts, "attained_gpu_s": job.attained_gpu_s,
+    }
 
 
 def node_from_row(r: NodeRow) -> Node:

@@ -6,19 +6,20 @@ import hashlib
 from contextlib import contextmanager
 from typing import Iterable, Iterator, Sequence
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from gpufleet.domain import (
-    Booking, Job, JobSpec, JobState, Node, NotFound, StateChange, Tenant, User,
+    Attempt, Booking, Job, JobSpec, JobState, Node, NotFound, StateChange, Tenant, User,
 )
 from gpufleet.domain.spec import spec_from_dict
+from gpufleet.store.attempts import Attempts
 from gpufleet.store.mapping import (
-    booking_from_row, job_from_light, job_from_row, job_to_row, node_from_row, node_to_row, tenant_from_row,
-    update_job_row,
+    attempt_from_row, booking_from_row, job_from_light, job_from_row, job_to_row, job_values, node_from_row,
+    node_to_row, tenant_from_row,
 )
 from gpufleet.store.rows import (
-    AuditRow, BookingRow, EventRow, JobRow, MetaRow, NodeRow, TenantRow, TokenRow, UserRow,
+    AttemptRow, AuditRow, BookingRow, EventRow, JobRow, MetaRow, NodeRow, TenantRow, TokenRow, UserRow,
 )
 
 ACTIVE = (JobState.PENDING.value, JobState.RUNNING.value)
@@ -96,20 +97,23 @@ class Store:
 
     def save_jobs(self, items: Iterable[tuple[Job, JobState, StateChange | None]],
                   clear_action: bool = False) -> list[bool]:
+        """Compare-and-set each job; in the same transaction its event, and its attempt: a change
+        into RUNNING opens one (n = job.attempt), a change out of RUNNING closes the open one, a
+        RUNNING job saved without a change (its handle learnt) stamps the open one's handle."""
         out: list[bool] = []
+        saved = Attempts()
+        stmt = _SAVE_CLEARING if clear_action else _SAVE
         with self.tx() as s:
+            conn = s.connection()
             for job, expected, change in items:
-                row = JobRow()
-                update_job_row(row, job)
-                values = {c: getattr(row, c) for c in _MUTABLE}
-                if clear_action:
-                    values["pending_action"] = None
-                res = s.execute(update(JobRow).where(JobRow.id == job.id, JobRow.state == expected.value)
-                                .values(**values))
-                ok = res.rowcount == 1
-                if ok and change is not None:
-                    s.add(_event_row(change))
+                values = job_values(job)
+                params = {f"b_{k}": v for k, v in values.items()}
+                params.update(b_id=job.id, b_expected=expected.value)
+                ok = conn.execute(stmt, params).rowcount == 1  # one statement, compiled once
+                if ok:
+                    saved.note(job, change, values["allocation"])
                 out.append(ok)
+            saved.write(conn)
         return out
 
     def set_action(self, job_id: int, action: str | None, reason: str = "",
@@ -125,7 +129,13 @@ class Store:
         with self.tx() as s:
             rows = s.scalars(select(EventRow).where(EventRow.kind == kind, EventRow.key == key)
                              .order_by(EventRow.id))
-            return [StateChange(r.kind, r.key, r.old, r.new, r.reason, r.at) for r in rows]
+            return [StateChange(r.kind, r.key, r.old, r.new, r.reason, r.at, r.attempt) for r in rows]
+
+    def attempts(self, job_id: int) -> list[Attempt]:
+        """The runs of a job, first to last (a job that never ran has none)."""
+        with self.tx() as s:
+            rows = s.scalars(select(AttemptRow).where(AttemptRow.job_id == job_id).order_by(AttemptRow.n))
+            return [attempt_from_row(r) for r in rows]
 
     def add_events(self, changes: Iterable[StateChange]) -> None:
         with self.tx() as s:
@@ -257,7 +267,12 @@ _LIGHT = ("id", "user", "state", "reason", "submitted_at", "started_at", "ended_
           "allocation", "handle", "restarts", "attained_gpu_s", "pending_action", "action_reason")
 _MUTABLE = ("state", "reason", "submitted_at", "started_at", "ended_at", "exit_code", "allocation",
             "handle", "restarts", "attained_gpu_s")
+_JOBS = JobRow.__table__
+_SAVE = (update(_JOBS).where(_JOBS.c.id == bindparam("b_id"), _JOBS.c.state == bindparam("b_expected"))
+         .values({c: bindparam(f"b_{c}") for c in _MUTABLE}))
+_SAVE_CLEARING = _SAVE.values(pending_action=None)
 
 
 def _event_row(c: StateChange, key: str | None = None) -> EventRow:
-    return EventRow(kind=c.kind, key=key or c.key, at=c.at, old=c.old, new=c.new, reason=c.reason)
+    return EventRow(kind=c.kind, key=key or c.key, at=c.at, old=c.old, new=c.new, reason=c.reason,
+                    attempt=c.attempt)
