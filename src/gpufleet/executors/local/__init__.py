@@ -16,4 +16,6 @@ def create(options: dict[str, Any], home: Path) -> LocalExecutor:
         run_dir=Path(options.get("run_dir") or Path(home) / "runs"),
         addresses=options.get("addresses"),
         grace_s=float(options.get("grace_s", 5.0)),
+        accounts=options.get("accounts"),
+        lang=options.get("lang"),
     )

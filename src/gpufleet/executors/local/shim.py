@@ -5,7 +5,9 @@
 
 It is started in its own session (so it survives a kill -9 of the server) and:
   1. starts COMMAND in its own process group, stdout+stderr appended to RANK_DIR/output.log,
-     env = its own environment + the NUL-separated K=V pairs of RANK_DIR/launch.env, cwd = WORKDIR;
+     env = exactly the NUL-separated K=V pairs of RANK_DIR/launch.env (nothing inherited), cwd =
+     WORKDIR; as the account in RANK_DIR/run_as when that file exists (a root server: the shim
+     stays root, the child drops to the job owner's uid/gid/groups before exec);
   2. atomically writes RANK_DIR/pid.json {shim_pid, shim_start, child_pid, child_pgid, child_start,
      started_at} (start times: field 22 of /proc/<pid>/stat, so a reused pid is never mistaken);
   3. enforces TIME_LIMIT_S (0 = none): TERM to the child's process group, GRACE_S, then KILL;
@@ -78,39 +80,106 @@ def read_stop(rank_dir):
         return None
 
 
-def read_env(rank_dir):
-    env = dict(os.environ)
+def _read_pairs(path):
+    """NUL-separated K=V pairs of `path` as a dict; None when there is no such file."""
     try:
-        with open(os.path.join(rank_dir, "launch.env"), "rb") as f:
+        with open(path, "rb") as f:
             data = f.read()
     except FileNotFoundError:
-        return env
+        return None
+    out = {}
     for item in data.split(b"\0"):
         if item:
             k, _, v = item.decode("utf-8", "surrogateescape").partition("=")
-            env[k] = v
-    return env
+            out[k] = v
+    return out
 
 
-def spawn(cmd, env, cwd, log_fd):
-    """fork+exec `cmd` in a new process group. Returns (pid, None) or (None, (exit_code, error))."""
+def read_env(rank_dir):
+    """The command's whole environment: launch.env as the executor built it. Nothing of the shim's
+    own environment (the server's) is passed on."""
+    return _read_pairs(os.path.join(rank_dir, "launch.env")) or {}
+
+
+def read_run_as(rank_dir):
+    """The account to run the command as (written by a root server), None: stay who we are.
+    {"uid", "gid", "groups": [..], "name", "home", "cwd_first": bool}."""
+    d = _read_pairs(os.path.join(rank_dir, "run_as"))
+    if d is None:
+        return None
+    return {"uid": int(d["uid"]), "gid": int(d["gid"]), "name": d.get("name", ""),
+            "groups": [int(g) for g in d.get("groups", "").split(",") if g],
+            "home": d.get("home", "/"), "cwd_first": d.get("cwd_first") == "1"}
+
+
+def drop_privileges(run_as):
+    """setgroups, setgid, setuid, in that order (all of real, effective and saved ids)."""
+    uid, gid = run_as["uid"], run_as["gid"]
+    os.setgroups(run_as["groups"] or [gid])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    if os.getresuid() != (uid, uid, uid) or os.getresgid() != (gid, gid, gid):
+        raise OSError(1, f"could not become uid {uid} gid {gid}")
+    if uid != 0:
+        try:
+            os.setuid(0)
+        except PermissionError:
+            pass
+        else:
+            raise OSError(1, "privileges could be regained after dropping them")
+
+
+def execvpe(cmd, env):
+    """os.execvpe without its lazy `import warnings`: after a drop of privileges the interpreter's
+    own library may be out of reach (e.g. under /root), so nothing may be imported here."""
+    if "/" in cmd[0]:
+        os.execve(cmd[0], cmd, env)
+    error = None
+    for d in (env.get("PATH") or "/usr/bin:/bin").split(":"):
+        try:
+            os.execve(os.path.join(d or ".", cmd[0]), cmd, env)
+        except (FileNotFoundError, NotADirectoryError) as e:
+            error = error or e
+        except OSError as e:  # e.g. EACCES: remembered, the search goes on like execvp's
+            error = e
+    raise error or FileNotFoundError(2, "No such file or directory")
+
+
+def spawn(cmd, env, cwd, log_fd, run_as=None):
+    """fork+exec `cmd` in a new process group, as `run_as` (see read_run_as) when given: the log
+    is handed to that account, the child drops privileges before exec (the shim stays root to
+    supervise). The default workdir (`cwd_first`, the executor's own directory) is entered before
+    the drop, a workdir the user named only after it, with the user's own rights.
+    Returns (pid, None) or (None, (exit_code, error))."""
+    if run_as is not None:
+        os.fchown(log_fd, run_as["uid"], run_as["gid"])
+        os.fchmod(log_fd, 0o600)
+    first = run_as is not None and run_as["cwd_first"]
     r, w = os.pipe()  # close-on-exec: EOF means exec succeeded
     pid = os.fork()
     if pid == 0:  # child
+        where = "workdir"
         try:
             os.close(r)
             os.setpgid(0, 0)
             for s in STOP_SIGNALS + RESET_SIGNALS:  # Python ignores SIGPIPE: undo for the child
                 sig.signal(s, sig.SIG_DFL)
-            if cwd:
+            if cwd and first:
                 os.chdir(cwd)
+            if run_as is not None:
+                where = "identity"
+                drop_privileges(run_as)
+                where = "workdir"
+            os.umask(0o022)  # the server's is 077; a job gets the usual one
+            if cwd and not first:
+                os.chdir(cwd)
+            where = "exec"
             null = os.open(os.devnull, os.O_RDONLY)
             os.dup2(null, 0)
             os.dup2(log_fd, 1)
             os.dup2(log_fd, 2)
-            os.execvpe(cmd[0], cmd, env)
+            execvpe(cmd, env)
         except BaseException as e:  # noqa: BLE001 - report anything to the parent
-            where = "workdir" if cwd and not os.path.isdir(cwd) else "exec"
             os.write(w, f"{where}\0{getattr(e, 'errno', 0) or 0}\0{e}".encode(errors="replace"))
         finally:
             os._exit(127)
@@ -132,6 +201,8 @@ def spawn(cmd, env, cwd, log_fd):
     where, errno_, msg = b"".join(chunks).decode(errors="replace").split("\0", 2)
     if where == "workdir":
         return None, (1, f"workdir {cwd!r} is not usable: {msg}")
+    if where == "identity":
+        return None, (1, f"cannot run as {run_as['name'] or run_as['uid']}: {msg}")
     code = 126 if errno_ in ("13", "8") else 127  # EACCES/ENOEXEC like a shell
     return None, (code, f"cannot run {cmd[0]!r}: {msg}")
 
@@ -241,7 +312,7 @@ def main(argv):
     if early:
         return finish(rank_dir, None, stopped_by=early, error="stopped before it started")
     log_fd = os.open(os.path.join(rank_dir, "output.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    pid, failure = spawn(cmd, read_env(rank_dir), workdir, log_fd)
+    pid, failure = spawn(cmd, read_env(rank_dir), workdir, log_fd, read_run_as(rank_dir))
     started_at = time.time()
     if failure:
         os.write(log_fd, f"gpufleet: {failure[1]}\n".encode(errors="replace"))
