@@ -61,6 +61,30 @@ def now_iso() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def kube_expand(text: str, env: dict[str, str]) -> str:
+    """What the kubelet does to command, args and env values (third_party/forked/golang/expansion):
+    `$(NAME)` -> its value when defined (else left as is), `$$` -> `$`, any other `$x` unchanged."""
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "$" and i + 1 < len(text):
+            nxt = text[i + 1]
+            close = text.find(")", i + 2) if nxt == "(" else -1
+            if nxt == "$":
+                out.append("$")
+            elif close != -1:
+                name = text[i + 2:close]
+                out.append(env.get(name, f"$({name})"))
+                i = close + 1
+                continue
+            else:
+                out.append("$" + nxt)
+            i += 2
+            continue
+        out.append(text[i])
+        i += 1
+    return "".join(out)
+
+
 def pod_key(p: dict) -> tuple[str, str]:
     return p["metadata"]["namespace"], p["metadata"]["name"]
 
@@ -73,7 +97,10 @@ class Rule:
     def __init__(self, pod: dict, default_run: float):
         ann = pod["metadata"].get("annotations") or {}
         containers = pod["spec"].get("containers") or [{}]
-        env = {e["name"]: e.get("value", "") for e in containers[0].get("env") or [] if "name" in e}
+        env: dict[str, str] = {}
+        for e in containers[0].get("env") or []:
+            if "name" in e:
+                env[e["name"]] = kube_expand(e.get("value", ""), env)  # earlier entries only, as the kubelet
         self.env = env
         self.exec = str(env.get("FAKE_KUBELET_EXEC", ann.get(ANN + "exec", ""))).lower() in ("1", "true", "yes")
         always = pod["spec"].get("restartPolicy") == "Always"
@@ -124,7 +151,7 @@ class Runner:
 
     def start(self, pod: dict, rule: Rule, gpu_ids: list[int]) -> None:
         c = pod["spec"]["containers"][0]
-        argv = list(c.get("command") or []) + list(c.get("args") or [])
+        argv = [kube_expand(a, rule.env) for a in list(c.get("command") or []) + list(c.get("args") or [])]
         ns, name = pod_key(pod)
         out = open(self.logs.path(ns, name, c["name"]), "ab")
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/tmp", **rule.env}

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 from gpufleet.domain import Allocation, NodeState
 from gpufleet.executors.base import Phase
 from gpufleet.executors.kubernetes import KubernetesConfig, manifests
 from gpufleet.executors.kubernetes.nodes import model_of, node_state
 from gpufleet.executors.kubernetes.phases import observe_batch_job, observe_gang
+
+from tests.tooling.fake_kubelet import kube_expand
 
 from .conftest import job_of
 
@@ -72,3 +76,29 @@ def test_unpinned_pods_have_no_affinity_and_gpu_request_follows_allocation():
     assert "affinity" in manifests.pod_spec(CFG, job, 0)
     spec = manifests.pod_spec(KubernetesConfig(pin_nodes=False), job, 0)
     assert "affinity" not in spec and spec["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "3"}
+
+
+HOSTILE = ("$(HOME)", "$$", "$(GPUFLEET_JOB_ID)x", "a\n$(NODE_RANK)\nb", "'\"`id`", "$", "$(", "\u2028", "")
+
+
+def test_command_and_env_reach_the_container_verbatim_through_kubelet_expansion():
+    """The kubelet expands $(VAR) and turns $$ into $ in command and env values: what the user wrote
+    must come out the other side unchanged (the fake kubelet ports the kubelet's expansion)."""
+    env = {"A": "$(GPUFLEET_JOB_ID)", "B": "x$$y\n$(A)", "C": "$(HOME)"}
+    job = job_of([Allocation("n1", (0,)), Allocation("n2", (0,))], command=("sh", "-c", *HOSTILE), env=env)
+    for rank in (0, 1):
+        container = manifests.pod_spec(CFG, job, rank)["containers"][0]
+        seen: dict[str, str] = {}
+        for e in container["env"]:
+            seen[e["name"]] = kube_expand(e["value"], seen)
+        assert [kube_expand(a, seen) for a in container["command"]] == ["sh", "-c", *HOSTILE]
+        assert {k: seen[k] for k in env} == env
+        assert seen["NODE_RANK"] == str(rank)
+
+
+def test_user_text_in_labels_is_a_valid_label_value():
+    job = job_of([Allocation("n1", (0,))], tenant="evil\n,gpufleet.io/instance=other " + "x" * 80)
+    meta = manifests.batch_job(CFG, job)["metadata"]
+    for value in meta["labels"].values():
+        assert re.fullmatch(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?", value), value
+    assert meta["labels"]["gpufleet.io/instance"] == "gf"

@@ -2,7 +2,13 @@
 
 Only fields that exist in batch/v1 and core/v1 since Kubernetes 1.20 are used (no Indexed Jobs, no
 Job `suspend`, no JobSet), so the same objects work on 1.20 and on current releases.
-"""
+
+What a user wrote reaches the API server as JSON values, never as YAML or shell text. The one
+rendering step left is the kubelet's: it expands `$(VAR)` in a container's `command`, `args` and env
+`value`s and turns `$$` into `$`. So every `$` of the command and of env values is doubled
+(`literal`), and the process gets its argv and env verbatim, as on the local and Slurm engines.
+Names are built from integers and the DNS-label instance (names.py); labels from user text go through
+`label_value`; the job name is an annotation value (any string)."""
 
 from __future__ import annotations
 
@@ -56,7 +62,12 @@ def container_env(cfg: KubernetesConfig, job: Job, rank: int) -> list[dict[str, 
         env.pop(key, None)
     gpus = len(job.allocation[rank].gpus)
     env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(gpus))  # container-relative
-    return [{"name": k, "value": str(v)} for k, v in sorted(env.items())]
+    return [{"name": k, "value": literal(str(v))} for k, v in sorted(env.items())]
+
+
+def literal(text: str) -> str:
+    """`text` as the kubelet will pass it on: `$` doubled, so no `$(VAR)` in it is ever expanded."""
+    return text.replace("$", "$$")
 
 
 def _resources(cfg: KubernetesConfig, job: Job, rank: int) -> dict[str, Any]:
@@ -86,7 +97,7 @@ def pod_spec(cfg: KubernetesConfig, job: Job, rank: int) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": cfg.container_name,
         "image": image(cfg, job),
-        "command": list(job.spec.command),
+        "command": [literal(arg) for arg in job.spec.command],
         "env": container_env(cfg, job, rank),
         "resources": _resources(cfg, job, rank),
     }
