@@ -79,15 +79,23 @@ def wait_for(
 
 
 def build_job(job_id: int, allocation: list[Allocation], *, seconds: float | None = 0,
-              exit_code: int = 0, output: str = "", time_limit_s: int | None = None) -> Job:
-    """A RUNNING job (as the control loop hands it to `launch`) that behaves as described."""
+              exit_code: int = 0, output: str = "", time_limit_s: int | None = None,
+              restarted_seconds: float | None = None) -> Job:
+    """A RUNNING job (as the control loop hands it to `launch`) that behaves as described.
+    `restarted_seconds` given: attempts after the first (GPUFLEET_RESTART_COUNT > 0) run that long."""
     if re.search(r'["\\`]', output):
         raise ValueError("test output may not hold quotes, backslashes or backticks")
     script = f'echo "{output}"; ' if output else ""
-    script += f"sleep {FOREVER_S if seconds is None else format(seconds, 'g')}; exit {exit_code}"
+    sleep = f"sleep {FOREVER_S if seconds is None else format(seconds, 'g')}"
+    if restarted_seconds is not None:
+        sleep = (f'if [ "$GPUFLEET_RESTART_COUNT" = 0 ]; then {sleep}; '
+                 f"else sleep {format(restarted_seconds, 'g')}; fi")
+    script += f"{sleep}; exit {exit_code}"
     env = {"GPUFLEET_FAKE_EXIT": str(exit_code), "GPUFLEET_FAKE_OUTPUT": output}
     if seconds is not None:
         env["GPUFLEET_FAKE_SECONDS"] = format(seconds, "g")
+    if restarted_seconds is not None:
+        env["GPUFLEET_FAKE_RESTARTED_SECONDS"] = format(restarted_seconds, "g")
     spec = JobSpec(command=("sh", "-c", script), gpus=len(allocation[0].gpus), nodes=len(allocation),
                    time_limit_s=time_limit_s, name=f"contract-{job_id}", env=env)
     return Job(job_id, spec, state=JobState.RUNNING, allocation=tuple(allocation),
@@ -95,12 +103,12 @@ def build_job(job_id: int, allocation: list[Allocation], *, seconds: float | Non
 
 
 def read_logs(executor: Executor, job: Job, rank: int = 0, timeout: float = 10.0,
-              sleep: Callable[[float], None] = time.sleep) -> bytes:
-    """All of a rank's output, reading until the engine says it is complete."""
+              sleep: Callable[[float], None] = time.sleep, attempt: int | None = None) -> bytes:
+    """All of a rank's output (of `attempt`; None: the latest), reading until it is complete."""
     data, offset = b"", 0
     deadline = time.monotonic() + timeout
     while True:
-        chunk: LogChunk = executor.logs(job, offset, rank)
+        chunk: LogChunk = executor.logs(job, offset, rank, attempt=attempt)
         data, offset = data + chunk.data, chunk.offset
         if chunk.complete or time.monotonic() >= deadline:
             return data
@@ -146,10 +154,10 @@ class ExecutorContract:
         made: list[Job] = []
 
         def build(seconds: float | None = 0, exit_code: int = 0, output: str = "", ranks: int = 1,
-                  time_limit_s: int | None = None) -> Job:
+                  time_limit_s: int | None = None, restarted_seconds: float | None = None) -> Job:
             assert len(nodes) >= ranks, f"the `nodes` fixture has fewer than {ranks} nodes"
             job = build_job(next(_ids), nodes[:ranks], seconds=seconds, exit_code=exit_code,
-                            output=output, time_limit_s=time_limit_s)
+                            output=output, time_limit_s=time_limit_s, restarted_seconds=restarted_seconds)
             made.append(job)
             return job
 
@@ -223,6 +231,30 @@ class ExecutorContract:
             assert self.times_started(again, job) in (1, None)
         finally:
             again.close()
+
+    def test_requeued_job_runs_again_as_a_new_attempt(self, executor, make_job):
+        """A preempted job (attempt 1 cancelled) placed again as attempt 2 (restarts=1) really runs
+        again: it ends by itself, its logs are its own, attempt 1's stay readable."""
+        out = "run attempt=$GPUFLEET_ATTEMPT GPUFLEET_RESTART_COUNT=$GPUFLEET_RESTART_COUNT"
+        job = make_job(seconds=None, restarted_seconds=0, output=out, ranks=2)
+        self.launch(executor, job)
+        self.wait(executor, job, {Phase.RUNNING}, self.SLACK_S)
+        executor.cancel(job)  # the preemption
+        self.wait(executor, job, self.CANCEL_PHASES, self.SLACK_S)
+        job.restarts, job.handle = 1, None  # requeued (-> PENDING) and placed again (-> RUNNING)
+        assert job.attempt == 2
+        self.launch(executor, job)
+        obs = self.wait(executor, job, {Phase.SUCCEEDED}, self.SLACK_S)
+        assert obs.exit_code == 0
+        assert [o.phase for o in executor.poll([job])] == [Phase.SUCCEEDED]
+        if Ability.LOGS not in executor.abilities:
+            return
+        for rank in (0, 1):
+            first = read_logs(executor, job, rank, sleep=self.sleep, attempt=1).decode()
+            second = read_logs(executor, job, rank, sleep=self.sleep).decode()
+            assert read_logs(executor, job, rank, sleep=self.sleep, attempt=2).decode() == second
+            assert "run attempt=1 GPUFLEET_RESTART_COUNT=0" in first and "attempt=2" not in first, first
+            assert "run attempt=2 GPUFLEET_RESTART_COUNT=1" in second and "attempt=1" not in second, second
 
     def test_two_ranks_get_their_own_rank_env(self, executor, make_job):
         out = ("rank=$NODE_RANK world=$WORLD_SIZE master=$MASTER_ADDR:$MASTER_PORT "

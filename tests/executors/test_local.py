@@ -102,7 +102,7 @@ os.kill(os.getpid(), signal.SIGKILL)
     server = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert server.returncode == -signal.SIGKILL, server.stderr
     job = build_job(21, [Allocation("node-a", (0,))], seconds=1.5, exit_code=5)
-    job.handle = str(run_dir / "jobs" / "21")
+    job.handle = str(run_dir / "jobs" / "21" / "attempt-1")
     restarted = LocalExecutor(run_dir, grace_s=GRACE_S)
     assert [o.phase for o in restarted.poll([job])] in ([Phase.STARTING], [Phase.RUNNING])
     obs = wait_for(restarted, job, {Phase.FAILED}, 10)
@@ -223,3 +223,61 @@ def test_run_dir_records_what_was_launched(local):
     wait_for(local, job, {Phase.SUCCEEDED}, 10)
     meta = json.loads((local.job_dir(job.id) / "job.json").read_text())
     assert meta["allocation"] == [{"node": "node-a", "gpus": [0, 1]}, {"node": "node-b", "gpus": [3]}]
+
+
+def test_each_attempt_has_its_own_directory_and_a_restart_reattaches_the_latest(local):
+    job = launched(local, shell_job(141, 'echo run $GPUFLEET_ATTEMPT; [ "$GPUFLEET_RESTART_COUNT" = 0 ] && '
+                                         "sleep 300; sleep 1; exit 0", ranks=2))
+    wait_for(local, job, {Phase.RUNNING}, 10)
+    local.cancel(job)  # preempted
+    wait_for(local, job, {Phase.CANCELLED}, 10)
+    job.restarts, job.handle = 1, None  # requeued, placed again
+    assert launched(local, job).handle == str(local.job_dir(141, 2))
+    again = LocalExecutor(local.run_dir, grace_s=GRACE_S)  # the server restarts during attempt 2
+    assert [o.phase for o in again.poll([job])] in ([Phase.STARTING], [Phase.RUNNING])
+    obs = wait_for(again, job, {Phase.SUCCEEDED}, 10)
+    assert obs.handle == str(local.job_dir(141, 2))
+    assert again.launch(job) == job.handle  # attempt 2's markers: not spawned twice
+    for n in (1, 2):
+        meta = json.loads((local.job_dir(141, n) / "job.json").read_text())
+        assert (meta["attempt"], meta["restart_count"]) == (n, n - 1)
+        assert read_json(local.job_dir(141, n) / "rank-1" / "exit.json")["cancelled"] is (n == 1)
+    assert again.logs(job, attempt=1).data == b"run 1\n"
+    assert again.logs(job).data == again.logs(job, attempt=2).data == b"run 2\n"
+    with pytest.raises(Exception, match="attempt"):
+        again.logs(job, attempt=3)
+
+
+def test_run_dir_of_an_older_gpufleet_is_read_as_attempt_1(local):
+    rank = local.run_dir / "jobs" / "151" / "rank-0"  # no attempt-<n> level
+    rank.mkdir(parents=True)
+    (rank / "launched").touch()
+    (rank / "output.log").write_bytes(b"old layout\n")
+    (rank / "exit.json").write_text('{"exit_code": 0, "ended_at": 1.0}')
+    job = shell_job(151, "true")
+    job.handle = str(rank.parent)
+    assert [o.phase for o in local.poll([job])] == [Phase.SUCCEEDED]
+    assert local.logs(job).data == b"old layout\n"
+
+
+def test_logs_never_follow_a_link_out_of_the_run_dir(local, tmp_path):
+    """A job that swaps its output.log (or its rank directory) for a symbolic link to a file it
+    should not see does not get that file served by logs(); a FIFO does not hang the reader."""
+    secret = tmp_path / "admin.token"
+    secret.write_text("TOP-SECRET-TOKEN\n")
+    (tmp_path / "evil").mkdir()
+    (tmp_path / "evil" / "output.log").symlink_to(secret)
+    jobs = {}
+    for job_id, swap in ((161, "rm -f $D/output.log; ln -s {secret} $D/output.log"),
+                         (162, "mv $D $D.real; ln -s {evil} $D"),
+                         (163, "rm -f $D/output.log; mkfifo $D/output.log")):
+        d = local.job_dir(job_id) / "rank-0"
+        script = "echo mine; " + swap.format(secret=secret, evil=tmp_path / "evil").replace("$D", str(d))
+        jobs[job_id] = launched(local, shell_job(job_id, script))
+    for job_id, job in jobs.items():
+        wait_for(local, job, {Phase.SUCCEEDED, Phase.LOST}, 10)
+        t0 = time.monotonic()
+        chunk = local.logs(job)
+        assert time.monotonic() - t0 < 2
+        assert b"TOP-SECRET" not in chunk.data, job_id
+        assert chunk.data == b"" and "not served" in chunk.note, (job_id, chunk)

@@ -8,11 +8,11 @@ sees comes back through `poll` as `Observation`s, which the control loop applies
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import ClassVar, Protocol, Sequence, runtime_checkable
 
-from gpufleet.domain import Booking, Job, Node
+from gpufleet.domain import Booking, Job, JobState, Node, ValidationError
 
 
 class EngineUnavailable(Exception):
@@ -163,6 +163,27 @@ def rank_env(job: Job, rank: int, master_addr: str, master_port: int) -> dict[st
         "GPUFLEET_RESTART_COUNT": str(job.restarts),  # torchrun elastic's TORCHELASTIC_RESTART_COUNT
     }
     return env
+
+
+def latest_attempt(job: Job) -> int:
+    """The run `logs(attempt=None)` means: the current one, or for a job requeued and not yet
+    running again (no start time since the requeue), the run before."""
+    if job.state is not JobState.RUNNING and job.started_at is None and job.restarts:
+        return job.restarts
+    return job.attempt
+
+
+def attempt_view(job: Job, attempt: int | None = None) -> tuple[Job, bool]:
+    """`job` as it was on run `attempt` (None: the latest), for engines that name their files and
+    objects by attempt, and whether that run is certainly over (an earlier one, or a job that
+    ended). An earlier run's allocation and handle are not on the job: they are left empty."""
+    n = latest_attempt(job) if attempt is None else attempt
+    if not 1 <= n <= job.attempt:
+        raise ValidationError("attempt", f"job {job.id} has attempts 1..{latest_attempt(job)}, not {n}")
+    over = n < job.attempt or job.state.terminal
+    if n == job.attempt:
+        return job, over
+    return replace(job, restarts=n - 1, allocation=(), handle=None), over
 
 
 def master_port_for(job_id: int) -> int:

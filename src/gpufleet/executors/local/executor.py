@@ -2,8 +2,9 @@
 
 Several "virtual nodes" of the inventory all execute here; a rank sees exactly its GPUs through
 CUDA_VISIBLE_DEVICES/NVIDIA_VISIBLE_DEVICES. Everything the executor knows lives in files under
-`run_dir` (see files.py), so a new LocalExecutor on the same run_dir (a restarted server) sees the
-jobs of the old one: that is re-attachment, and `poll` is all it takes.
+`run_dir` (see files.py), one directory per attempt of a job (`job.attempt`), so a new LocalExecutor
+on the same run_dir (a restarted server) sees the jobs of the old one: that is re-attachment, and
+`poll` is all it takes. A requeued job is launched as a new attempt, in a fresh directory.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from gpufleet.executors.base import (
     LogChunk,
     Observation,
     Phase,
+    attempt_view,
     master_port_for,
     rank_env,
 )
+from gpufleet.executors.logfile import UnsafeLog, read_chunk, refusal
 from gpufleet.executors.local.account import (
     DEFAULT_PATH, RUN_AS, Account, Accounts, job_env, this_account,
 )
@@ -75,17 +78,22 @@ class LocalExecutor(ExecutorBase):
         self._children: dict[tuple[int, int], subprocess.Popen[bytes]] = {}  # reaped in poll
         (self.run_dir / "jobs").mkdir(parents=True, exist_ok=True)
 
-    def job_dir(self, job_id: int) -> Path:
-        return JobPaths.of(self.run_dir, job_id).root
+    def job_dir(self, job_id: int, attempt: int = 1) -> Path:
+        """The directory of attempt `attempt` of a job (rank-<r>/ inside)."""
+        return self.paths(job_id, attempt).root
+
+    def paths(self, job_id: int, attempt: int) -> JobPaths:
+        return JobPaths.of(self.run_dir, job_id, attempt)
 
     # launch ------------------------------------------------------------------------------------
     def launch(self, job: Job) -> str:
-        """Spawn one shim per rank, each at most once ever (O_EXCL marker); all or nothing."""
+        """Spawn one shim per rank of attempt `job.attempt`, each at most once ever (O_EXCL marker
+        in the attempt's directory); all or nothing."""
         if not job.allocation:
             raise ValidationError("allocation", f"job {job.id} has no allocation")
         if not job.spec.command:
             raise ValidationError("command", "empty command")
-        paths = JobPaths.of(self.run_dir, job.id)
+        paths = self.paths(job.id, job.attempt)
         with self._lock:
             paths.root.mkdir(parents=True, exist_ok=True)
             if paths.launch_failed.exists():
@@ -155,7 +163,7 @@ class LocalExecutor(ExecutorBase):
         return out
 
     def _poll_one(self, job: Job) -> Observation | None:
-        paths = JobPaths.of(self.run_dir, job.id)
+        paths = self.paths(job.id, job.attempt)
         ranks = len(job.allocation) or len(paths.existing_ranks())
         views = view_job(paths, ranks, self.launch_timeout_s)
         failed = _read_text(paths.launch_failed)
@@ -192,8 +200,9 @@ class LocalExecutor(ExecutorBase):
 
     # cancel ------------------------------------------------------------------------------------
     def cancel(self, job: Job) -> None:
-        """Ask every rank's shim to stop (TERM, grace, KILL happen there). Does not wait."""
-        paths = JobPaths.of(self.run_dir, job.id)
+        """Ask every rank's shim of the current attempt to stop (TERM, grace, KILL happen there).
+        Does not wait."""
+        paths = self.paths(job.id, job.attempt)
         with self._lock:
             ranks = range(len(job.allocation)) if job.allocation else paths.existing_ranks()
             for r in ranks:
@@ -202,21 +211,22 @@ class LocalExecutor(ExecutorBase):
                 _stop_rank(rp, "cancel")
 
     # logs --------------------------------------------------------------------------------------
-    def logs(self, job: Job, offset: int = 0, rank: int = 0) -> LogChunk:
-        n = len(job.allocation) or None
+    def logs(self, job: Job, offset: int = 0, rank: int = 0, attempt: int | None = None) -> LogChunk:
+        view, over = attempt_view(job, attempt)
+        n = len(view.allocation) or None
         if rank < 0 or (n is not None and rank >= n):
             raise ValidationError("rank", f"job {job.id} has no rank {rank}")
-        paths = JobPaths.of(self.run_dir, job.id)
-        ended = job.state.terminal or all(
+        paths = self.paths(job.id, view.attempt)
+        ended = over or view.state.terminal or all(
             paths.rank(r).exit.exists() for r in (range(n) if n else paths.existing_ranks()))
-        try:
-            with open(paths.rank(rank).output, "rb") as f:
-                f.seek(offset)
-                data = f.read(LOG_CHUNK)
-                at_end = f.tell() >= os.fstat(f.fileno()).st_size
+        where = (*paths.parts(self.run_dir), f"rank-{rank}", "output.log")
+        try:  # level by level, no link followed: a job cannot have another file served as its log
+            data, size = read_chunk(self.run_dir, where, offset, LOG_CHUNK)
         except FileNotFoundError:
             return LogChunk(b"", offset, ended, note="" if ended else "no output yet")
-        return LogChunk(data, offset + len(data), ended and at_end)
+        except UnsafeLog:
+            return LogChunk(b"", offset, True, note=refusal(f"the output of rank {rank}"))
+        return LogChunk(data, offset + len(data), ended and offset + len(data) >= size)
 
     def close(self) -> None:
         self._reap()
@@ -270,4 +280,5 @@ def _describe(job: Job) -> dict[str, object]:
         "id": job.id, "command": list(job.spec.command), "tenant": job.spec.tenant,
         "allocation": [{"node": a.node, "gpus": list(a.gpus)} for a in job.allocation],
         "time_limit_s": job.spec.time_limit_s, "launched_at": time.time(),
+        "attempt": job.attempt, "restart_count": job.restarts,
     }

@@ -1,16 +1,22 @@
 """The run directory of the local executor and the few file/process primitives it is built on.
 
-    RUN_DIR/jobs/<job id>/job.json          what was launched (for people; poll does not need it)
-    RUN_DIR/jobs/<job id>/launch-failed     why launch gave up (then the job ends FAILED)
-    RUN_DIR/jobs/<job id>/rank-<r>/
-        launched      O_EXCL marker: this rank was (being) spawned; never spawned twice
-        launch.env    NUL-separated K=V the shim adds to its environment for the command
-        shim.json     {pid, start} of the shim, written by the launcher right after the spawn
-        shim.log      the shim's own stdout/stderr (tracebacks if it ever crashes)
-        pid.json      written by the shim once the command runs (see shim.py)
-        output.log    the command's stdout+stderr
-        stop          a stop request: "cancel" | "gang" | "lost" | "abort" (first writer wins)
-        exit.json     written by the shim when the command ended: the rank's result
+Every run of a job (an attempt: the first, and one more per requeue) has a directory of its own,
+so a requeued job starts afresh and the logs of earlier runs stay readable:
+
+    RUN_DIR/jobs/<job id>/attempt-<n>/      n = 1, 2, ... (Job.attempt; GPUFLEET_ATTEMPT)
+        job.json          what was launched (for people; poll does not need it)
+        launch-failed     why launch gave up (then the job ends FAILED)
+        rank-<r>/
+            launched      O_EXCL marker: this rank of this attempt was (being) spawned; never twice
+            launch.env    NUL-separated K=V the shim adds to its environment for the command
+            shim.json     {pid, start} of the shim, written by the launcher right after the spawn
+            shim.log      the shim's own stdout/stderr (tracebacks if it ever crashes)
+            pid.json      written by the shim once the command runs (see shim.py)
+            output.log    the command's stdout+stderr (read with no link followed: logfile.py)
+            stop          a stop request: "cancel" | "gang" | "lost" | "abort" (first writer wins)
+            exit.json     written by the shim when the command ended: the rank's result
+
+Run directories of an older gpufleet (rank-<r>/ right under jobs/<job id>/) are read as attempt 1.
 """
 
 from __future__ import annotations
@@ -64,11 +70,21 @@ class RankPaths:
 
 @dataclass(frozen=True, slots=True)
 class JobPaths:
+    """The directory of one attempt of a job."""
+
     root: Path
 
     @classmethod
-    def of(cls, run_dir: Path, job_id: int) -> JobPaths:
-        return cls(run_dir / "jobs" / str(job_id))
+    def of(cls, run_dir: Path, job_id: int, attempt: int = 1) -> JobPaths:
+        job_dir = run_dir / "jobs" / str(job_id)
+        root = job_dir / f"attempt-{attempt}"
+        if attempt == 1 and not root.is_dir() and (job_dir / "rank-0").is_dir():
+            return cls(job_dir)  # laid out by an older gpufleet: its only run
+        return cls(root)
+
+    def parts(self, run_dir: Path) -> tuple[str, ...]:
+        """The attempt directory as names below `run_dir` (for opening level by level)."""
+        return self.root.relative_to(run_dir).parts
 
     @property
     def meta(self) -> Path:
