@@ -129,3 +129,44 @@ def test_burn_in_spec_from_config(lab_nodes):
     assert burn_in_job_spec(lab_nodes["dgx1"], spec).gpus == 1 and spec.time_limit_s == 1800
     with pytest.raises(ValidationError):
         BurnInSpec.from_config({"command": "stress --all"})
+
+
+HOSTILE_REASON = "xid 79\n/close\n/assign @root\n/confidential\n@all ```` {noformat} {NOFORMAT} [x|http://evil]\r\x00\u2028"
+HOSTILE = Ticket(node="dgx1,urgent", title=f"[gpufleet] node dgx1 unhealthy: {HOSTILE_REASON}", body=HOSTILE_REASON,
+                 reason=HOSTILE_REASON, rounds=3, dedupe_key="gpufleet-dgx1\n-1")
+
+
+def test_gitlab_body_is_one_literal_block_so_quick_actions_and_mentions_stay_text():
+    def created(req):
+        return 201, {"id": 900, "iid": 5, "web_url": "http://gl/lab/hw/-/issues/5"}
+
+    with Receiver(routes={("POST", "/api/v4/projects/lab%2Fhardware/issues"): created}) as rx:
+        GitLabTicketer(url=rx.url, project="lab/hardware", token="glpat").open(HOSTILE)
+    (req,) = [r for r in rx.requests if r.method == "POST"]
+    lines = req.body["description"].split("\n")
+    fence = lines[0][:-len("text")]
+    assert set(fence) == {"`"} and len(fence) > 4 and lines[-1] == fence
+    assert not any(line.startswith(fence) for line in lines[1:-1])  # nothing inside can close it
+    assert "/close" in lines[1:-1] and "\x00" not in req.body["description"]
+    assert "\n" not in req.body["title"] and "\x00" not in req.body["title"]
+    assert req.body["labels"].split(",") == ["gpufleet", "hardware", "node::dgx1_urgent"]
+
+
+def test_jira_body_is_one_noformat_block_and_title_one_line():
+    routes = {("POST", "/rest/api/2/issue"): lambda r: (201, {"id": "1", "key": "LAB-1", "self": "http://x"})}
+    with Receiver(routes=routes) as rx:
+        JiraTicketer(server=rx.url, project="LAB", token="tok").open(HOSTILE)
+    (post,) = [r for r in rx.requests if r.method == "POST"]
+    fields = post.body["fields"]
+    body = fields["description"]
+    assert body.startswith("{noformat}\n") and body.endswith("\n{noformat}")
+    assert body.lower().count("{noformat") == 2  # only the block's own
+    assert "\n" not in fields["summary"] and len(fields["summary"]) <= 250
+    assert "node-dgx1_urgent" in fields["labels"]
+
+
+def test_webhook_idempotency_header_survives_a_hostile_node_name():
+    with Receiver(routes={("POST", "/hook"): lambda r: (200, {"id": 1})}) as rx:
+        WebhookTicketer(f"{rx.url}/hook").open(HOSTILE)
+    (req,) = rx.requests
+    assert req.headers["idempotency-key"] == "gpufleet-dgx1_-1" and req.body["reason"] == HOSTILE_REASON

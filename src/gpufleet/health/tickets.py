@@ -7,11 +7,19 @@ ticket: {kind: jira, server: ..., project: LAB, user: bot, password: "..."}   # 
 ticket: {kind: gitlab, url: "https://gitlab.example", project: "lab/hardware", token: "..."}
 ```
 Secrets come in through the config mapping (main.py may fill them from the environment).
+
+A ticket's text quotes health-check output (a script's first line, a driver message), which is not
+gpufleet's to trust. The webhook gets it as JSON values. Jira and GitLab render markup, and GitLab
+runs quick actions (`/close`, `/assign @x`, `/confidential`) and mentions (`@all`) found in a
+description, so there the body is one literal block (a GitLab fence longer than any backtick run in
+it, Jira `{noformat}` with any `{noformat` inside defused), the title is one line, and labels and
+the Idempotency-Key header are plain words.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Protocol
 
@@ -60,7 +68,8 @@ class WebhookTicketer:
     def open(self, ticket: Ticket) -> TicketRef:
         payload = {"kind": "gpufleet.node_unhealthy", **ticket.to_dict()}
         with httpx.Client(timeout=self.timeout_s) as client:
-            r = client.post(self.url, json=payload, headers={"Idempotency-Key": ticket.dedupe_key, **self.headers})
+            r = client.post(self.url, json=payload, headers={"Idempotency-Key": word(ticket.dedupe_key),
+                                                             **self.headers})
         r.raise_for_status()
         try:
             body = r.json()
@@ -90,9 +99,9 @@ class JiraTicketer:
             auth["basic_auth"] = (self.user, self.password or "")
         client = JIRA(server=self.server, get_server_info=False, timeout=self.timeout_s, max_retries=1, **auth)
         issue = client.create_issue(fields={
-            "project": {"key": self.project}, "summary": ticket.title,
-            "description": ticket.body, "issuetype": {"name": self.issue_type},
-            "labels": [*ticket.labels, f"node-{ticket.node}"],
+            "project": {"key": self.project}, "summary": one_line(ticket.title, 250),
+            "description": jira_literal(ticket.body), "issuetype": {"name": self.issue_type},
+            "labels": [word(x) for x in (*ticket.labels, f"node-{ticket.node}")],
         }, prefetch=False)
         return TicketRef("jira", issue.key, f"{self.server.rstrip('/')}/browse/{issue.key}")
 
@@ -110,10 +119,43 @@ class GitLabTicketer:
         gl = gitlab.Gitlab(self.url, private_token=self.token, timeout=self.timeout_s)
         project = gl.projects.get(self.project, lazy=True)
         issue = project.issues.create({
-            "title": ticket.title, "description": ticket.body,
-            "labels": ",".join([*ticket.labels, f"node::{ticket.node}"]),
+            "title": one_line(ticket.title, 250), "description": markdown_literal(ticket.body),
+            "labels": ",".join(word(x) for x in (*ticket.labels, f"node::{ticket.node}")),
         })
         return TicketRef("gitlab", str(issue.iid), str(getattr(issue, "web_url", "")))
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(text: str, limit: int) -> str:
+    """Any text as one line of at most `limit` characters (titles: no newline, no control chars)."""
+    flat = " ".join(_CONTROL.sub(" ", text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def word(text: str) -> str:
+    """A label or header value: [A-Za-z0-9_.:-] only (no `,` that would split a GitLab label list)."""
+    return re.sub(r"[^A-Za-z0-9_.:-]+", "_", text, flags=re.ASCII)[:255] or "_"
+
+
+def _body_text(text: str) -> str:
+    return _CONTROL.sub(lambda m: " " if m.group() in "\u2028\u2029" else "", text.replace("\r\n", "\n"))
+
+
+def markdown_literal(text: str) -> str:
+    """A GitLab/Markdown code block holding `text` verbatim: no markup, mention or quick action in it
+    is interpreted. The fence is longer than the longest run of backticks in the text."""
+    body = _body_text(text)
+    longest = max((len(m) for m in re.findall(r"`+", body)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}text\n{body}\n{fence}"
+
+
+def jira_literal(text: str) -> str:
+    """A Jira wiki `{noformat}` block holding `text`; a `{noformat` inside cannot close it."""
+    body = re.sub(r"(?i)\{(noformat)", r"{ \1", _body_text(text))
+    return f"{{noformat}}\n{body}\n{{noformat}}"
 
 
 def build_ticketer(cfg: Mapping[str, Any] | None) -> Ticketer | None:
