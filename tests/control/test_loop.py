@@ -122,3 +122,29 @@ def test_every_pending_job_gets_a_reason(world):
     states = [ctx.store.get_job(i) for i in ids]
     assert sum(j.state is JobState.RUNNING for j in states) == 1
     assert all(j.reason and j.reason != "Submitted" for j in states if j.state is JobState.PENDING)
+
+
+def test_a_requeued_job_runs_again_as_attempt_2_and_the_store_keeps_both_runs(world):
+    ctx, loop = world
+    job = submit(ctx, gpus=8, gpu_model="a100", env={"GPUFLEET_FAKE_RESTARTED_SECONDS": "5"})
+    loop.cycle()
+    first_node = ctx.store.get_job(job).node_names
+    node = ctx.store.get_node(first_node[0])
+    ctx.store.save_node(node, transition(node, NodeState.DOWN, "power", ctx.clock()))
+    loop.cycle()  # signals the job on the down node
+    loop.cycle()  # observes it stopped: requeued
+    node = ctx.store.get_node(first_node[0])
+    ctx.store.save_node(node, transition(node, NodeState.UP, "power back", ctx.clock()))
+    loop.cycle()  # placed again: attempt 2
+    j = ctx.store.get_job(job)
+    assert (j.state, j.attempt) == (JobState.RUNNING, 2)
+    ctx.clock.advance(6)
+    loop.cycle()
+    assert ctx.store.get_job(job).state is JobState.SUCCEEDED
+    assert ctx.executor.launches == [job, job]
+    a1, a2 = ctx.store.attempts(job)
+    assert (a1.n, a1.state, a1.node_names, a1.handle) == (1, JobState.PENDING, first_node, f"fake-{job}")
+    assert "down" in a1.reason and a1.ended_at is not None
+    assert (a2.n, a2.state, a2.exit_code, a2.handle) == (2, JobState.SUCCEEDED, 0, f"fake-{job}-a2")
+    runs = [(e.new, e.attempt) for e in ctx.store.events("job", str(job))]
+    assert runs == [("PENDING", None), ("RUNNING", 1), ("PENDING", 1), ("RUNNING", 2), ("SUCCEEDED", 2)]

@@ -4,24 +4,31 @@ A job behaves as its spec's env says:
     GPUFLEET_FAKE_SECONDS   run time in seconds (float); unset: runs until `finish()` (or cancel,
                             time limit, `vanish()`)
     GPUFLEET_FAKE_EXIT      exit code when it ends by itself (default 0)
-    GPUFLEET_FAKE_OUTPUT    the text its log holds (every rank prints it once)
+    GPUFLEET_FAKE_OUTPUT    the text its log holds (every rank prints it once); $VARS of the job's
+                            env and of the rank env (GPUFLEET_ATTEMPT, NODE_RANK, ...) are expanded
+    GPUFLEET_FAKE_RESTARTED_SECONDS   run time of the attempts after the first (default: as above)
 Time is the injected `clock` (e.g. `FakeClock`, advanced by the test). What the engine knows lives
-in a `FakeWorld`; a second FakeExecutor on the same world is a restarted server (re-attachment).
-`world.launches` records every real start: the proof that nothing was launched twice.
+in a `FakeWorld`, one run per attempt of a job; a second FakeExecutor on the same world is a
+restarted server (re-attachment). `world.launches` records every real start (a job id per start):
+the proof that nothing was launched twice.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from gpufleet.domain import Job, ValidationError
-from gpufleet.executors.base import Ability, ExecutorBase, LogChunk, Observation, Phase
+from gpufleet.executors.base import (
+    Ability, ExecutorBase, LogChunk, Observation, Phase, attempt_view, master_port_for, rank_env,
+)
 
 ENV_SECONDS = "GPUFLEET_FAKE_SECONDS"
 ENV_EXIT = "GPUFLEET_FAKE_EXIT"
 ENV_OUTPUT = "GPUFLEET_FAKE_OUTPUT"
+ENV_RESTARTED_SECONDS = "GPUFLEET_FAKE_RESTARTED_SECONDS"
 TERM_EXIT = 128 + 15
 
 
@@ -47,7 +54,7 @@ class FakeRun:
     started: float
     seconds: float | None
     exit_code: int
-    output: str
+    output: tuple[str, ...]  # per rank
     time_limit_s: int | None
     handle: str
     ended: Observation | None = None  # set once it ended by finish/cancel/vanish
@@ -57,7 +64,7 @@ class FakeRun:
 class FakeWorld:
     """The engine's state, shared by every FakeExecutor made on it."""
 
-    runs: dict[int, FakeRun] = field(default_factory=dict)
+    runs: dict[tuple[int, int], FakeRun] = field(default_factory=dict)  # (job id, attempt)
     launches: list[int] = field(default_factory=list)  # job ids, one entry per real start
     cancels: list[int] = field(default_factory=list)
 
@@ -84,25 +91,28 @@ class FakeExecutor(ExecutorBase):
             raise self.launch_error
         if not job.allocation:
             raise ValidationError("allocation", f"job {job.id} has no allocation")
-        run = self.world.runs.get(job.id)
+        run = self.world.runs.get((job.id, job.attempt))
         if run is not None:
             return run.handle
         env = job.spec.env
-        seconds = env.get(ENV_SECONDS)
+        seconds = env.get(ENV_RESTARTED_SECONDS) if job.restarts else None
+        seconds = env.get(ENV_SECONDS) if seconds in (None, "") else seconds
+        suffix = f"-a{job.attempt}" if job.restarts else ""
         run = FakeRun(
             job_id=job.id, ranks=len(job.allocation), started=self.clock(),
             seconds=float(seconds) if seconds not in (None, "") else None,
-            exit_code=int(env.get(ENV_EXIT, "0") or 0), output=env.get(ENV_OUTPUT, ""),
-            time_limit_s=job.spec.time_limit_s, handle=f"fake-{job.id}",
+            exit_code=int(env.get(ENV_EXIT, "0") or 0),
+            output=tuple(_expand(env.get(ENV_OUTPUT, ""), job, r) for r in range(len(job.allocation))),
+            time_limit_s=job.spec.time_limit_s, handle=f"fake-{job.id}{suffix}",
         )
-        self.world.runs[job.id] = run
+        self.world.runs[(job.id, job.attempt)] = run
         self.world.launches.append(job.id)
         return run.handle
 
     def poll(self, jobs: Sequence[Job]) -> list[Observation]:
         out = []
         for job in jobs:
-            run = self.world.runs.get(job.id)
+            run = self.world.runs.get((job.id, job.attempt))
             if run is None:
                 if job.handle is not None:
                     out.append(Observation(job.id, Phase.LOST, reason="unknown to the fake engine"))
@@ -127,33 +137,49 @@ class FakeExecutor(ExecutorBase):
 
     def cancel(self, job: Job) -> None:
         self.world.cancels.append(job.id)
-        run = self.world.runs.get(job.id)
+        run = self.world.runs.get((job.id, job.attempt))
         if run is not None and self._observe(run).phase is Phase.RUNNING:
             run.ended = Observation(job.id, Phase.CANCELLED, TERM_EXIT, "cancelled", run.handle, self.clock())
 
+    def _latest(self, job_id: int) -> FakeRun:
+        return self.world.runs[max(k for k in self.world.runs if k[0] == job_id)]
+
     def finish(self, job_id: int, exit_code: int = 0) -> None:
-        """The job's process exits now with `exit_code` (all ranks)."""
-        run = self.world.runs[job_id]
+        """The job's latest run exits now with `exit_code` (all ranks)."""
+        run = self._latest(job_id)
         if self._observe(run).phase is Phase.RUNNING:
             run.ended = _exited(run, exit_code, self.clock())
 
     def vanish(self, job_id: int) -> None:
-        """The engine loses every trace of the job's processes: it will be LOST."""
-        run = self.world.runs[job_id]
+        """The engine loses every trace of the job's latest run: it will be LOST."""
+        run = self._latest(job_id)
         if self._observe(run).phase is Phase.RUNNING:
             run.ended = Observation(job_id, Phase.LOST, None, "the fake process vanished", run.handle,
                                     self.clock())
 
-    def logs(self, job: Job, offset: int = 0, rank: int = 0) -> LogChunk:
-        run = self.world.runs.get(job.id)
+    def logs(self, job: Job, offset: int = 0, rank: int = 0, attempt: int | None = None) -> LogChunk:
+        view, over = attempt_view(job, attempt)
+        run = self.world.runs.get((job.id, view.attempt))
         if run is None:
-            return LogChunk(b"", offset, job.state.terminal, note="not launched")
+            return LogChunk(b"", offset, over or job.state.terminal, note="not launched")
         if not 0 <= rank < run.ranks:
             raise ValidationError("rank", f"job {job.id} has no rank {rank}")
-        text = run.output if not run.output or run.output.endswith("\n") else run.output + "\n"
+        out = run.output[rank]
+        text = out if not out or out.endswith("\n") else out + "\n"
         data = text.encode()[offset:]
         ended = self._observe(run).phase.ended
         return LogChunk(data, offset + len(data), ended)
+
+
+_VAR = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
+
+
+def _expand(text: str, job: Job, rank: int) -> str:
+    """$VAR / ${VAR} from the rank's environment, like the shell of a real engine would."""
+    if "$" not in text:
+        return text
+    env = {**job.spec.env, **rank_env(job, rank, "127.0.0.1", master_port_for(job.id))}
+    return _VAR.sub(lambda m: env.get(m.group(1) or m.group(2), ""), text)
 
 
 def _exited(run: FakeRun, code: int, at: float) -> Observation:
