@@ -188,3 +188,21 @@ def test_validation():
     with pytest.raises(ValidationError, match="name"):
         validate_schedule(Schedule("no spaces", "0 3 * * *", ("true",)))
     assert validate_schedule(Schedule("suite.a100", "@daily", job={"command": ["pytest"], "gpu_model": "a100"}))
+
+
+def test_a_hostile_command_runs_as_argv_never_through_a_shell(tmp_path):
+    pwned = tmp_path / "pwned"
+    hostile = (f"$(touch {pwned})", f"; touch {pwned}", f"`touch {pwned}`", "a\nb", "'\"", "*")
+    check = f"import sys; assert sys.argv[1:] == {list(hostile)!r}, sys.argv"
+    s = validate_schedule(Schedule("nightly", "@daily", (sys.executable, "-c", check, *hostile)))
+    assert command_launcher(timeout_s=10)(s, ts(2026, 3, 1)) == "ok"
+    assert not pwned.exists()
+
+
+def test_what_cannot_be_an_argument_or_a_name_is_refused_at_add():
+    for command in (("echo", "a\0b"), ("",), ("echo", 3)):
+        with pytest.raises(ValidationError, match="command"):
+            validate_schedule(Schedule("x", "@daily", command))
+    for name in ("a\n", "ünï", "a" * 129, ""):
+        with pytest.raises(ValidationError, match="name"):
+            validate_schedule(Schedule(name, "@daily", ("true",)))

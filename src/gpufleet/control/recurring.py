@@ -14,6 +14,7 @@ Pure functions + a small runner with an injected clock and store callbacks (no I
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -64,10 +65,14 @@ def validate_cron(expr: str, tz: str = "UTC") -> str:
 
 
 def validate_schedule(s: Schedule) -> Schedule:
-    if not s.name or not s.name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+    """A command is an argv, run without a shell: `$(...)`, `;` or quotes in it are plain text.
+    What cannot be an argument at all (NUL, a non-string, an empty program name) is refused here."""
+    if re.fullmatch(r"[A-Za-z0-9_.-]{1,128}", s.name or "", re.ASCII) is None:
         raise ValidationError("name", "letters, digits, '-', '_' and '.' only")
     if bool(s.command) == bool(s.job):
         raise ValidationError("command", "give a command or a job template (exactly one)")
+    if s.command and (not all(isinstance(a, str) and "\0" not in a for a in s.command) or not s.command[0]):
+        raise ValidationError("command", "a list of strings without NUL bytes, the first naming the program")
     return replace(s, cron=validate_cron(s.cron, s.tz))
 
 
