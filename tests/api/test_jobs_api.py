@@ -68,6 +68,35 @@ def test_auth_required_and_tenants_isolated(api):
     assert len(api.get("/api/v1/jobs", headers=api.admin).json()) == 1
 
 
+# Tenant isolation, one row per endpoint: bob (tenant speech, not admin) acting on what belongs to
+# alice (tenant vision) or to the admin. `{token}` is alice's token id, `{booking}` her booking.
+ISOLATION = [
+    ("GET", "/api/v1/tokens", None, 200, lambda body, ids: [t["user"] for t in body] == ["bob"]),
+    ("POST", "/api/v1/tokens/{token}/revoke", None, 404, None),
+    ("POST", "/api/v1/tokens", {"user": "mallory", "tenant": "vision"}, 403, None),
+    ("GET", "/api/v1/users", None, 200, lambda body, ids: [u["name"] for u in body] == ["bob"]),
+    ("PATCH", "/api/v1/users/bob", {"admin": True}, 403, None),
+    ("PATCH", "/api/v1/users/alice", {"tenant": "speech"}, 403, None),
+]
+
+
+@pytest.mark.parametrize("method,path,body,status,check", ISOLATION, ids=[f"{m} {p}" for m, p, *_ in ISOLATION])
+def test_tenant_isolation_per_endpoint(api, method, path, body, status, check):
+    alice = api.token("alice", "vision")
+    bob = api.token("bob", "speech")
+    ids = {"token": max(t["id"] for t in api.get("/api/v1/tokens", headers=alice).json())}
+    if "{booking}" in path:
+        r = api.post("/api/v1/bookings", json={"start": "+1h", "duration": "1h", "nodes": ["desk-001"]},
+                     headers=alice)
+        ids["booking"] = r.json()["id"]
+    r = api.request(method, path.format(**ids), json=body, headers=bob)
+    assert r.status_code == status, r.text
+    if check is not None:
+        assert check(r.json(), ids)
+    assert api.get("/api/v1/whoami", headers=alice).json()["tenant"] == "vision"  # alice unharmed
+    assert api.get("/api/v1/jobs", headers=alice).status_code == 200
+
+
 def test_cancel_pending_and_running(api):
     pending = api.submit(gpus=8, gpu_model="a100").json()["id"]
     api.cycle()  # takes dgx1 entirely

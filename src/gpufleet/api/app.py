@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, Response
 
 from gpufleet import __version__
 from gpufleet.api.limits import DEFAULT_MAX_BODY_BYTES, BodySizeLimit
-from gpufleet.api.routers import bookings, health, jobs, nodes, schedules, tenants
+from gpufleet.api.routers import accounts, bookings, health, jobs, nodes, schedules, tenants
 from gpufleet.domain import Conflict, Forbidden, IllegalTransition, NotFound, ValidationError
 from gpufleet.services import Ctx
 
@@ -26,15 +26,21 @@ def create_app(ctx: Ctx, metrics: Callable[[], tuple[bytes, str]] | None = None,
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     app.state.ctx = ctx
     app.state.token_cache = {}
+    app.state.peer_cache = {}
+    ctx.login_caches = [app.state.token_cache, app.state.peer_cache]  # emptied on revoke / user set
     app.state.health = health_service
     app.state.schedules = schedule_service
-    for r in (jobs.router, nodes.router, tenants.router, bookings.router, health.router, schedules.router):
+    for r in (jobs.router, nodes.router, tenants.router, accounts.router, bookings.router, health.router,
+              schedules.router):
         app.include_router(r, prefix=API_PREFIX)
     _errors(app)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz():
-        return {"ok": True, "version": __version__, "executor": ctx.executor.name}
+        accounts = ctx.accounts
+        return {"ok": True, "version": __version__, "executor": ctx.executor.name,
+                "jobs_run_as": "owner" if accounts and accounts.run_as_owner else "server",
+                "notice": accounts.notice if accounts else None}
 
     if metrics is not None:
         @app.get("/metrics", include_in_schema=False)

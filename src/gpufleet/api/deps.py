@@ -7,8 +7,11 @@ import time
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from gpufleet.api.peer import scope_peer
 from gpufleet.domain import User
 from gpufleet.services import Ctx
+from gpufleet.services.accounts import authenticate
+from gpufleet.services.peers import user_for_peer
 
 _bearer = HTTPBearer(auto_error=False)
 _CACHE_S = 10.0
@@ -30,6 +33,8 @@ def optional_service(attr: str, what: str):
 
 def current_user(request: Request,
                  cred: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> User:
+    if (cred is None or not cred.credentials) and (peer := scope_peer(request.scope)) is not None:
+        return _peer_user(request, peer.uid)  # the local socket: the kernel says who it is
     if cred is None or not cred.credentials:
         raise HTTPException(401, "missing bearer token (set GPUFLEET_TOKEN or run on the server host)",
                             headers={"WWW-Authenticate": "Bearer"})
@@ -37,8 +42,21 @@ def current_user(request: Request,
     hit = cache.get(cred.credentials)
     if hit and hit[0] > time.monotonic():
         return hit[1]
-    user = request.app.state.ctx.store.user_for_token(cred.credentials)
-    if user is None:
-        raise HTTPException(401, "invalid token", headers={"WWW-Authenticate": "Bearer"})
-    cache[cred.credentials] = (time.monotonic() + _CACHE_S, user)
+    ctx: Ctx = request.app.state.ctx
+    login = authenticate(ctx, cred.credentials)  # None: unknown, revoked or expired
+    if login is None:
+        raise HTTPException(401, "invalid, revoked or expired token", headers={"WWW-Authenticate": "Bearer"})
+    user, expires_at = login
+    ttl = _CACHE_S if expires_at is None else min(_CACHE_S, expires_at - ctx.clock())
+    cache[cred.credentials] = (time.monotonic() + ttl, user)  # revoke / user set empty the cache
+    return user
+
+
+def _peer_user(request: Request, uid: int) -> User:
+    cache: dict[int, tuple[float, User]] = request.app.state.peer_cache
+    hit = cache.get(uid)
+    if hit and hit[0] > time.monotonic():
+        return hit[1]
+    user = user_for_peer(request.app.state.ctx, uid)  # Forbidden (403) for an account refused
+    cache[uid] = (time.monotonic() + _CACHE_S, user)
     return user

@@ -119,16 +119,47 @@ class TenantOut(BaseModel):
 
 
 class TokenIn(BaseModel):
+    """A new token for `user`. A new user needs `tenant`; for an existing one `tenant`/`admin`
+    must match when given (PATCH /users/{name} changes them)."""
+
     model_config = ConfigDict(extra="forbid")
     user: str
-    tenant: str
-    admin: bool = False
+    tenant: str | None = None
+    admin: bool | None = None
+    expires: str | int | None = Field(None, description="a duration (30d, 12h); none: never")
+    note: str = ""
 
 
 class TokenOut(BaseModel):
     user: str
     tenant: str
-    token: str
+    token: str = Field(description="the secret: shown once, only its hash is stored")
+    id: int = 0
+    expires_at: float | None = None
+
+
+class TokenInfoOut(BaseModel):
+    id: int
+    user: str
+    tenant: str
+    admin: bool
+    created_at: float
+    expires_at: float | None
+    last_used_at: float | None
+    revoked_at: float | None
+    note: str
+
+
+class UserOut(BaseModel):
+    name: str
+    tenant: str
+    admin: bool
+
+
+class UserPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tenant: str | None = None
+    admin: bool | None = None
 
 
 class BookingIn(BaseModel):

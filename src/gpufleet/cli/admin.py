@@ -1,4 +1,4 @@
-"""nodes, node drain/resume, tenants, tenant create/set, token create, book, bookings."""
+"""nodes, node drain/resume, tenants, tenant create/set, book, bookings (tokens, users: accounts.py)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,11 @@ from typing import Optional
 
 import typer
 
-from gpufleet.cli.output import print_json, table, when
+from gpufleet.cli.output import err, print_json, table, when
 from gpufleet.client import Client
 
 node_app = typer.Typer(help="Drain and resume nodes (admin).", no_args_is_help=True)
 tenant_app = typer.Typer(help="Create tenants and set quotas (admin).", no_args_is_help=True)
-token_app = typer.Typer(help="Make API tokens (admin).", no_args_is_help=True)
 
 
 def nodes(as_json: bool = typer.Option(False, "--json"),
@@ -26,9 +25,12 @@ def nodes(as_json: bool = typer.Option(False, "--json"),
         return
     with Client.from_env() as c:
         rows = c.nodes()
+        notice = None if as_json else c.info().get("notice")
     if as_json:
         print_json(rows)
         return
+    if notice:
+        err.print(f"notice: {notice}", markup=False)
     table(("NODE", "KIND", "STATE", "GPUS", "ALLOC", "MODEL", "CPUS", "MEM", "REASON"), [
         (n.name, n.kind, n.state, n.gpus_total, n.gpus_allocated, ",".join(n.gpu_models) or "-",
          n.cpus, f"{n.mem_mb // 1024}G" if n.mem_mb else "-", n.reason)
@@ -98,19 +100,6 @@ def tenant_create(name: str, quota: Optional[str] = _Q, limit: Optional[str] = _
 def tenant_set(name: str, quota: Optional[str] = _Q, limit: Optional[str] = _L,
                weight: Optional[float] = _W, no_borrow: bool = _NB) -> None:
     _tenant(name, False, quota, limit, weight, no_borrow)
-
-
-@token_app.command("create")
-def token_create(user: str = typer.Option(..., "--user"), tenant: str = typer.Option(..., "--tenant"),
-                 admin: bool = typer.Option(False, "--admin"),
-                 as_json: bool = typer.Option(False, "--json")) -> None:
-    """Create USER in TENANT (if new) and print a fresh token for it."""
-    with Client.from_env() as c:
-        t = c.create_token(user, tenant, admin)
-    if as_json:
-        print_json(t)
-    else:
-        print(t.token)
 
 
 def book(

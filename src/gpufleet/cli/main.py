@@ -7,10 +7,11 @@ from typing import Optional
 
 import typer
 
-from gpufleet.cli import admin, health, jobs, sim
+from gpufleet.cli import accounts, admin, health, jobs, sim
 from gpufleet.cli.output import err
 from gpufleet.client import ApiError, ServerUnreachable
 from gpufleet.domain import ValidationError
+from gpufleet.domain.errors import ServerRunning
 
 app = typer.Typer(name="gpufleet", help="The control plane of a GPU lab.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False,
@@ -25,7 +26,8 @@ app.command()(admin.nodes)
 app.add_typer(admin.node_app, name="node")
 app.command()(admin.tenants)
 app.add_typer(admin.tenant_app, name="tenant")
-app.add_typer(admin.token_app, name="token")
+app.add_typer(accounts.token_app, name="token")
+app.add_typer(accounts.user_app, name="user")
 app.command()(admin.book)
 app.command()(admin.bookings)
 app.command()(admin.unbook)
@@ -73,6 +75,9 @@ def main() -> None:
     except ApiError as e:
         err.print(f"error: {e}", markup=False)
         sys.exit(2 if e.status in (400, 422) else 1)
+    except ServerRunning as e:
+        err.print(f"error: {e}", markup=False)
+        sys.exit(2)
     except ServerUnreachable as e:
         err.print(f"error: {e}", markup=False)
         sys.exit(1)

@@ -1,5 +1,6 @@
-"""httpx client of /api/v1. Finds the server like the CLI does: GPUFLEET_URL / GPUFLEET_TOKEN,
-else the files the server wrote in GPUFLEET_HOME (server.json, admin.token)."""
+"""httpx client of /api/v1. Finds the server like the CLI does (see `locate_server`): a token over
+TCP (GPUFLEET_URL / GPUFLEET_TOKEN, or the files the server wrote in GPUFLEET_HOME), or, with no
+token, the server's Unix socket on this host, where the kernel tells the server who calls."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any, Sequence
 import httpx
 
 from gpufleet.api.schemas import (
-    BookingOut, CancelOut, JobDetail, JobOut, NodeOut, TenantOut, TokenOut, WhoAmI,
+    BookingOut, CancelOut, JobDetail, JobOut, NodeOut, TenantOut, TokenInfoOut, TokenOut, UserOut, WhoAmI,
 )
 
 DEFAULT_URL = "http://127.0.0.1:8765"
@@ -48,34 +49,78 @@ def _home() -> Path:
     return Path(user_data_dir("gpufleet"))
 
 
-def find_server() -> tuple[str, str | None]:
-    """(url, token) from the environment, else from the files of a server on this machine."""
+WELL_KNOWN_SOCKET = "/run/gpufleet/gpufleet.sock"  # a root server's socket, for every user of the host
+SOCKET_URL = "http://gpufleet.sock"  # the URL of requests over a Unix socket (the host is not used)
+
+
+@dataclass(frozen=True)
+class ServerAddress:
+    url: str
+    token: str | None = None
+    socket: str | None = None  # a Unix socket: the server knows the caller by its uid (no token)
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _is_socket(path: str | Path) -> bool:
+    import stat
+
+    try:
+        return stat.S_ISSOCK(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def locate_server() -> ServerAddress:
+    """Where the server is and how to authenticate, in this order: GPUFLEET_SOCKET; GPUFLEET_TOKEN
+    (over GPUFLEET_URL or the home's server.json); GPUFLEET_URL (with the home's admin.token when
+    readable); the home's socket (<GPUFLEET_HOME>/gpufleet.sock); the home's admin.token; the
+    well-known socket of a root server (/run/gpufleet/gpufleet.sock); else the default URL."""
     home = _home()
+    token = os.environ.get("GPUFLEET_TOKEN") or None
+    if os.environ.get("GPUFLEET_SOCKET"):
+        return ServerAddress(SOCKET_URL, token, os.environ["GPUFLEET_SOCKET"])
     url = os.environ.get("GPUFLEET_URL")
     if not url:
         try:
             url = json.loads((home / "server.json").read_text())["url"]
-        except (OSError, ValueError, KeyError):
-            url = DEFAULT_URL
-    token = os.environ.get("GPUFLEET_TOKEN")
-    if not token:
-        try:
-            token = (home / "admin.token").read_text().strip()
-        except OSError:
-            token = None
-    return url.rstrip("/"), token
+        except (OSError, ValueError, KeyError, TypeError):
+            url = None
+    if token or os.environ.get("GPUFLEET_URL"):
+        return ServerAddress((url or DEFAULT_URL).rstrip("/"), token or _read(home / "admin.token"))
+    if _is_socket(home / "gpufleet.sock"):
+        return ServerAddress(SOCKET_URL, None, str(home / "gpufleet.sock"))
+    admin = _read(home / "admin.token")
+    if admin or not _is_socket(WELL_KNOWN_SOCKET):
+        return ServerAddress((url or DEFAULT_URL).rstrip("/"), admin)
+    return ServerAddress(SOCKET_URL, None, WELL_KNOWN_SOCKET)
+
+
+def find_server() -> tuple[str, str | None]:
+    """(url, token) as `locate_server` finds them (for callers that only speak TCP)."""
+    a = locate_server()
+    return a.url, a.token
 
 
 class Client:
-    def __init__(self, url: str = DEFAULT_URL, token: str | None = None, timeout: float = 30.0):
+    def __init__(self, url: str = DEFAULT_URL, token: str | None = None, timeout: float = 30.0,
+                 socket: str | None = None):
         self.url = url.rstrip("/")
+        self.socket = socket
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=self.url + "/api/v1", headers=headers, timeout=timeout)
+        transport = httpx.HTTPTransport(uds=socket) if socket else None
+        self._http = httpx.Client(base_url=self.url + "/api/v1", headers=headers, timeout=timeout,
+                                  transport=transport)
 
     @classmethod
     def from_env(cls, timeout: float = 30.0) -> "Client":
-        url, token = find_server()
-        return cls(url, token, timeout)
+        a = locate_server()
+        return cls(a.url, a.token, timeout, socket=a.socket)
 
     def close(self) -> None:
         self._http.close()
@@ -90,7 +135,8 @@ class Client:
         try:
             r = self._http.request(method, path, **kw)
         except httpx.TransportError as e:
-            raise ServerUnreachable(f"cannot reach gpufleet at {self.url} ({e.__class__.__name__}); "
+            where = f"the socket {self.socket}" if self.socket else self.url
+            raise ServerUnreachable(f"cannot reach gpufleet at {where} ({e.__class__.__name__}); "
                                     "is `gpufleet serve` running? (set GPUFLEET_URL)") from None
         if r.status_code >= 400:
             raise _error(r)
@@ -125,6 +171,10 @@ class Client:
                        h.get("X-Gpufleet-Complete") == "1", h.get("X-Gpufleet-State", ""),
                        h.get("X-Gpufleet-Note", ""))
 
+    def info(self) -> dict[str, Any]:
+        """/healthz: version, engine, whom jobs run as, and a notice when they are not isolated."""
+        return self._call("GET", self.url + "/healthz").json()
+
     # nodes
     def nodes(self) -> list[NodeOut]:
         return [NodeOut.model_validate(n) for n in self._call("GET", "/nodes").json()]
@@ -145,9 +195,24 @@ class Client:
         r = self._call("POST" if create else "PATCH", f"/tenants/{name}", json=body)
         return TenantOut.model_validate(r.json())
 
-    def create_token(self, user: str, tenant: str, admin: bool = False) -> TokenOut:
-        r = self._call("POST", "/tokens", json={"user": user, "tenant": tenant, "admin": admin})
+    def create_token(self, user: str, tenant: str | None = None, admin: bool | None = None,
+                     expires: str | None = None, note: str = "") -> TokenOut:
+        body = {"user": user, "tenant": tenant, "admin": admin, "expires": expires, "note": note}
+        r = self._call("POST", "/tokens", json={k: v for k, v in body.items() if v is not None})
         return TokenOut.model_validate(r.json())
+
+    def tokens(self) -> list[TokenInfoOut]:
+        return [TokenInfoOut.model_validate(t) for t in self._call("GET", "/tokens").json()]
+
+    def revoke_token(self, token_id: int) -> TokenInfoOut:
+        return TokenInfoOut.model_validate(self._call("POST", f"/tokens/{token_id}/revoke").json())
+
+    def users(self) -> list[UserOut]:
+        return [UserOut.model_validate(u) for u in self._call("GET", "/users").json()]
+
+    def set_user(self, name: str, tenant: str | None = None, admin: bool | None = None) -> UserOut:
+        body = {k: v for k, v in {"tenant": tenant, "admin": admin}.items() if v is not None}
+        return UserOut.model_validate(self._call("PATCH", f"/users/{name}", json=body).json())
 
     def whoami(self) -> WhoAmI:
         return WhoAmI.model_validate(self._call("GET", "/whoami").json())

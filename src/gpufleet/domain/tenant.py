@@ -51,3 +51,21 @@ class Booking:
 
     def active(self, now: float) -> bool:
         return self.start <= now < self.end
+
+
+@dataclass(slots=True)
+class ApiToken:
+    """A bearer token's lifecycle (the secret itself is never stored, only its hash)."""
+
+    id: int
+    user: str
+    tenant: str
+    admin: bool
+    created_at: float
+    expires_at: float | None = None  # None: never
+    last_used_at: float | None = None
+    revoked_at: float | None = None
+    note: str = ""
+
+    def usable(self, now: float) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)

@@ -8,6 +8,7 @@ from typing import Callable
 
 from gpufleet.domain import Forbidden, Node, Tenant, User
 from gpufleet.executors.base import Executor
+from gpufleet.executors.local.account import Accounts
 from gpufleet.observability.logs import get_logger
 from gpufleet.store import Store
 
@@ -22,7 +23,11 @@ class Ctx:
     clock: Callable[[], float] = time.time
     wake: Callable[[], None] = field(default=lambda: None)
     cache_ttl_s: float = 2.0
+    accounts: Accounts | None = None  # Unix accounts: who jobs run as, who the socket's peers are
     _cache: dict[str, tuple[float, object]] = field(default_factory=dict, repr=False)
+    # the API's login caches (token -> user, peer uid -> user): emptied when a token is revoked or
+    # a user changes, so neither outlives the change (see services/accounts.py)
+    login_caches: list[dict] = field(default_factory=list, repr=False)
 
     def tenant_names(self) -> set[str]:
         """Known tenants, cached briefly for the submit path (invalidated by tenant writes)."""
@@ -31,6 +36,10 @@ class Ctx:
     def nodes(self) -> list[Node]:
         """Nodes for validation, cached briefly (invalidated by node writes here)."""
         return self._cached("nodes", self.store.nodes)
+
+    def forget_logins(self) -> None:
+        for cache in self.login_caches:
+            cache.clear()
 
     def invalidate(self, *keys: str) -> None:
         for k in keys or tuple(self._cache):

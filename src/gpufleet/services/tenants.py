@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from typing import Mapping
 
-from gpufleet.domain import NotFound, Tenant, User, ValidationError
+from gpufleet.domain import ApiToken, NotFound, Tenant, User, ValidationError, parse_duration
 from gpufleet.domain.node import normalise_model
 from gpufleet.domain.spec import _name as valid_name
 from gpufleet.domain.units import MAX_INT
@@ -66,18 +66,45 @@ def put_tenant(ctx: Ctx, user: User, name: str, quota=None, limit=None, weight: 
     return t
 
 
-def create_token(ctx: Ctx, admin: User, user_name: str, tenant: str, is_admin: bool = False) -> str:
-    """Make a user (if new) in `tenant` and a fresh bearer token for it. Only the hash is stored."""
+def create_token(ctx: Ctx, admin: User, user_name: str, tenant: str | None = None,
+                 is_admin: bool | None = None, expires: str | int | None = None,
+                 note: str = "") -> tuple[str, ApiToken]:
+    """A fresh bearer token for `user_name`, made (in `tenant`) if new. For an existing user,
+    `tenant` and `is_admin` must match when given: `gpufleet user set` changes them, not this.
+    `expires`: a duration (30d, 12h). Only the hash is stored; the secret is returned once."""
     require_admin(admin, "creating tokens")
     valid_name(user_name, "user")
-    try:
-        ctx.store.get_tenant(tenant)
-    except NotFound:
-        raise ValidationError("tenant", f"unknown tenant {tenant!r}") from None
-    ctx.store.put_user(User(user_name, tenant, is_admin))
-    token = mint_token(ctx, user_name)
-    ctx.audit(admin, "token-create", f"user/{user_name}", tenant=tenant, admin=is_admin)
-    return token
+    if len(note) > 256 or "\0" in note or "\n" in note:
+        raise ValidationError("note", "one line of at most 256 characters")
+    ttl = parse_duration(expires, "expires") if expires not in (None, "", "never") else None
+    existing = ctx.store.get_user(user_name)
+    if existing is None:
+        if not tenant:
+            raise ValidationError("tenant", f"user {user_name} is new: give the tenant it belongs to")
+        try:
+            ctx.store.get_tenant(tenant)
+        except NotFound:
+            raise ValidationError("tenant", f"unknown tenant {tenant!r}") from None
+        ctx.store.put_user(User(user_name, tenant, bool(is_admin)))
+    else:
+        _same_user(existing, tenant, is_admin)
+    now = ctx.clock()
+    token = "gf_" + secrets.token_urlsafe(32)
+    token_id = ctx.store.add_token(user_name, token, now, now + ttl if ttl else None, note)
+    ctx.audit(admin, "token-create", f"user/{user_name}", token=token_id,
+              tenant=existing.tenant if existing else tenant,
+              admin=existing.admin if existing else bool(is_admin), expires_at=now + ttl if ttl else None)
+    return token, ctx.store.get_token(token_id)
+
+
+def _same_user(u: User, tenant: str | None, is_admin: bool | None) -> None:
+    if tenant is not None and tenant != u.tenant:
+        raise ValidationError("tenant", f"user {u.name} is in tenant {u.tenant}, not {tenant} "
+                                        f"(to move them: gpufleet user set {u.name} --tenant {tenant})")
+    if is_admin is not None and is_admin != u.admin:
+        flag = "--admin" if is_admin else "--no-admin"
+        raise ValidationError("admin", f"user {u.name} is {'' if u.admin else 'not '}an admin "
+                                       f"(to change it: gpufleet user set {u.name} {flag})")
 
 
 def bootstrap(ctx: Ctx, tenants: list[Tenant]) -> None:

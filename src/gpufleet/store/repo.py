@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from contextlib import contextmanager
 from typing import Iterable, Iterator, Sequence
 
@@ -14,6 +13,7 @@ from gpufleet.domain import (
 )
 from gpufleet.domain.spec import spec_from_dict
 from gpufleet.store.attempts import Attempts
+from gpufleet.store.tokens import TokenRepo, hash_token  # noqa: F401 (hash_token: re-exported)
 from gpufleet.store.mapping import (
     attempt_from_row, booking_from_row, job_from_light, job_from_row, job_to_row, job_values, node_from_row,
     node_to_row, tenant_from_row,
@@ -25,11 +25,7 @@ from gpufleet.store.rows import (
 ACTIVE = (JobState.PENDING.value, JobState.RUNNING.value)
 
 
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-class Store:
+class Store(TokenRepo):
     def __init__(self, engine: Engine):
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
@@ -190,19 +186,12 @@ class Store:
             row.quota, row.limit, row.weight, row.can_borrow = dict(t.quota), t.limit, t.weight, t.can_borrow
             s.add(row)
 
-    def put_user(self, user: User) -> None:
+    def get_user(self, name: str) -> User | None:
         with self.tx() as s:
-            s.merge(UserRow(name=user.name, tenant=user.tenant, admin=user.admin))
-
-    def add_token(self, user: str, token: str, now: float) -> None:
-        with self.tx() as s:
-            s.add(TokenRow(token_hash=hash_token(token), user=user, created_at=now))
-
-    def user_for_token(self, token: str) -> User | None:
-        with self.tx() as s:
-            row = s.execute(select(UserRow).join(TokenRow, TokenRow.user == UserRow.name)
-                            .where(TokenRow.token_hash == hash_token(token))).scalar_one_or_none()
+            row = s.get(UserRow, name)
             return User(row.name, row.tenant, row.admin) if row else None
+
+    # users and tokens: see store/tokens.py (TokenRepo)
 
     # ---- bookings ---------------------------------------------------------------------------
     def add_booking(self, b: Booking) -> Booking:

@@ -4,7 +4,7 @@ from fastapi import APIRouter, Depends, Query
 
 from gpufleet.api.convert import tenant_out
 from gpufleet.api.deps import current_user, get_ctx
-from gpufleet.api.schemas import TenantIn, TenantOut, TokenIn, TokenOut, WhoAmI
+from gpufleet.api.schemas import TenantIn, TenantOut, WhoAmI
 from gpufleet.domain import User
 from gpufleet.services import Ctx
 from gpufleet.services import tenants as svc
@@ -43,12 +43,6 @@ def create(name: str, body: TenantIn, ctx: Ctx = Depends(get_ctx), user: User = 
 def update(name: str, body: TenantIn, ctx: Ctx = Depends(get_ctx), user: User = Depends(current_user)):
     return tenant_out(svc.put_tenant(ctx, user, name, body.quota, body.limit, body.weight,
                                      body.can_borrow))
-
-
-@router.post("/tokens", response_model=TokenOut, status_code=201)
-def create_token(body: TokenIn, ctx: Ctx = Depends(get_ctx), user: User = Depends(current_user)):
-    token = svc.create_token(ctx, user, body.user, body.tenant, body.admin)
-    return TokenOut(user=body.user, tenant=body.tenant, token=token)
 
 
 @router.get("/whoami", response_model=WhoAmI)
