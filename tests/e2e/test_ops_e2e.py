@@ -65,10 +65,14 @@ def test_xid_drains_heals_and_resumes_and_a_persistent_fault_opens_a_ticket(ops)
     drained = wait(lambda: (n := node(ops, "dgx1"))["state"] == "drain" and n, 15, "dgx1 drained")
     assert "XID 79" in drained["reason"]
     job = ops.submit("--gpus", "2", "--gpu-model", "a100", "--", "true")
-    wait(lambda: node(ops, "dgx1")["state"] == "up", 120, "dgx1 resumed")
+    up = wait(lambda: (n := node(ops, "dgx1"))["state"] == "up" and n, 120, "dgx1 resumed")
+    # the end is stored before the node is resumed: once it is UP, `ended_at` is there to read
+    first = json.loads(ops.cli("health", "remediations", "--node", "dgx1", "--json").stdout)[0]
+    assert first["ended_at"] is not None, (up, first)
     assert (ops.markers / "dgx1.round1").exists()  # the Ansible playbook ran
-    rems = json.loads(ops.cli("health", "remediations", "--node", "dgx1", "--json").stdout)
-    assert rems[0]["outcome"] == "resumed"
+    rems = wait(lambda: (r := json.loads(ops.cli("health", "remediations", "--node", "dgx1", "--json").stdout))
+                and r[0]["outcome"] == "resumed" and r, 15, "remediation recorded as resumed")
+    assert rems[0]["ended_at"] == first["ended_at"]
     assert "burn-in dgx1" in " ".join(s["message"] for s in rems[0]["steps"])
     done = ops.wait_state(job, {"SUCCEEDED"})
     assert done["nodes"] == ["dgx1"]

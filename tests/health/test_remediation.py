@@ -83,6 +83,42 @@ def test_success_path_resumes():
     assert world.tickets == []
 
 
+def test_the_end_is_stored_before_the_node_is_resumed():
+    """Whatever starts on the node once it is UP starts after the stored `ended_at` (e2e ops race)."""
+    world = World()
+    r, saved = machine(world)
+    seen_at_resume: list[dict] = []
+    r.hooks.resume = lambda n: (seen_at_resume.append(dict(saved[-1])), world.log.append(f"resume {n}"))
+    rem = r.start("n1", health(Status.FAIL))
+    while rem.phase is not Phase.RESUME:
+        r.step(rem)
+    world.now = 1005.0
+    r.step(rem)
+    (stored,) = seen_at_resume
+    assert stored["ended_at"] == 1005.0 and stored["phase"] == "resume" and stored["outcome"] is None
+    assert rem.outcome == "resumed" and rem.ended_at == 1005.0 and saved[-1]["ended_at"] == 1005.0
+
+
+def test_a_crash_between_the_stored_end_and_the_resume_resumes_on_restart():
+    world = World()
+    r, saved = machine(world)
+
+    def crash(n):
+        raise SystemExit("server killed")
+
+    r.hooks.resume = crash
+    rem = r.start("n1", health(Status.FAIL))
+    with pytest.raises(SystemExit):
+        r.run(rem, sleep=lambda s: None)
+    stored = saved[-1]
+    assert stored["phase"] == "resume" and stored["ended_at"] is not None and stored["outcome"] is None
+    again = Remediation(node="n1", reason=stored["reason"], requeue=True, max_rounds=3,
+                        started_at=stored["started_at"], phase=Phase.RESUME, ended_at=stored["ended_at"])
+    r2, _ = machine(world)
+    r2.run(again, sleep=lambda s: None)
+    assert again.outcome == "resumed" and world.log[-1] == "resume n1"
+
+
 def test_waits_for_running_jobs_before_the_runbook():
     world = World(idle_after=2)
     r, _ = machine(world)

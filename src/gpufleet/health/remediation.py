@@ -216,6 +216,11 @@ class Remediator:
         return result, (P.RESUME if ok else self._round_failed(rem))
 
     def _do_resume(self, rem: Remediation) -> tuple[StepResult, Phase]:
+        # The end is stored BEFORE the node is back in service: whatever starts there once it is UP
+        # starts after `ended_at`. The phase stays RESUME until the resume is done, so a crash in
+        # between repeats this step (resume is idempotent) and stamps the end again.
+        rem.ended_at = self.clock()
+        self.on_change(rem)
         self.hooks.resume(rem.node)
         return StepResult(True, f"resumed after {rem.round} round(s)"), P.RESUMED
 
@@ -247,7 +252,7 @@ class Remediator:
             rem.not_before = now + self.retry_delay_s
         rem.phase = nxt
         rem.updated_at = now
-        if nxt in TERMINAL:
+        if nxt in TERMINAL and not (nxt is P.RESUMED and rem.ended_at is not None):
             rem.ended_at = now
 
     def _ticket(self, rem: Remediation) -> Ticket:
