@@ -22,6 +22,7 @@ class TestKubernetesContract(ExecutorContract):
     RUNS_COMMANDS = True
     SLACK_S = 20.0
     POLL_S = 0.05
+    CANCELLED_LOGS_KEPT = False  # cancel deletes the Job (propagation): its pods and logs go with it
 
     @pytest.fixture
     def executor(self, make_executor):

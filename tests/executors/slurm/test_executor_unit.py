@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from gpufleet.domain import Allocation, Job, JobSpec, JobState
+import pytest
+
+from gpufleet.domain import Allocation, Job, JobSpec, JobState, ValidationError
 from gpufleet.executors.base import FOREIGN_GPUS_LABEL, Phase
 from gpufleet.executors.slurm import SlurmConfig, SlurmExecutor
 from gpufleet.executors.slurm.client import Admin, Runner
@@ -146,3 +148,28 @@ def test_logs_read_from_offset(tmp_path):
     assert first.data == b"hello\nworld\n" and first.offset == 12 and not first.complete
     job.state = JobState.SUCCEEDED
     assert ex.logs(job, 6) == type(first)(b"world\n", 12, True)
+
+
+def test_logs_of_each_attempt_are_its_own_slurm_job_output(tmp_path):
+    ex, _, _ = make(tmp_path)
+    job = adopted_job()
+    (tmp_path / "gf7.0.out").write_bytes(b"first run\n")
+    (tmp_path / "gf7.1.out").write_bytes(b"second run\n")
+    job.restarts = 1  # requeued and running again: attempt 2 (Slurm output gf<id>.<restarts>.out)
+    job.handle = None
+    assert ex.logs(job).data == ex.logs(job, attempt=2).data == b"second run\n"
+    older = ex.logs(job, attempt=1)
+    assert older.data == b"first run\n" and older.complete  # an earlier attempt is over
+    with pytest.raises(ValidationError, match="attempt"):
+        ex.logs(job, attempt=3)
+
+
+def test_logs_never_follow_a_link_in_the_log_folder(tmp_path):
+    """The log folder is writable by every job (mode 1777): a link planted as a job's output file
+    (to the server's admin.token, say) is not served."""
+    ex, _, _ = make(tmp_path)
+    secret = tmp_path.parent / f"{tmp_path.name}-admin.token"
+    secret.write_text("TOP-SECRET\n")
+    (tmp_path / "gf7.0.out").symlink_to(secret)
+    chunk = ex.logs(adopted_job())
+    assert chunk.data == b"" and "not served" in chunk.note

@@ -20,7 +20,7 @@ from kubernetes import client, config as kconfig
 from kubernetes.client.rest import ApiException
 
 from gpufleet.domain import Job, Node
-from gpufleet.executors.base import Ability, ExecutorBase, LogChunk, Observation, Phase
+from gpufleet.executors.base import Ability, ExecutorBase, LogChunk, Observation, Phase, attempt_view
 from gpufleet.executors.kubernetes import manifests, names as n, nodes as kn, phases
 from gpufleet.executors.kubernetes.cache import Key, WatchCache
 from gpufleet.executors.kubernetes.config import KubernetesConfig
@@ -244,13 +244,15 @@ class KubernetesExecutor(ExecutorBase):
                 raise
 
     # -------------------------------------------------------------------- logs --
-    def logs(self, job: Job, offset: int = 0, rank: int = 0) -> LogChunk:
-        pod = self._pod_for(job, rank)
+    def logs(self, job: Job, offset: int = 0, rank: int = 0, attempt: int | None = None) -> LogChunk:
+        """Rank `rank`'s pod log of attempt `attempt` (each attempt has its own objects: names.py)."""
+        view, over = attempt_view(job, attempt)
+        pod = self._pod_for(view, rank)
         if pod is None:
-            return LogChunk(b"", offset, True, note=f"no pod for rank {rank} of job {job.id}: logs are gone "
-                                                     "(pods deleted) or the job never started")
+            return LogChunk(b"", offset, True, note=f"no pod for rank {rank} of attempt {view.attempt} of job "
+                                                     f"{job.id}: logs are gone (pods deleted) or it never started")
         name = pod["metadata"]["name"]
-        ended = (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+        ended = over or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
         try:
             resp = self.core.read_namespaced_pod_log(
                 name, self.cfg.namespace, container=self.cfg.container_name, limit_bytes=offset + MAX_LOG_CHUNK,

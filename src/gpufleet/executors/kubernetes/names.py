@@ -2,8 +2,11 @@
 
 Names derive only from (instance, job id, submission time, attempt), so a second `launch` of the same
 job (after a crash) targets the same objects and gets 409 AlreadyExists instead of creating a
-duplicate. The submission-time tag keeps a job 42 of a fresh gpufleet database from adopting the
-leftovers of an older job 42 in the same namespace.
+duplicate, while a requeued job (a new attempt: `job.restarts` one higher) gets new objects and
+really runs again; the objects of earlier attempts (and their pod logs) are left as they ended. The
+submission-time tag keeps a job 42 of a fresh gpufleet database from adopting the leftovers of an
+older job 42 in the same namespace. The `gpufleet.io/attempt` label holds the restart count
+(attempt - 1, as GPUFLEET_RESTART_COUNT), kept so for objects made by earlier versions.
 """
 
 from __future__ import annotations

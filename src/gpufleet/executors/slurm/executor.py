@@ -19,7 +19,10 @@ from datetime import datetime
 from typing import Callable, Sequence
 
 from gpufleet.domain import Booking, Job, Node
-from gpufleet.executors.base import FOREIGN_GPUS_LABEL, Ability, ExecutorBase, LogChunk, Observation, Phase
+from gpufleet.executors.base import (
+    FOREIGN_GPUS_LABEL, Ability, ExecutorBase, LogChunk, Observation, Phase, attempt_view,
+)
+from gpufleet.executors.logfile import UnsafeLog, read_chunk, refusal
 from gpufleet.executors.slurm.client import Admin, CliApi, JobApi, RestApi, Runner, SlurmError, SlurmUnavailable
 from gpufleet.executors.slurm.config import SlurmConfig
 from gpufleet.executors.slurm.parse import HOLDING_STATES, SlurmJob, job_from_json, node_from_json, phase_of
@@ -277,16 +280,19 @@ class SlurmExecutor(ExecutorBase):
 
     # ----------------------------------------------------------------------------------- logs
 
-    def logs(self, job: Job, offset: int = 0, rank: int = 0) -> LogChunk:
-        path = rank_log(self.config.log_dir, job, rank)
-        ended = job.state.terminal or self._ended(job)
+    def logs(self, job: Job, offset: int = 0, rank: int = 0, attempt: int | None = None) -> LogChunk:
+        """Rank `rank`'s output file of attempt `attempt` (each run is its own Slurm job and file),
+        opened with no link followed: the log folder is writable by the jobs."""
+        view, over = attempt_view(job, attempt)
+        path = rank_log(self.config.log_dir, view, rank)
+        ended = over or job.state.terminal or self._ended(view)
+        folder, name = os.path.split(path)
         try:
-            with open(path, "rb") as f:
-                f.seek(offset)
-                data = f.read(self.config.log_chunk_bytes)
-                size = os.fstat(f.fileno()).st_size
+            data, size = read_chunk(folder or ".", (name,), offset, self.config.log_chunk_bytes)
         except FileNotFoundError:
             return LogChunk(b"", offset, ended, note="" if ended else f"no output yet ({path})")
+        except UnsafeLog:
+            return LogChunk(b"", offset, True, note=refusal(path))
         end = offset + len(data)
         return LogChunk(data, end, ended and end >= size)
 
