@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import pytest
 
 from gpufleet.domain import JobState, ValidationError
-from gpufleet.health.burnin import NODE_CONSTRAINT, BurnInSpec, SchedulerBurnIn, burn_in_job_spec
+from gpufleet.health.burnin import NODE_CONSTRAINT, BurnInSpec, CommandBurnIn, SchedulerBurnIn, burn_in_job_spec
 from gpufleet.health.history import failures_per_week, flakiness, group_by_node, iso_week, sparkline, top_failing_checks
 from gpufleet.health.tickets import (
     GitLabTicketer, JiraTicketer, Ticket, WebhookTicketer, build_ticketer,
@@ -170,3 +170,13 @@ def test_webhook_idempotency_header_survives_a_hostile_node_name():
         WebhookTicketer(f"{rx.url}/hook").open(HOSTILE)
     (req,) = rx.requests
     assert req.headers["idempotency-key"] == "gpufleet-dgx1_-1" and req.body["reason"] == HOSTILE_REASON
+
+
+def test_command_burn_in_refuses_a_node_name_ssh_would_read_as_options_or_shell(tmp_path):
+    pwned = tmp_path / "pwned"
+    burn = CommandBurnIn(("sh", "-c", 'echo "$@" > "$0"', str(tmp_path / "argv"), "ssh", "{node}", "dcgmi"))
+    for node in ("-oProxyCommand=touch " + str(pwned), "n1;touch " + str(pwned), "n1 n2", "a\nb", "$(id)"):
+        result = burn(node)
+        assert not result.ok and "not a plain host name" in result.message
+    assert not (tmp_path / "argv").exists() and not pwned.exists()
+    assert burn("dgx-01.lab").ok and (tmp_path / "argv").read_text() == "ssh dgx-01.lab dcgmi\n"

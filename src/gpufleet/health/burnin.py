@@ -12,6 +12,7 @@ burn_in: {command: ["dcgmi", "diag", "-r", "3"], gpus: all, time_limit: 1h, tena
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -90,12 +91,16 @@ class SchedulerBurnIn:
 @dataclass
 class CommandBurnIn:
     """Run the burn-in command from the server, `{node}` in any argument replaced by the node name
-    (e.g. `srun -w {node} ...`, `ssh {node} dcgmi diag -r 3`), GPUFLEET_NODE set; exit 0 passes."""
+    (e.g. `srun -w {node} ...`, `ssh {node} dcgmi diag -r 3`), GPUFLEET_NODE set; exit 0 passes.
+    ssh hands its arguments to a remote shell and reads `-o...` as options, so a node name that is
+    not a plain host name (`[A-Za-z0-9_.-]`, not starting with `-`) fails the step unrun."""
 
     command: tuple[str, ...]
     timeout_s: float = 3600.0
 
     def __call__(self, node: str) -> StepResult:
+        if re.fullmatch(r"[A-Za-z0-9_.][A-Za-z0-9_.-]*", node, re.ASCII) is None:
+            return StepResult(False, f"node {node!r} is not a plain host name: burn-in not run")
         argv = [a.replace("{node}", node) for a in self.command]
         try:
             done = run_command(argv, self.timeout_s, {"GPUFLEET_NODE": node})
