@@ -86,3 +86,12 @@ def test_cancel_of_a_finished_job_exits_1_and_says_so(gf_server):
 def test_huge_job_id_is_exit_2_naming_it(gf_server):
     r = gf_server.cli("show", str(2**63))
     one_error_line(r, "job_id")
+
+
+def test_submit_with_an_idempotency_key_prints_the_same_job(gf_server):
+    a = gf_server.cli("submit", "--idempotency-key", "nightly-2026-01-01", "--", "true")
+    b = gf_server.cli("submit", "--idempotency-key", "nightly-2026-01-01", "--", "true")
+    assert a.returncode == b.returncode == 0 and a.stdout == b.stdout
+    c = gf_server.cli("submit", "--", "true")  # a fresh key by default
+    assert int(c.stdout) != int(a.stdout)
+    one_error_line(gf_server.cli("submit", "--idempotency-key", "bad key", "--", "true"), "Idempotency-Key")

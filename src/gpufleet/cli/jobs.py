@@ -37,6 +37,9 @@ def submit(
     no_requeue: bool = typer.Option(False, "--no-requeue", help="fail instead of requeue when preempted"),
     image: Optional[str] = typer.Option(None, "--image", help="container image (Kubernetes engine)"),
     as_json: bool = typer.Option(False, "--json", help="print {\"id\": ...} as JSON"),
+    idempotency_key: Optional[str] = typer.Option(
+        None, "--idempotency-key", help="submitting again with the same key returns the same job "
+        "(default: a fresh key, reused when the CLI retries after a connection error)"),
 ) -> None:
     """Submit a job: `gpufleet submit --gpus 2 -- python train.py` or `gpufleet submit job.yaml`."""
     given = {k: v for k, v in locals().items() if k in FLAG_FIELDS and v is not None}
@@ -59,7 +62,7 @@ def submit(
         raise ValidationError("command", "must not be empty (gpufleet submit [flags] -- CMD ARGS...)")
     build_spec(spec)  # the server checks again; this names a bad field without a round trip
     with Client.from_env() as c:
-        job = c.submit(spec)
+        job = c.submit(spec, idempotency_key=idempotency_key)
     if as_json:
         print_json({"id": job.id, "state": job.state})
     else:

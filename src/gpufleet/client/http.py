@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -17,6 +19,8 @@ from gpufleet.api.schemas import (
 )
 
 DEFAULT_URL = "http://127.0.0.1:8765"
+SUBMIT_RETRIES = 3  # after a connection error a submission is sent again, with the same key
+RETRY_PAUSE_S = 0.5
 
 
 class ApiError(Exception):
@@ -143,11 +147,25 @@ class Client:
         return r
 
     # jobs
-    def submit(self, spec: dict[str, Any]) -> JobOut:
-        return JobOut.model_validate(self._call("POST", "/jobs", json=spec).json())
+    def submit(self, spec: dict[str, Any], idempotency_key: str | None = None) -> JobOut:
+        """Submit a job. It carries an Idempotency-Key (a fresh uuid4 unless given) and is sent
+        again with the same key after a connection error, so a retry never makes a second job."""
+        return JobOut.model_validate(self._submit("/jobs", spec, idempotency_key).json())
 
-    def submit_many(self, specs: Sequence[dict[str, Any]]) -> list[JobOut]:
-        return [JobOut.model_validate(j) for j in self._call("POST", "/jobs/batch", json=list(specs)).json()]
+    def submit_many(self, specs: Sequence[dict[str, Any]], idempotency_key: str | None = None) -> list[JobOut]:
+        r = self._submit("/jobs/batch", list(specs), idempotency_key)
+        return [JobOut.model_validate(j) for j in r.json()]
+
+    def _submit(self, path: str, body: Any, key: str | None) -> httpx.Response:
+        headers = {"Idempotency-Key": key or str(uuid.uuid4())}
+        for attempt in range(SUBMIT_RETRIES + 1):
+            try:
+                return self._call("POST", path, json=body, headers=headers)
+            except ServerUnreachable:
+                if attempt == SUBMIT_RETRIES:
+                    raise
+                time.sleep(RETRY_PAUSE_S * (attempt + 1))  # the server may be restarting
+        raise AssertionError("unreachable")
 
     def jobs(self, state: Sequence[str] | None = None, tenant: str | None = None,
              all: bool = False, limit: int = 1000) -> list[JobOut]:

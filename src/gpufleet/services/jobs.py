@@ -3,29 +3,75 @@
 from __future__ import annotations
 
 import os
+import re
+from dataclasses import replace
 from typing import Any, Mapping, Sequence
 
 from gpufleet.domain import (
-    Job, JobState, Node, NotFound, StateChange, User, ValidationError, transition,
+    Attempt, Job, JobState, Node, NotFound, StateChange, User, ValidationError, transition,
 )
 from gpufleet.domain.spec import build_spec
-from gpufleet.executors.base import Ability, LogChunk
+from gpufleet.executors.base import Ability, LogChunk, latest_attempt
 from gpufleet.services.context import Ctx, can_see
+from gpufleet.store import DuplicateKey
 
 
-def submit(ctx: Ctx, user: User, data: Mapping[str, Any]) -> Job:
-    """Validate against the spec rules AND the cluster, then store. Durable when it returns."""
-    return submit_many(ctx, user, [data])[0]
+_KEY = re.compile(r"[A-Za-z0-9_.:+/=-]{1,128}")  # what a client may send
+_ITEM_KEY = re.compile(r"[A-Za-z0-9_.:+/=#-]{1,128}")  # what is stored: a batch adds "#<index>"
+KEY_FIELD = "Idempotency-Key"
 
 
-def submit_many(ctx: Ctx, user: User, items: Sequence[Mapping[str, Any]]) -> list[Job]:
-    """All items are validated before any is stored; then all are stored in one transaction."""
+def submit(ctx: Ctx, user: User, data: Mapping[str, Any], key: str | None = None) -> Job:
+    """Validate against the spec rules AND the cluster, then store. Durable when it returns.
+    With an idempotency `key`: the job this user already submitted under it, if any (its
+    `extra["replayed"]` is True), else a new one."""
+    return submit_many(ctx, user, [data], [key] if key else None)[0]
+
+
+def submit_many(ctx: Ctx, user: User, items: Sequence[Mapping[str, Any]],
+                keys: Sequence[str] | None = None) -> list[Job]:
+    """All items are validated before any is stored; then all are stored in one transaction.
+    `keys`: one idempotency key per item; items whose key was used before are not stored again
+    (nor validated again: the first submission was) and come back as the job made then."""
+    if keys is not None:
+        if len(keys) != len(items):
+            raise ValidationError(KEY_FIELD, "one key per item")
+        for k in keys:
+            if not isinstance(k, str) or not _ITEM_KEY.fullmatch(k):
+                raise ValidationError(KEY_FIELD, f"bad key {k!r}")
+        if (done := ctx.store.jobs_by_key(user.name, keys)):
+            return _replay(ctx, user, items, keys, done)
     specs = [_validate(ctx, user, data) for data in items]
     now = ctx.clock()
     jobs = [Job(id=0, spec=spec, user=user.name, submitted_at=now, reason="Submitted") for spec in specs]
-    ctx.store.add_jobs(jobs, now, audit_user=user.name)
+    try:
+        ctx.store.add_jobs(jobs, now, audit_user=user.name, keys=keys)
+    except DuplicateKey:  # a concurrent submission with the same key stored it first
+        return _replay(ctx, user, items, keys or [], ctx.store.jobs_by_key(user.name, keys or []))
     ctx.wake()
     return jobs
+
+
+def _replay(ctx: Ctx, user: User, items, keys: Sequence[str], done: Mapping[str, Job]) -> list[Job]:
+    """Jobs already stored under their keys come back as they are; the others are submitted now."""
+    rest = [(i, k) for i, k in enumerate(keys) if k not in done]
+    fresh = submit_many(ctx, user, [items[i] for i, _ in rest], [k for _, k in rest]) if rest else []
+    made = dict(zip((k for _, k in rest), fresh))
+    for job in done.values():
+        job.extra["replayed"] = True
+    return [done.get(k) or made[k] for k in keys]
+
+
+def check_key(key: str, batch: int = 0) -> str:
+    """A client's key; for a batch of `batch` items, item i is stored under KEY#i (<= 128 chars)."""
+    room = 128 - (len(f"#{batch - 1}") if batch else 0)
+    if not isinstance(key, str) or not _KEY.fullmatch(key) or len(key) > room:
+        raise ValidationError(KEY_FIELD, f"1 to {room} characters of A-Z a-z 0-9 _ . : + / = -")
+    return key
+
+
+def batch_keys(key: str | None, n: int) -> list[str] | None:
+    return None if key is None else [f"{check_key(key, n)}#{i}" for i in range(n)]
 
 
 def _validate(ctx: Ctx, user: User, data: Mapping[str, Any]):
@@ -39,6 +85,8 @@ def _validate(ctx: Ctx, user: User, data: Mapping[str, Any]):
         if not getattr(spec, field, None):
             raise ValidationError(field, f"required by the {ctx.executor.name} engine")
     _check_engine(ctx.executor, spec)
+    if ctx.accounts is not None:
+        ctx.accounts.check(user.name)  # a root server runs jobs as their owner: one must exist
     _check_fits(spec, ctx.nodes())
     if spec.booking is not None:
         _check_booking(ctx, spec.booking, spec.tenant)
@@ -147,13 +195,34 @@ def cancel(ctx: Ctx, user: User, job_id: int, reason: str = "") -> Job:
     return job
 
 
-def logs(ctx: Ctx, user: User, job_id: int, offset: int = 0, rank: int = 0) -> LogChunk:
+def logs(ctx: Ctx, user: User, job_id: int, offset: int = 0, rank: int = 0,
+         attempt: int | None = None) -> LogChunk:
+    """Output of one rank of one attempt (None: the latest run). The chunk says which attempt."""
     job = get(ctx, user, job_id)
-    if rank < 0 or (job.allocation and rank >= len(job.allocation)):
-        raise ValidationError("rank", f"job {job_id} has ranks 0..{max(len(job.allocation) - 1, 0)}")
-    if job.state is JobState.PENDING and job.handle is None and job.restarts == 0:
-        return LogChunk(b"", offset, False, note=f"job {job_id} has not started ({job.reason})")
-    return ctx.executor.logs(job, offset, rank)
+    runs = {a.n: a for a in ctx.store.attempts(job_id)}
+    known = set(runs) or _unrecorded_attempts(job)
+    if attempt is not None and attempt not in known:
+        have = f"attempts 1..{max(known)}" if known else "no attempt yet (it has not run)"
+        raise ValidationError("attempt", f"job {job_id} has {have}, not {attempt}")
+    n = attempt if attempt is not None else max(known, default=None)
+    if n is None:
+        why = f"has not started ({job.reason})" if job.state is JobState.PENDING else "never ran"
+        return LogChunk(b"", offset, job.state.terminal, note=f"job {job_id} {why}")
+    alloc = runs[n].allocation if n in runs and n != job.attempt else job.allocation
+    if rank < 0 or (alloc and rank >= len(alloc)):
+        raise ValidationError("rank", f"job {job_id} has ranks 0..{max(len(alloc) - 1, 0)}")
+    return replace(ctx.executor.logs(job, offset, rank, attempt=n), attempt=n)
+
+
+def _unrecorded_attempts(job: Job) -> set[int]:
+    """The runs of a job that ran before attempts were recorded (schema < 0003), from its row."""
+    ran = job.handle is not None or job.started_at is not None or job.restarts > 0
+    return set(range(1, latest_attempt(job) + 1)) if ran else set()
+
+
+def attempts(ctx: Ctx, user: User, job_id: int) -> list[Attempt]:
+    get(ctx, user, job_id)
+    return ctx.store.attempts(job_id)
 
 
 def events(ctx: Ctx, user: User, job_id: int) -> list[StateChange]:

@@ -6,6 +6,7 @@ from contextlib import contextmanager
 from typing import Iterable, Iterator, Sequence
 
 from sqlalchemy import Engine, bindparam, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from gpufleet.domain import (
@@ -25,6 +26,10 @@ from gpufleet.store.rows import (
 ACTIVE = (JobState.PENDING.value, JobState.RUNNING.value)
 
 
+class DuplicateKey(Exception):
+    """An idempotency key this user already used (a concurrent submission won the race)."""
+
+
 class Store(TokenRepo):
     def __init__(self, engine: Engine):
         self.engine = engine
@@ -37,11 +42,29 @@ class Store(TokenRepo):
             yield s
 
     # ---- jobs -------------------------------------------------------------------------------
-    def add_jobs(self, jobs: Sequence[Job], now: float, audit_user: str) -> None:
+    def add_jobs(self, jobs: Sequence[Job], now: float, audit_user: str,
+                 keys: Sequence[str | None] | None = None) -> None:
         # (the submit audit lines are written here, in the same transaction, not via Ctx.audit)
-        """Insert new jobs, their first events and the audit lines in ONE transaction."""
+        """Insert new jobs, their first events and the audit lines in ONE transaction. `keys`:
+        idempotency keys, unique per user: a key taken meanwhile raises DuplicateKey (nothing stored)."""
+        try:
+            self._add_jobs(jobs, now, audit_user, keys or [None] * len(jobs))
+        except IntegrityError as e:
+            if not any(keys or ()):
+                raise
+            raise DuplicateKey(str(e.orig)) from None
+
+    def jobs_by_key(self, user: str, keys: Sequence[str]) -> dict[str, Job]:
+        """The jobs `user` submitted under these idempotency keys (key -> job)."""
+        with self.tx() as s:
+            rows = s.scalars(select(JobRow).where(JobRow.user == user, JobRow.idempotency_key.in_(list(keys))))
+            return {r.idempotency_key: job_from_row(r) for r in rows}
+
+    def _add_jobs(self, jobs: Sequence[Job], now: float, audit_user: str, keys: Sequence[str | None]) -> None:
         with self.tx() as s:
             rows = [job_to_row(j) for j in jobs]
+            for row, key in zip(rows, keys):
+                row.idempotency_key = key
             s.add_all(rows)
             s.flush()
             for job, row in zip(jobs, rows):

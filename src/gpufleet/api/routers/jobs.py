@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
 
 from gpufleet.api.convert import job_detail, job_out
 from gpufleet.api.deps import current_user, get_ctx
@@ -13,15 +13,30 @@ from gpufleet.services import jobs as svc
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 
+IdempotencyKey = Header(None, alias="Idempotency-Key", description=(
+    "a client-chosen key (<= 128 of A-Z a-z 0-9 _ . : + / = -): a retry with the same key returns the job "
+    "made the first time (200 instead of 201), never a second copy; for /batch item i is KEY#i"))
+
+
 @router.post("", response_model=JobOut, status_code=201)
-def submit(body: JobCreate, ctx: Ctx = Depends(get_ctx), user: User = Depends(current_user)):
-    return job_out(svc.submit(ctx, user, body.model_dump(exclude_unset=True)))
+def submit(body: JobCreate, response: Response, idempotency_key: str | None = IdempotencyKey,
+           ctx: Ctx = Depends(get_ctx), user: User = Depends(current_user)):
+    key = svc.check_key(idempotency_key) if idempotency_key is not None else None
+    job = svc.submit(ctx, user, body.model_dump(exclude_unset=True), key)
+    if job.extra.get("replayed"):
+        response.status_code = 200
+    return job_out(job)
 
 
 @router.post("/batch", response_model=list[JobOut], status_code=201)
-def submit_batch(body: list[JobCreate], ctx: Ctx = Depends(get_ctx), user: User = Depends(current_user)):
+def submit_batch(body: list[JobCreate], response: Response, idempotency_key: str | None = IdempotencyKey,
+                 ctx: Ctx = Depends(get_ctx), user: User = Depends(current_user)):
     """Submit several jobs in one call: all are validated, then all are stored in one transaction."""
-    return [job_out(j) for j in svc.submit_many(ctx, user, [b.model_dump(exclude_unset=True) for b in body])]
+    keys = svc.batch_keys(idempotency_key, len(body))
+    jobs = svc.submit_many(ctx, user, [b.model_dump(exclude_unset=True) for b in body], keys)
+    if jobs and all(j.extra.get("replayed") for j in jobs):
+        response.status_code = 200
+    return [job_out(j) for j in jobs]
 
 
 @router.get("", response_model=list[JobOut])
