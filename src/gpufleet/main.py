@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
+import socket
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from sqlalchemy.engine import make_url
 
 from gpufleet.control.health_loop import run_health, run_recurring
 from gpufleet.control.loop import ControlLoop, CycleReport, run_control
@@ -17,6 +21,9 @@ from gpufleet.observability import Metrics, configure_logging, get_logger
 from gpufleet.services.health import HealthService, build_health_service
 from gpufleet.services.schedules import ScheduleService
 from gpufleet.services.tenants import bootstrap, mint_token
+from gpufleet.executors.local.account import Accounts
+from gpufleet.listeners import Listeners, bind_all, socket_paths
+from gpufleet.ownership import DatabaseLock, HomeLock
 from gpufleet.settings import Settings
 from gpufleet.store import Store, make_engine, migrate
 
@@ -31,11 +38,14 @@ EXECUTOR_MODULES = {
 }
 
 
-def build_executor(settings: Settings, nodes: list | None = None) -> Executor:
+def build_executor(settings: Settings, nodes: list | None = None, accounts: Accounts | None = None,
+                   lang: str | None = None) -> Executor:
     module = importlib.import_module(EXECUTOR_MODULES[settings.executor])
     options = dict(getattr(settings, settings.executor, {}) or {}) if settings.executor in ("slurm", "kubernetes") else {}
     if settings.executor == "local":
         options["addresses"] = {n.name: n.address for n in nodes or []}
+        options["accounts"] = accounts
+        options["lang"] = lang
     return module.create(options, settings.home)
 
 
@@ -53,6 +63,13 @@ class Server:
     schedules: ScheduleService
     stop: threading.Event
     wake: threading.Event
+    accounts: Accounts | None = None
+    locks: list = field(default_factory=list)  # HomeLock, DatabaseLock: released by close()
+
+    def close(self) -> None:
+        self.executor.close()
+        for lock in reversed(self.locks):
+            lock.release()
 
     def start_loops(self) -> list[threading.Thread]:
         loops = [
@@ -70,20 +87,41 @@ class Server:
         self.metrics.update_fleet(report.jobs, report.nodes, self.ctx.clock(), self.health.unhealthy)
 
 
-def build(settings: Settings) -> Server:
-    settings.home.mkdir(parents=True, exist_ok=True)
+def build(settings: Settings, lock: HomeLock | None = None) -> Server:
+    """Everything wired, after taking the data directory's lock (unless given): a second build on
+    the same home raises ServerRunning having touched nothing."""
+    lock = lock or HomeLock.acquire(settings.home, settings.port)
+    locks: list = [lock]
+    try:
+        return _build(settings, locks)
+    except BaseException:
+        for held in reversed(locks):
+            held.release()
+        raise
+
+
+def _build(settings: Settings, locks: list) -> Server:
+    _private_home(settings.home)
     store = Store(make_engine(settings.db_url))
+    locks.append(DatabaseLock.acquire(store.engine))  # before the first write to the database
     migrate(store.engine)
+    _private_sqlite(settings)
+    store.put_meta("server", {"pid": os.getpid(), "port": settings.port, "host": socket.gethostname(),
+                              "home": str(settings.home)})
+    accounts = Accounts.of_this_process(settings.accounts, settings.admin_group,
+                                        local_jobs=settings.executor == "local",
+                                        new_user_tenant=settings.peer_tenant)
     discovered = None
     if settings.executor in ("local", "fake"):
         discovered = discover(settings.inventory, settings.fake_gpus)
-    executor = build_executor(settings, discovered.inventory.nodes if discovered else None)
+    executor = build_executor(settings, discovered.inventory.nodes if discovered else None, accounts,
+                              os.environ.get("LANG"))  # a job's LANG: the server's, else C.UTF-8
     if discovered is not None:
         store.sync_nodes(discovered.inventory.nodes)
     elif Ability.NODES in executor.abilities:
         store.sync_nodes(executor.nodes(), keep_state=False)
     wake, stop = threading.Event(), threading.Event()
-    ctx = Ctx(store=store, executor=executor, wake=wake.set)
+    ctx = Ctx(store=store, executor=executor, wake=wake.set, accounts=accounts)
     bootstrap(ctx, discovered.inventory.tenants if discovered else [])
     token = _ensure_admin_token(ctx, settings.home)
     loop = ControlLoop(store, executor, config=settings.scheduler)
@@ -96,9 +134,27 @@ def build(settings: Settings) -> Server:
     schedules = ScheduleService(ctx, health.repo, metrics=metrics,
                                 env={"GPUFLEET_URL": settings.url, "GPUFLEET_TOKEN": token})
     server = Server(settings, store, executor, ctx, loop, discovered, token, metrics, health, schedules,
-                    stop, wake)
+                    stop, wake, accounts, locks)
     loop.on_cycle = server.on_cycle
     return server
+
+
+def _private_home(home: Path) -> None:
+    """The data directory is the server's alone (0700): database, tokens, run control files."""
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if os.stat(home).st_mode & 0o077:
+        os.chmod(home, 0o700)
+
+
+def _private_sqlite(settings: Settings) -> None:
+    """The SQLite database and its WAL/SHM files: 0600 (SQLite gives the WAL files the database's mode)."""
+    url = make_url(settings.db_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return
+    db = Path(url.database)
+    for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        if path.exists():
+            os.chmod(path, 0o600)
 
 
 def _ensure_admin_token(ctx: Ctx, home: Path) -> str:
@@ -120,29 +176,68 @@ def _ensure_admin_token(ctx: Ctx, home: Path) -> str:
 
 
 def serve(settings: Settings) -> None:
+    """`gpufleet serve`: 1. lock the data directory  2. bind the port and the local sockets
+    3. build (database, inventory, executor)  4. serve until SIGTERM/SIGINT, then clean up."""
+    os.umask(0o077)  # what the server writes is its own; jobs get 022 from the shim
+    signal.signal(signal.SIGTERM, _exit_cleanly)  # also re-raised by uvicorn once it has stopped
+    configure_logging(settings.log_format)
+    lock = HomeLock.acquire(settings.home, settings.port)
+    try:
+        root = os.geteuid() == 0
+        listeners = bind_all(settings.host, settings.port, socket_paths(settings.home, settings.socket, root))
+    except BaseException:
+        lock.release()
+        raise
+    server = None
+    try:
+        server = build(settings, lock)
+        _serve(server, listeners)
+    finally:
+        if server is not None:
+            server.stop.set()
+            server.wake.set()
+        listeners.close()
+        (settings.home / "server.json").unlink(missing_ok=True)  # still ours: the lock is held
+        if server is not None:
+            server.close()  # executor, then the database and home locks
+        lock.release()
+
+
+def _exit_cleanly(signum, frame) -> None:
+    raise SystemExit(0)
+
+
+def _serve(server: Server, listeners: Listeners) -> None:
     import json
 
     import uvicorn
 
     from gpufleet.api.app import create_app
+    from gpufleet.api.peer import PeerCredProtocol
 
-    configure_logging(settings.log_format)
-    server = build(settings)
+    settings = server.settings
+    _log_start(server, listeners)
+    app = create_app(server.ctx, metrics=server.metrics.render, health_service=server.health,
+                     schedule_service=server.schedules, max_body_bytes=settings.max_request_bytes)
+    info = {"url": settings.url, "pid": os.getpid(), "sockets": [str(u.path) for u in listeners.unix]}
+    fd = os.open(settings.home / "server.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(info))
+    server.start_loops()
+    # one uvicorn server for the port and the sockets; log_config=None: its lines go through ours
+    config = uvicorn.Config(app, http=PeerCredProtocol, log_level="warning", access_log=False, log_config=None)
+    uvicorn.Server(config).run(sockets=listeners.sockets)
+
+
+def _log_start(server: Server, listeners: Listeners) -> None:
+    settings = server.settings
     if server.discovered is not None:
         n = server.discovered.inventory.nodes
         log.info("inventory", source=server.discovered.source, nodes=len(n),
                  gpus=sum(len(x.gpus) for x in n), notice=server.discovered.notice)
-    app = create_app(server.ctx, metrics=server.metrics.render, health_service=server.health,
-                     schedule_service=server.schedules, max_body_bytes=settings.max_request_bytes)
-    (settings.home / "server.json").write_text(json.dumps({"url": settings.url, "pid": os.getpid()}))
-    server.start_loops()
+    for note in listeners.notes:
+        log.warning("local socket", notice=note)
+    if server.accounts is not None and server.accounts.notice:
+        log.warning("jobs are not isolated", notice=server.accounts.notice)
     log.info("gpufleet serving", url=settings.url, executor=server.executor.name,
-             db=settings.db_url.split("@")[-1])
-    try:
-        # log_config=None: uvicorn's own lines go through our structured logging too
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning",
-                    access_log=False, log_config=None)
-    finally:
-        server.stop.set()
-        server.wake.set()
-        server.executor.close()
+             sockets=[str(u.path) for u in listeners.unix], db=settings.db_url.split("@")[-1])

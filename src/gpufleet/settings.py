@@ -41,6 +41,11 @@ class Settings:
     kubernetes: dict[str, Any] = field(default_factory=dict)  # kubeconfig, namespace, ...
     health: dict[str, Any] = field(default_factory=dict)
     log_format: str = "auto"  # auto | json | console
+    # who jobs run as and who is admin on the local socket (see README "Security model")
+    accounts: dict[str, str] = field(default_factory=dict)  # gpufleet user -> Unix account (default: same name)
+    admin_group: str | None = None  # Unix group whose members are admins over the socket (root always is)
+    peer_tenant: str | None = "default"  # tenant of an account first seen on the socket (None: refuse it)
+    socket: str | None = None  # the local socket (default <home>/gpufleet.sock; "off": none)
     max_request_bytes: int = 1024 * 1024  # larger API request bodies get 413
 
     @property
@@ -105,3 +110,15 @@ def _check(s: Settings) -> None:
         raise ValidationError("max_request_bytes", f"must be an integer >= 1024, got {s.max_request_bytes!r}")
     if not 0 < s.port < 65536:
         raise ValidationError("port", f"not a port: {s.port}")
+    _check_accounts(s)
+
+
+def _check_accounts(s: Settings) -> None:
+    if not isinstance(s.accounts, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and k and v and "\0" not in k + v and "/" not in v
+            for k, v in s.accounts.items()):
+        raise ValidationError("accounts", "must map gpufleet user names to Unix account names")
+    if s.admin_group is not None and (not isinstance(s.admin_group, str) or not s.admin_group):
+        raise ValidationError("admin_group", "must be a Unix group name")
+    if s.peer_tenant is not None and not isinstance(s.peer_tenant, str):
+        raise ValidationError("peer_tenant", "must be a tenant name, or null")

@@ -35,9 +35,34 @@ def reset_postgres(url: str) -> None:
     eng.dispose()
 
 
+# A root server runs each job as its owner's Unix account and refuses users without one. The
+# tests' made-up users run as `nobody` (tests/e2e/test_security_e2e.py creates real ones).
+TEST_ACCOUNTS = {name: "nobody" for name in
+                 ("alice", "bob", "carol", "dave", "eve", "mallory", "vic", "sam", "rob", "u1", "u2")}
+
+
+def with_test_accounts(home: Path, args: list[str], accounts: dict[str, str]) -> list[str]:
+    """`args` with the accounts mapping merged into their --config (or a new one), as root."""
+    if os.geteuid() != 0 or not accounts:
+        return args
+    import yaml
+
+    args = list(args)
+    cfg: dict = {}
+    if "--config" in args:
+        i = args.index("--config")
+        cfg = yaml.safe_load(Path(args[i + 1]).read_text()) or {}
+        del args[i:i + 2]
+    cfg["accounts"] = {**accounts, **(cfg.get("accounts") or {})}
+    path = home / f"server-accounts-{time.time_ns()}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return [*args, "--config", str(path)]
+
+
 class ServerProc:
-    def __init__(self, home: Path, db: str | None, args: list[str]):
-        self.home, self.db, self.args = home, db, args
+    def __init__(self, home: Path, db: str | None, args: list[str], accounts: dict[str, str] | None = None):
+        self.home, self.db = home, db
+        self.args = with_test_accounts(home, args, TEST_ACCOUNTS if accounts is None else accounts)
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
         self.env = {**os.environ, "GPUFLEET_HOME": str(home), "GPUFLEET_URL": f"http://127.0.0.1:{self.port}"}

@@ -42,6 +42,7 @@ class LogPage:
     complete: bool
     state: str
     note: str
+    attempt: int | None = None  # which run the data is of
 
 
 def _home() -> Path:
@@ -182,12 +183,15 @@ class Client:
     def cancel(self, job_id: int) -> CancelOut:
         return CancelOut.model_validate(self._call("POST", f"/jobs/{job_id}/cancel").json())
 
-    def logs(self, job_id: int, offset: int = 0, rank: int = 0) -> LogPage:
-        r = self._call("GET", f"/jobs/{job_id}/logs", params={"offset": offset, "rank": rank})
+    def logs(self, job_id: int, offset: int = 0, rank: int = 0, attempt: int | None = None) -> LogPage:
+        """One page of a rank's output of attempt `attempt` (None: the latest run)."""
+        params = {"offset": offset, "rank": rank} | ({"attempt": attempt} if attempt is not None else {})
+        r = self._call("GET", f"/jobs/{job_id}/logs", params=params)
         h = r.headers
+        served = h.get("X-Gpufleet-Attempt", "")
         return LogPage(r.content, int(h.get("X-Gpufleet-Offset", offset)),
                        h.get("X-Gpufleet-Complete") == "1", h.get("X-Gpufleet-State", ""),
-                       h.get("X-Gpufleet-Note", ""))
+                       h.get("X-Gpufleet-Note", ""), int(served) if served.isdigit() else None)
 
     def info(self) -> dict[str, Any]:
         """/healthz: version, engine, whom jobs run as, and a notice when they are not isolated."""

@@ -31,6 +31,10 @@ class Conflict(GpufleetError):
     pass
 
 
+class ServerRunning(GpufleetError):
+    """Another server owns this data directory or database. CLI: exit 2 with this one line."""
+
+
 class IllegalTransition(GpufleetError):
     def __init__(self, kind: str, old: str, new: str):
         super().__init__(f"illegal {kind} transition {old} -> {new}")

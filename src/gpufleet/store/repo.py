@@ -221,15 +221,18 @@ class Store(TokenRepo):
         with self.tx() as s:
             row = BookingRow(name=b.name, tenant=b.tenant, user=b.user, nodes=list(b.nodes),
                              start=b.start, end=b.end, exclusive=b.exclusive, gpus=b.gpus,
-                             gpu_model=b.gpu_model)
+                             gpu_model=b.gpu_model, approval=b.approval)
             s.add(row)
             s.flush()
             b.id = row.id
         return b
 
-    def bookings(self, now: float | None = None) -> list[Booking]:
-        """Bookings not cancelled (and, given `now`, not yet over)."""
+    def bookings(self, now: float | None = None, approval: Sequence[str] | None = ("approved",)) -> list[Booking]:
+        """Bookings in force: not cancelled, approved (and, given `now`, not yet over).
+        `approval=None`: whatever their approval (requested and rejected ones too)."""
         q = select(BookingRow).where(BookingRow.cancelled.is_(False))
+        if approval is not None:
+            q = q.where(BookingRow.approval.in_(list(approval)))
         if now is not None:
             q = q.where(BookingRow.end > now)
         with self.tx() as s:
@@ -241,6 +244,14 @@ class Store(TokenRepo):
             if row is None or row.cancelled:
                 raise NotFound("booking", booking_id)
             return booking_from_row(row)
+
+    def set_booking_approval(self, booking_id: int, approval: str, expected: str = "requested") -> bool:
+        """Compare-and-set the approval of a booking (False: it was not `expected` any more)."""
+        with self.tx() as s:
+            return s.execute(update(BookingRow).where(BookingRow.id == booking_id,
+                                                      BookingRow.approval == expected,
+                                                      BookingRow.cancelled.is_(False))
+                             .values(approval=approval)).rowcount == 1
 
     def cancel_booking(self, booking_id: int) -> None:
         with self.tx() as s:

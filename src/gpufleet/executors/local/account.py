@@ -155,7 +155,8 @@ class Accounts:
         """What `gpufleet serve` and `gpufleet nodes` say when jobs are not isolated."""
         if self.run_as_owner:
             return None
-        return (f"the server runs as {self.server.name}, not root: every job runs as {self.server.name}; "
+        why = "the server is not root" if self.server.uid != 0 else "this engine runs them as the server's account"
+        return (f"every job runs as {self.server.name} ({why}); "
                 "tenants are accounting labels, not a security boundary")
 
 
