@@ -3,6 +3,8 @@ time limits, cordon, foreign pods, restart re-adoption, logs through the pod log
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from gpufleet.domain import Allocation, NodeState, ValidationError
@@ -226,6 +228,18 @@ def test_exec_mode_runs_the_command_with_rank_env(make_executor):
     obs = wait_phase(ex, job, {Phase.FAILED})
     assert obs.exit_code == 4
     assert ex.logs(job, 0, rank=1).data == b"rank=1 cuda=0,1 gpus=4,5\n"
+
+
+def test_exec_mode_gets_a_hostile_argv_and_env_verbatim_through_the_api_server(make_executor):
+    """`$(VAR)` and `$$` would be expanded by the kubelet: gpufleet escapes them, the process gets them."""
+    ex = make_executor(pod_annotations=EXEC)
+    hostile = ("$(HOME)", "$$", "$(NODE_RANK)x", "a\n#b", "'\"`id`", "$")
+    dump = "import json, os, sys; print(json.dumps([sys.argv[1:], os.environ['EVIL']]))"
+    job = job_of([Allocation("gpu-node-01", (0,))], command=("python3", "-c", dump, *hostile),
+                 env={"EVIL": "$(NODE_RANK) $$ $(HOME)"})
+    ex.launch(job)
+    assert wait_phase(ex, job, {Phase.SUCCEEDED}).exit_code == 0
+    assert json.loads(ex.logs(job, 0).data) == [list(hostile), "$(NODE_RANK) $$ $(HOME)"]
 
 
 def test_logs_without_a_pod_say_so(make_executor):
