@@ -60,7 +60,7 @@ class AnsibleRunbook:
         if binary is None:
             return StepResult(False, "ansible-playbook not found (install ansible-core)")
         if not _HOST.fullmatch(node):
-            return StepResult(False, f"node {node!r} is not a plain host name: not run (it would be an Ansible pattern)")
+            return StepResult(False, f"node {node!r} is not a plain host name: not run (--limit reads a pattern)")
         data_dir = Path(self.artifacts_dir or tempfile.mkdtemp(prefix="gpufleet-runbook-")) / node
         data_dir.mkdir(parents=True, exist_ok=True)
         write_extravars(data_dir / "env" / "extravars", self.extravars,
