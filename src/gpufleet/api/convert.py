@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from gpufleet.api.schemas import BookingOut, EventOut, GpuOut, JobDetail, JobOut, NodeOut, TenantOut
-from gpufleet.domain import Booking, Job, Node, StateChange, Tenant
+from gpufleet.api.schemas import (
+    AttemptOut, BookingOut, EventOut, GpuOut, JobDetail, JobOut, NodeOut, TenantOut,
+)
+from gpufleet.domain import Attempt, Booking, Job, Node, StateChange, Tenant
 from gpufleet.domain.spec import spec_to_dict
 
 
@@ -18,9 +20,17 @@ def job_out(job: Job, cls=JobOut, **extra) -> JobOut:
     )
 
 
-def job_detail(job: Job, events: list[StateChange]) -> JobDetail:
-    return job_out(job, JobDetail, events=[EventOut(at=e.at, old=e.old, new=e.new, reason=e.reason)
-                                           for e in events])
+def job_detail(job: Job, events: list[StateChange], attempts: list[Attempt] = ()) -> JobDetail:
+    return job_out(job, JobDetail,
+                   events=[EventOut(at=e.at, old=e.old, new=e.new, reason=e.reason, attempt=e.attempt)
+                           for e in events],
+                   attempts=[attempt_out(a) for a in attempts])
+
+
+def attempt_out(a: Attempt) -> AttemptOut:
+    return AttemptOut(n=a.n, state=a.state.value, reason=a.reason, nodes=list(a.node_names),
+                      gpus={x.node: list(x.gpus) for x in a.allocation}, started_at=a.started_at,
+                      ended_at=a.ended_at, exit_code=a.exit_code, handle=a.handle)
 
 
 def node_out(n: Node, owners: dict[tuple[str, int], int]) -> NodeOut:
@@ -42,4 +52,4 @@ def tenant_out(t: Tenant, **extra) -> TenantOut:
 def booking_out(b: Booking) -> BookingOut:
     return BookingOut(id=b.id, name=b.name, tenant=b.tenant, user=b.user, nodes=list(b.nodes),
                       start=b.start, end=b.end, exclusive=b.exclusive, gpus=b.gpus,
-                      gpu_model=b.gpu_model)
+                      gpu_model=b.gpu_model, approval=b.approval, note=b.note)

@@ -57,10 +57,26 @@ class EventOut(BaseModel):
     old: str
     new: str
     reason: str
+    attempt: int | None = None  # changes into or out of RUNNING: which run
+
+
+class AttemptOut(BaseModel):
+    """One run of a job: each requeue (preemption, node down...) starts another."""
+
+    n: int = Field(description="1, 2, ...: GPUFLEET_ATTEMPT; GPUFLEET_RESTART_COUNT is n - 1")
+    state: str = Field(description="RUNNING, or how the run ended (PENDING: requeued)")
+    reason: str
+    nodes: list[str]
+    gpus: dict[str, list[int]]
+    started_at: float
+    ended_at: float | None
+    exit_code: int | None
+    handle: str | None = None
 
 
 class JobDetail(JobOut):
     events: list[EventOut] = []
+    attempts: list[AttemptOut] = []
 
 
 class CancelOut(BaseModel):
@@ -185,6 +201,8 @@ class BookingOut(BaseModel):
     exclusive: bool
     gpus: int | None
     gpu_model: str | None
+    approval: str = Field("approved", description="approved (in force) | requested (waits for an admin) | rejected")
+    note: str = Field("", description="e.g. which limit a requested booking exceeds")
 
 
 class WhoAmI(BaseModel):

@@ -15,6 +15,7 @@ from gpufleet.client import Client
 from gpufleet.domain import ValidationError, format_duration
 from gpufleet.domain.spec import build_spec
 
+ACTIVE = ("PENDING", "RUNNING")  # logs -f follows a job through requeues until it is not one of these
 FLAG_FIELDS = ("gpus", "nodes", "gpu_model", "cpus", "mem", "time_limit", "tenant", "priority",
                "name", "workdir", "booking", "image")
 
@@ -139,24 +140,39 @@ def show(job_id: int, as_json: bool = typer.Option(False, "--json")) -> None:
     for k, v in lines:
         out.print(f"[bold]{k:>14}[/bold]  {v}")
     out.print()
-    table(("TIME", "FROM", "TO", "REASON"), [(when(e.at), e.old or "-", e.new, e.reason) for e in j.events],
-          title="events")
+    if j.attempts:
+        table(("ATTEMPT", "STATE", "NODES", "START", "END", "EXIT", "REASON"),
+              [(a.n, "REQUEUED" if a.state == "PENDING" else a.state, ",".join(a.nodes) or "-",
+                when(a.started_at), when(a.ended_at), "-" if a.exit_code is None else a.exit_code, a.reason)
+               for a in j.attempts], title="attempts")
+        out.print()
+    table(("TIME", "ATTEMPT", "FROM", "TO", "REASON"),
+          [(when(e.at), e.attempt or "", e.old or "-", e.new, e.reason) for e in j.events], title="events")
 
 
 def logs(job_id: int, follow: bool = typer.Option(False, "--follow", "-f"),
-         rank: int = typer.Option(0, "--rank", "-r", help="which rank of a multi-node job")) -> None:
-    """Print a job's output; -f follows it until the job ends."""
-    offset = 0
+         rank: int = typer.Option(0, "--rank", "-r", help="which rank of a multi-node job"),
+         attempt: Optional[int] = typer.Option(None, "--attempt", "-a",
+                                               help="which run (1, 2, ...; `gpufleet show` lists them); "
+                                                    "default: the latest")) -> None:
+    """Print a job's output (of its latest run, or --attempt N); -f follows it until the job ends,
+    onto the next attempt when the job is requeued."""
+    offset, served = 0, attempt
     with Client.from_env() as c:
         while True:
-            page = c.logs(job_id, offset, rank)
+            page = c.logs(job_id, offset, rank, attempt)
+            if served is not None and page.attempt not in (None, served):  # requeued: the next run
+                print(f"--- attempt {page.attempt} ---", file=sys.stderr)
+                offset, served = 0, page.attempt
+                continue
+            served = page.attempt if served is None else served
             if page.data:
                 sys.stdout.buffer.write(page.data)
                 sys.stdout.flush()
             offset = page.offset
             if page.note and not page.data and (not follow or page.complete):
                 print(page.note, file=sys.stderr)
-            if not follow or page.complete:
+            if not follow or (page.complete and (attempt is not None or page.state not in ACTIVE)):
                 return
             time.sleep(0.5 if not page.data else 0.05)
 

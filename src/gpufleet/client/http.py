@@ -250,6 +250,11 @@ class Client:
     def unbook(self, booking_id: int) -> None:
         self._call("DELETE", f"/bookings/{booking_id}")
 
+    def approve_booking(self, booking_id: int, approve: bool = True) -> BookingOut:
+        """Admin: approve (or, approve=False, reject) a requested booking."""
+        r = self._call("POST", f"/bookings/{booking_id}/{'approve' if approve else 'reject'}")
+        return BookingOut.model_validate(r.json())
+
     # generic access for routers mounted by other modules (health, schedules)
     def get(self, path: str, **params: Any) -> Any:
         return self._call("GET", path, params=params).json()

@@ -65,6 +65,7 @@ class LogChunk:
     offset: int  # offset to ask for next time
     complete: bool  # the job ended and everything was read
     note: str = ""  # e.g. "logs are not available from this engine: ..."
+    attempt: int | None = None  # which run the data is of (set by the jobs service)
 
 
 @runtime_checkable

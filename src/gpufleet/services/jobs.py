@@ -148,7 +148,10 @@ def _check_booking(ctx: Ctx, booking_id: int, tenant: str) -> None:
     except NotFound:
         raise ValidationError("booking", f"no booking {booking_id}") from None
     if b.tenant != tenant:
-        raise ValidationError("booking", f"booking {booking_id} belongs to tenant {b.tenant}")
+        raise ValidationError("booking", f"booking {booking_id} belongs to another tenant")
+    if b.approval != "approved":
+        raise ValidationError("booking", f"booking {booking_id} is {b.approval}, not in force "
+                                         "(an admin approves it: gpufleet booking approve)")
     if b.end <= ctx.clock():
         raise ValidationError("booking", f"booking {booking_id} is over")
 

@@ -4,7 +4,7 @@ from fastapi import APIRouter, Depends, Header, Query, Response
 
 from gpufleet.api.convert import job_detail, job_out
 from gpufleet.api.deps import current_user, get_ctx
-from gpufleet.api.params import JobId, Offset, Rank
+from gpufleet.api.params import AttemptNo, JobId, Offset, Rank
 from gpufleet.api.schemas import CancelOut, JobCreate, JobDetail, JobOut
 from gpufleet.domain import User
 from gpufleet.services import Ctx
@@ -49,7 +49,7 @@ def list_jobs(state: list[str] | None = Query(None), tenant: str | None = None,
 @router.get("/{job_id}", response_model=JobDetail)
 def show(job_id: JobId, ctx: Ctx = Depends(get_ctx), user: User = Depends(current_user)):
     job = svc.get(ctx, user, job_id)
-    return job_detail(job, ctx.store.events("job", str(job_id)))
+    return job_detail(job, ctx.store.events("job", str(job_id)), ctx.store.attempts(job_id))
 
 
 @router.post("/{job_id}/cancel", response_model=CancelOut)
@@ -60,13 +60,15 @@ def cancel(job_id: JobId, ctx: Ctx = Depends(get_ctx), user: User = Depends(curr
 
 
 @router.get("/{job_id}/logs")
-def logs(job_id: JobId, offset: Offset = 0, rank: Rank = 0,
+def logs(job_id: JobId, offset: Offset = 0, rank: Rank = 0, attempt: AttemptNo = None,
          ctx: Ctx = Depends(get_ctx), user: User = Depends(current_user)):
-    chunk = svc.logs(ctx, user, job_id, offset, rank)
+    """Output of one rank of one attempt; X-Gpufleet-Attempt says which (none: the latest)."""
+    chunk = svc.logs(ctx, user, job_id, offset, rank, attempt)
     job = ctx.store.get_job(job_id)
     return Response(content=chunk.data, media_type="application/octet-stream", headers={
         "X-Gpufleet-Offset": str(chunk.offset),
         "X-Gpufleet-Complete": "1" if chunk.complete else "0",
         "X-Gpufleet-State": job.state.value,
         "X-Gpufleet-Note": chunk.note.replace("\n", " ")[:500],
+        "X-Gpufleet-Attempt": str(chunk.attempt or ""),
     })
