@@ -89,8 +89,13 @@ class DatabaseLock:
 
     def release(self) -> None:
         if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+            try:  # close() alone would hand the session, lock and all, back to the pool
+                self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": PG_LOCK_KEY})
+                self._conn.commit()
+            finally:
+                self._conn.invalidate()
+                self._conn.close()
+                self._conn = None
 
 
 def _pg_owner(engine: Engine) -> str:
