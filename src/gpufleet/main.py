@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 
 from gpufleet.control.health_loop import run_health, run_recurring
 from gpufleet.control.loop import ControlLoop, CycleReport, run_control
+from gpufleet.domain import parse_booking_limits
 from gpufleet.executors.base import Ability, Executor
 from gpufleet.inventory import Discovered, discover
 from gpufleet.services import Ctx
@@ -121,7 +122,8 @@ def _build(settings: Settings, locks: list) -> Server:
     elif Ability.NODES in executor.abilities:
         store.sync_nodes(executor.nodes(), keep_state=False)
     wake, stop = threading.Event(), threading.Event()
-    ctx = Ctx(store=store, executor=executor, wake=wake.set, accounts=accounts)
+    ctx = Ctx(store=store, executor=executor, wake=wake.set, accounts=accounts,
+              booking_limits=parse_booking_limits(settings.bookings))
     bootstrap(ctx, discovered.inventory.tenants if discovered else [])
     token = _ensure_admin_token(ctx, settings.home)
     loop = ControlLoop(store, executor, config=settings.scheduler)

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from gpufleet.domain import ValidationError
+from gpufleet.domain import ValidationError, parse_booking_limits
 from gpufleet.scheduler import POLICIES, SchedulerConfig
 
 EXECUTORS = ("local", "slurm", "kubernetes", "fake")
@@ -47,6 +47,9 @@ class Settings:
     peer_tenant: str | None = "default"  # tenant of an account first seen on the socket (None: refuse it)
     socket: str | None = None  # the local socket (default <home>/gpufleet.sock; "off": none)
     max_request_bytes: int = 1024 * 1024  # larger API request bodies get 413
+    # what a non-admin may book without an admin's approval: max_duration, max_horizon,
+    # node_hours_per_week, and per-tenant overrides under `tenants:` (examples/server.yaml)
+    bookings: dict[str, Any] = field(default_factory=dict)
 
     @property
     def db_url(self) -> str:
@@ -105,6 +108,7 @@ def _check(s: Settings) -> None:
         raise ValidationError("inventory", "give --inventory or --fake-gpus, not both")
     if s.fake_gpus is not None and s.fake_gpus < 0:
         raise ValidationError("fake_gpus", "must be >= 0")
+    parse_booking_limits(s.bookings)  # names the bad key, e.g. bookings.max_duration
     if isinstance(s.max_request_bytes, bool) or not isinstance(s.max_request_bytes, int) \
             or s.max_request_bytes < 1024:
         raise ValidationError("max_request_bytes", f"must be an integer >= 1024, got {s.max_request_bytes!r}")

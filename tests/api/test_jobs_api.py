@@ -77,6 +77,12 @@ ISOLATION = [
     ("GET", "/api/v1/users", None, 200, lambda body, ids: [u["name"] for u in body] == ["bob"]),
     ("PATCH", "/api/v1/users/bob", {"admin": True}, 403, None),
     ("PATCH", "/api/v1/users/alice", {"tenant": "speech"}, 403, None),
+    ("GET", "/api/v1/bookings#{booking}", None, 200, lambda body, ids: body == []),
+    ("POST", "/api/v1/bookings/{booking}/approve", None, 403, None),
+    ("POST", "/api/v1/bookings/{booking}/reject", None, 403, None),
+    ("DELETE", "/api/v1/bookings/{booking}", None, 404, None),
+    ("POST", "/api/v1/jobs#key", {"command": ["true"]}, 201,
+     lambda body, ids: body["user"] == "bob" and body["id"] != ids["job"]),  # alice's key: bob's own job
 ]
 
 
@@ -85,11 +91,13 @@ def test_tenant_isolation_per_endpoint(api, method, path, body, status, check):
     alice = api.token("alice", "vision")
     bob = api.token("bob", "speech")
     ids = {"token": max(t["id"] for t in api.get("/api/v1/tokens", headers=alice).json())}
-    if "{booking}" in path:
-        r = api.post("/api/v1/bookings", json={"start": "+1h", "duration": "1h", "nodes": ["desk-001"]},
-                     headers=alice)
-        ids["booking"] = r.json()["id"]
-    r = api.request(method, path.format(**ids), json=body, headers=bob)
+    r = api.post("/api/v1/bookings", json={"start": "+1h", "duration": "20h", "nodes": ["desk-001"]},
+                 headers=alice)  # 20 node-hours: within the default limits
+    ids["booking"] = r.json()["id"]
+    ids["job"] = api.http.post("/api/v1/jobs", json={"command": ["true"]},
+                               headers={**alice, "Idempotency-Key": "k1"}).json()["id"]
+    url, _, tag = path.format(**ids).partition("#")
+    r = api.request(method, url, json=body, headers={**bob, **({"Idempotency-Key": "k1"} if tag == "key" else {})})
     assert r.status_code == status, r.text
     if check is not None:
         assert check(r.json(), ids)

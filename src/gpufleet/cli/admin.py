@@ -12,6 +12,8 @@ from gpufleet.client import Client
 
 node_app = typer.Typer(help="Drain and resume nodes (admin).", no_args_is_help=True)
 tenant_app = typer.Typer(help="Create tenants and set quotas (admin).", no_args_is_help=True)
+booking_app = typer.Typer(help="Approve or reject bookings beyond a tenant's limits (admin).",
+                          no_args_is_help=True)
 
 
 def nodes(as_json: bool = typer.Option(False, "--json"),
@@ -121,6 +123,9 @@ def book(
         print_json(b)
     else:
         print(f"{b.id} {','.join(b.nodes)} {when(b.start)} -> {when(b.end)}")
+        if b.approval == "requested":
+            err.print(f"booking {b.id} is requested, not in force: {b.note} (gpufleet booking approve {b.id})",
+                      markup=False)
 
 
 def bookings(as_json: bool = typer.Option(False, "--json")) -> None:
@@ -131,10 +136,26 @@ def bookings(as_json: bool = typer.Option(False, "--json")) -> None:
         print_json(rows)
         return
     now = time.time()
-    table(("ID", "NAME", "TENANT", "NODES", "START", "END", "ACTIVE"), [
-        (b.id, b.name, b.tenant, ",".join(b.nodes), when(b.start), when(b.end),
-         "yes" if b.start <= now < b.end else "no") for b in rows
+    table(("ID", "NAME", "TENANT", "NODES", "START", "END", "APPROVAL", "ACTIVE"), [
+        (b.id, b.name, b.tenant, ",".join(b.nodes), when(b.start), when(b.end), b.approval,
+         "yes" if b.approval == "approved" and b.start <= now < b.end else "no") for b in rows
     ])
+
+
+@booking_app.command("approve")
+def booking_approve(booking_id: int) -> None:
+    """Put a requested booking in force (admin)."""
+    with Client.from_env() as c:
+        b = c.approve_booking(booking_id)
+    print(f"{b.id} approved: {','.join(b.nodes)} {when(b.start)} -> {when(b.end)}")
+
+
+@booking_app.command("reject")
+def booking_reject(booking_id: int) -> None:
+    """Refuse a requested booking (admin)."""
+    with Client.from_env() as c:
+        b = c.approve_booking(booking_id, approve=False)
+    print(f"{b.id} rejected")
 
 
 def unbook(booking_id: int) -> None:

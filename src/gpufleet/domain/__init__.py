@@ -19,14 +19,14 @@ from gpufleet.domain.states import (
     NodeState,
     StateChange,
 )
-from gpufleet.domain.tenant import ApiToken, Booking, Tenant, User
+from gpufleet.domain.tenant import ApiToken, Booking, BookingLimits, Tenant, User, parse_booking_limits
 from gpufleet.domain.transitions import transition
 from gpufleet.domain.units import format_duration, parse_duration, parse_mem_mb
 
 __all__ = [
     "ACTIVE_JOB_STATES", "JOB_TRANSITIONS", "NODE_TRANSITIONS", "TERMINAL_JOB_STATES",
-    "Allocation", "ApiToken", "Attempt", "Booking", "Conflict", "Forbidden", "Gpu", "GpufleetError", "IllegalTransition",
+    "Allocation", "ApiToken", "Attempt", "Booking", "BookingLimits", "Conflict", "Forbidden", "Gpu", "GpufleetError", "IllegalTransition",
     "Job", "JobSpec", "JobState", "Node", "NodeKind", "NodeState", "NotFound", "StateChange",
     "Tenant", "User", "ValidationError", "format_duration", "normalise_model", "parse_duration",
-    "parse_mem_mb", "transition",
+    "parse_booking_limits", "parse_mem_mb", "transition",
 ]

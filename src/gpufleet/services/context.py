@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from gpufleet.domain import Forbidden, Node, Tenant, User
+from gpufleet.domain import BookingLimits, Forbidden, Node, Tenant, User
 from gpufleet.executors.base import Executor
 from gpufleet.executors.local.account import Accounts
 from gpufleet.observability.logs import get_logger
@@ -28,6 +28,8 @@ class Ctx:
     # the API's login caches (token -> user, peer uid -> user): emptied when a token is revoked or
     # a user changes, so neither outlives the change (see services/accounts.py)
     login_caches: list[dict] = field(default_factory=list, repr=False)
+    # what non-admins may book without approval, per tenant ("*": everyone else); from the settings
+    booking_limits: dict[str, BookingLimits] = field(default_factory=lambda: {"*": BookingLimits()})
 
     def tenant_names(self) -> set[str]:
         """Known tenants, cached briefly for the submit path (invalidated by tenant writes)."""

@@ -100,4 +100,4 @@ def tenant_from_row(r: TenantRow) -> Tenant:
 def booking_from_row(r: BookingRow) -> Booking:
     return Booking(id=r.id, tenant=r.tenant, nodes=tuple(r.nodes), start=r.start, end=r.end,
                    exclusive=r.exclusive, gpus=r.gpus, gpu_model=r.gpu_model, user=r.user,
-                   name=r.name)
+                   name=r.name, approval=r.approval or "approved")

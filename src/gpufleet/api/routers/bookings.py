@@ -33,3 +33,14 @@ def list_bookings(ctx: Ctx = Depends(get_ctx), user: User = Depends(current_user
 @router.delete("/{booking_id}", status_code=204)
 def cancel(booking_id: BookingId, ctx: Ctx = Depends(get_ctx), user: User = Depends(current_user)):
     svc.cancel_booking(ctx, user, booking_id)
+
+
+@router.post("/{booking_id}/approve", response_model=BookingOut)
+def approve(booking_id: BookingId, ctx: Ctx = Depends(get_ctx), user: User = Depends(current_user)):
+    """Admin: put a requested booking in force (409 if its nodes were booked meanwhile)."""
+    return booking_out(svc.approve(ctx, user, booking_id))
+
+
+@router.post("/{booking_id}/reject", response_model=BookingOut)
+def reject(booking_id: BookingId, ctx: Ctx = Depends(get_ctx), user: User = Depends(current_user)):
+    return booking_out(svc.reject(ctx, user, booking_id))
