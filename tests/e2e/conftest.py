@@ -110,6 +110,17 @@ class ServerProc:
     def submit(self, *args: str) -> int:
         return int(self.cli("submit", *args).stdout.strip())
 
+    def wait_log(self, job_id: int, text: str, *args: str, timeout: float = 20.0) -> str:
+        """`gpufleet logs JOB ARGS` once it holds `text` (the output so far)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            out = self.cli("logs", str(job_id), *args).stdout
+            if text in out:
+                return out
+            if time.monotonic() > deadline:
+                raise AssertionError(f"job {job_id}: no {text!r} in its log within {timeout}s: {out!r}")
+            time.sleep(0.2)
+
     def wait_state(self, job_id: int, states: set[str], timeout: float = 20.0) -> dict:
         deadline = time.monotonic() + timeout
         while True:
@@ -153,7 +164,8 @@ def server(server_factory):
 
 def stop_all_jobs(home: Path) -> None:
     """Leave nothing running: TERM the process group of every job this test's server started."""
-    for pid_file in (home / "runs" / "jobs").glob("*/rank-*/pid.json"):
+    jobs = home / "runs" / "jobs"  # jobs/<id>/attempt-<n>/rank-<r>/ (older layout: no attempt-<n>)
+    for pid_file in [*jobs.glob("*/attempt-*/rank-*/pid.json"), *jobs.glob("*/rank-*/pid.json")]:
         try:
             info = json.loads(pid_file.read_text())
             os.killpg(int(info["child_pgid"]), signal.SIGKILL)

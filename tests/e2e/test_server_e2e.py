@@ -146,7 +146,7 @@ def test_restart_marks_vanished_job_lost(server):
 
 def kill_job_processes(home, job_id: int) -> None:
     """kill -9 exactly the shim and the command of one job, by the pids its shim recorded."""
-    for pid_file in (home / "runs" / "jobs" / str(job_id)).glob("rank-*/pid.json"):
+    for pid_file in (home / "runs" / "jobs" / str(job_id)).glob("attempt-*/rank-*/pid.json"):
         info = json.loads(pid_file.read_text())
         for key in ("shim_pid", "child_pgid"):  # the shim first: it must not see its child die
             try:
