@@ -20,6 +20,9 @@ def test_example_server_config_loads_and_flags_win():
     ("executor: mesos\n", "executor"),
     ("scheduler: {policy: random}\n", "policy"),
     ("port: 0\n", "port"),
+    ("accounts: [alice]\n", "accounts"),
+    ("accounts: {alice: ../etc}\n", "accounts"),
+    ("admin_group: 7\n", "admin_group"),
 ])
 def test_bad_config_names_the_setting(tmp_path, text, field):
     f = tmp_path / "s.yaml"
@@ -33,3 +36,12 @@ def test_inventory_and_fake_gpus_are_exclusive():
     with pytest.raises(ValidationError) as e:
         load_settings(None, inventory="x.yaml", fake_gpus=2)
     assert e.value.field == "inventory"
+
+
+def test_accounts_and_socket_settings(tmp_path):
+    f = tmp_path / "s.yaml"
+    f.write_text("accounts: {alice: asmith}\nadmin_group: gpuadmins\npeer_tenant: null\nsocket: 'off'\n")
+    s = load_settings(str(f))
+    assert (s.accounts, s.admin_group, s.peer_tenant, s.socket) == ({"alice": "asmith"}, "gpuadmins", None, "off")
+    d = load_settings(None)
+    assert (d.accounts, d.admin_group, d.peer_tenant, d.socket) == ({}, None, "default", None)

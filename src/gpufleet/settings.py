@@ -118,6 +118,8 @@ def _check(s: Settings) -> None:
 
 
 def _check_accounts(s: Settings) -> None:
+    if s.accounts is None:
+        s.accounts = {}
     if not isinstance(s.accounts, dict) or not all(
             isinstance(k, str) and isinstance(v, str) and k and v and "\0" not in k + v and "/" not in v
             for k, v in s.accounts.items()):
