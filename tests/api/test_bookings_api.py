@@ -105,3 +105,16 @@ def test_settings_parse_with_per_tenant_overrides():
         with pytest.raises(ValidationError) as e:
             parse_booking_limits(bad)
         assert e.value.field == field
+
+
+def test_submitting_with_another_tenants_booking_reads_like_no_booking(api):
+    """The answer for another tenant's booking id is the answer for an id that does not exist."""
+    alice = api.token("alice", "vision")
+    bob = api.token("bob", "speech")
+    theirs = book(api, bob, nodes=["desk-001"]).json()
+    foreign = api.submit(headers=alice, booking=theirs["id"])
+    missing = api.submit(headers=alice, booking=theirs["id"] + 1000)
+    assert foreign.status_code == missing.status_code == 422
+    assert foreign.json()["field"] == missing.json()["field"] == "booking"
+    assert foreign.json()["message"].replace(str(theirs["id"]), "N") == \
+        missing.json()["message"].replace(str(theirs["id"] + 1000), "N")

@@ -143,12 +143,13 @@ def _check_size(spec, hosts: Sequence[Node]) -> None:
 
 
 def _check_booking(ctx: Ctx, booking_id: int, tenant: str) -> None:
+    unknown = ValidationError("booking", f"no booking {booking_id} for tenant {tenant}")
     try:
         b = ctx.store.get_booking(booking_id)
     except NotFound:
-        raise ValidationError("booking", f"no booking {booking_id}") from None
-    if b.tenant != tenant:
-        raise ValidationError("booking", f"booking {booking_id} belongs to another tenant")
+        raise unknown from None
+    if b.tenant != tenant:  # the same answer as for no booking: another tenant's ids stay unknown
+        raise unknown
     if b.approval != "approved":
         raise ValidationError("booking", f"booking {booking_id} is {b.approval}, not in force "
                                          "(an admin approves it: gpufleet booking approve)")
