@@ -49,6 +49,16 @@ def test_requeue_returns_gpus_and_remembers_attained_service():
     assert job.restarts == 1
 
 
+def test_changes_into_and_out_of_running_name_their_attempt():
+    job = make_job(JobState.PENDING)
+    assert transition(job, JobState.RUNNING, "placed", 1.0).attempt == 1
+    assert transition(job, JobState.PENDING, "Requeued", 2.0).attempt == 1  # the run that ended
+    assert job.attempt == 2  # the next run
+    assert transition(job, JobState.RUNNING, "placed", 3.0).attempt == 2
+    assert transition(job, JobState.SUCCEEDED, "exited with 0", 4.0).attempt == 2
+    assert transition(make_job(JobState.PENDING), JobState.CANCELLED, "by alice", 1.0).attempt is None
+
+
 ALL_NODE_EDGES = list(itertools.product(NodeState, NodeState))
 
 
