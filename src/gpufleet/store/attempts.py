@@ -7,12 +7,13 @@ with one executemany per kind of statement.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy import Connection, Table, bindparam, func, insert, update
 
 from gpufleet.domain import Job, JobState, StateChange
 from gpufleet.store.rows import AttemptRow, EventRow
+from gpufleet.store.usage import NodeFacts, UsageWrites
 
 RUNNING = JobState.RUNNING.value
 _ATTEMPTS: Table = AttemptRow.__table__  # type: ignore[assignment]
@@ -22,7 +23,8 @@ _EVENTS: Table = EventRow.__table__  # type: ignore[assignment]
 class Attempts:
     """Collects, per saved job, its event and what happens to its attempt; `write` sends them."""
 
-    def __init__(self) -> None:
+    def __init__(self, nodes: Callable[[], NodeFacts] = dict) -> None:
+        self.usage = UsageWrites(nodes)  # the attempt's accounting rows (store/usage.py)
         self.events: list[dict[str, Any]] = []
         self.opened: list[dict[str, Any]] = []
         self.closed: list[dict[str, Any]] = []
@@ -38,10 +40,12 @@ class Attempts:
         if change.old == RUNNING:  # the run ends: how (PENDING = requeued)
             self.closed.append({"b_job": job.id, "b_state": change.new, "b_reason": change.reason,
                                 "b_at": change.at, "b_exit": job.exit_code, "b_handle": job.handle})
+            self.usage.close(job, change.at)
         if change.new == RUNNING:
             self.opened.append({"job_id": job.id, "n": change.attempt or job.attempt, "state": RUNNING,
                                 "reason": "", "started_at": change.at, "ended_at": None,
                                 "exit_code": None, "allocation": allocation, "handle": job.handle})
+            self.usage.open(job, change.attempt or job.attempt, change.at, allocation)
 
     def write(self, conn: Connection) -> None:
         if self.events:
@@ -52,6 +56,7 @@ class Attempts:
             conn.execute(_insert_new(conn), self.opened)
         if self.handles:
             conn.execute(_HANDLE, self.handles)
+        self.usage.write(conn)
 
 
 _OPEN = (_ATTEMPTS.c.job_id == bindparam("b_job")) & _ATTEMPTS.c.ended_at.is_(None)

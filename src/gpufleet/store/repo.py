@@ -5,7 +5,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterable, Iterator, Sequence
 
-from sqlalchemy import Engine, bindparam, select, update
+from sqlalchemy import Connection, Engine, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -35,6 +35,7 @@ class Store(TokenRepo):
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._specs: dict[int, JobSpec] = {}  # job specs never change: parsed once
+        self._node_facts: dict | None = None  # for usage rows (store/usage.py); reset by node writes
 
     @contextmanager
     def tx(self) -> Iterator[Session]:
@@ -120,10 +121,10 @@ class Store(TokenRepo):
         into RUNNING opens one (n = job.attempt), a change out of RUNNING closes the open one, a
         RUNNING job saved without a change (its handle learnt) stamps the open one's handle."""
         out: list[bool] = []
-        saved = Attempts()
         stmt = _SAVE_CLEARING if clear_action else _SAVE
         with self.tx() as s:
             conn = s.connection()
+            saved = Attempts(lambda: self.node_facts(conn))
             for job, expected, change in items:
                 values = job_values(job)
                 params = {f"b_{k}": v for k, v in values.items()}
@@ -161,6 +162,17 @@ class Store(TokenRepo):
             s.add_all(_event_row(c) for c in changes)
 
     # ---- nodes ------------------------------------------------------------------------------
+    def node_facts(self, conn: Connection) -> dict[str, tuple[str, dict[int, str]]]:
+        """node -> (kind, {gpu index: model}), what usage rows record (read on `conn`, the caller's
+        transaction); cached until a node write."""
+        facts = self._node_facts
+        if facts is None:
+            q = select(NodeRow.name, NodeRow.kind, NodeRow.gpus)
+            facts = {name: (kind, {g["index"]: g["model"] for g in gpus or ()})
+                     for name, kind, gpus in conn.execute(q)}
+            self._node_facts = facts
+        return facts
+
     def nodes(self) -> list[Node]:
         with self.tx() as s:
             return [node_from_row(r) for r in s.scalars(select(NodeRow).order_by(NodeRow.name))]
@@ -174,6 +186,7 @@ class Store(TokenRepo):
 
     def sync_nodes(self, nodes: Sequence[Node], keep_state: bool = True, prune: bool = True) -> None:
         """Make the node table match an inventory. Admin drain state survives unless told."""
+        self._node_facts = None
         with self.tx() as s:
             existing = {r.name: r for r in s.scalars(select(NodeRow))}
             for n in nodes:
@@ -186,6 +199,7 @@ class Store(TokenRepo):
                     s.delete(row)
 
     def save_node(self, node: Node, change: StateChange | None = None) -> None:
+        self._node_facts = None
         with self.tx() as s:
             s.merge(node_to_row(node))
             if change is not None:

@@ -100,6 +100,29 @@ class AttemptRow(Base):
     __table_args__ = (Index("ix_attempts_job_n", "job_id", "n", unique=True),)
 
 
+class UsageRow(Base):
+    """What one attempt holds on one node (one row per GPU model there), flat for SQL aggregation:
+    written with the attempt (store/usage.py), ended_at stamped when it closes (None: running)."""
+
+    __tablename__ = "attempt_usage"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"))
+    n: Mapped[int] = mapped_column(Integer)  # the attempt
+    part: Mapped[int] = mapped_column(Integer)  # 0, 1, ... within the attempt (0: counts its wait)
+    node: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16))  # the node's kind
+    gpu_model: Mapped[str] = mapped_column(String(64))
+    gpus: Mapped[int] = mapped_column(Integer)
+    tenant: Mapped[str] = mapped_column(String(64))
+    user: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[float] = mapped_column(Float)
+    ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    wait_s: Mapped[float] = mapped_column(Float, default=0.0)  # queued before this attempt started
+    busy_gpu_s: Mapped[float | None] = mapped_column(Float, nullable=True)  # None: not sampled
+    __table_args__ = (Index("ix_attempt_usage_job_n_part", "job_id", "n", "part", unique=True),
+                      Index("ix_attempt_usage_started", "started_at"))
+
+
 class EventRow(Base):
     __tablename__ = "events"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
