@@ -22,7 +22,7 @@ from gpufleet.observability import Metrics, configure_logging, get_logger
 from gpufleet.services.health import HealthService, build_health_service
 from gpufleet.services.schedules import ScheduleService
 from gpufleet.services.tenants import bootstrap, mint_token
-from gpufleet.executors.local.account import Accounts
+from gpufleet.executors.accounts import Accounts
 from gpufleet.listeners import Listeners, bind_all, socket_paths
 from gpufleet.ownership import DatabaseLock, HomeLock
 from gpufleet.settings import Settings
@@ -43,9 +43,10 @@ def build_executor(settings: Settings, nodes: list | None = None, accounts: Acco
                    lang: str | None = None) -> Executor:
     module = importlib.import_module(EXECUTOR_MODULES[settings.executor])
     options = dict(getattr(settings, settings.executor, {}) or {}) if settings.executor in ("slurm", "kubernetes") else {}
+    if settings.executor in ("local", "slurm", "kubernetes"):
+        options["accounts"] = accounts  # who jobs run as (executors/accounts.py)
     if settings.executor == "local":
         options["addresses"] = {n.name: n.address for n in nodes or []}
-        options["accounts"] = accounts
         options["lang"] = lang
     return module.create(options, settings.home)
 
@@ -110,13 +111,14 @@ def _build(settings: Settings, locks: list) -> Server:
     store.put_meta("server", {"pid": os.getpid(), "port": settings.port, "host": socket.gethostname(),
                               "home": str(settings.home)})
     accounts = Accounts.of_this_process(settings.accounts, settings.admin_group,
-                                        local_jobs=settings.executor == "local",
                                         new_user_tenant=settings.peer_tenant)
     discovered = None
     if settings.executor in ("local", "fake"):
         discovered = discover(settings.inventory, settings.fake_gpus)
     executor = build_executor(settings, discovered.inventory.nodes if discovered else None, accounts,
                               os.environ.get("LANG"))  # a job's LANG: the server's, else C.UTF-8
+    # jobs run as their owners only on an engine that declares it (local; Slurm's sbatch path)
+    accounts = accounts.for_engine(executor.abilities, executor.runs_jobs_as)
     if discovered is not None:
         store.sync_nodes(discovered.inventory.nodes)
     elif Ability.NODES in executor.abilities:

@@ -1,9 +1,12 @@
-"""Who a local job runs as, and what environment it gets.
+"""Who a job runs as, and what environment it gets: shared by the engines (local, Slurm, Kubernetes).
 
 A gpufleet user maps to a Unix account (same name unless the `accounts` setting says otherwise).
-When the server runs as root (`run_as_owner`), every local job runs as its owner's account: the
-shim drops to its uid, gid and supplementary groups before exec, like slurmstepd does. When the
-server is not root, every job runs as the server's own account and tenants are accounting labels.
+When the server runs as root and its engine declares `Ability.RUN_AS_OWNER` (`run_as_owner`),
+every job runs as its owner's account: the local shim drops to its uid, gid and supplementary
+groups before exec, like slurmstepd does; the Slurm engine submits with `sbatch --uid --gid`.
+Otherwise every job runs as one account (the server's, or the engine's own, e.g. slurmrestd's
+user) and tenants are accounting labels. Kubernetes pods take the uid/gid of the mapping when the
+account exists (optional; see executors/kubernetes/manifests.py).
 
 The environment of a job is BUILT here, never inherited from the server: defaults (HOME, USER,
 LOGNAME, SHELL, PATH, LANG) < the spec's `env` < the GPU/rank variables. No GPUFLEET_HOME, no
@@ -15,13 +18,14 @@ from __future__ import annotations
 import grp
 import os
 import pwd
-from dataclasses import dataclass, field
-from typing import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Collection, Mapping
 
 from gpufleet.domain import ValidationError
+from gpufleet.executors.base import Ability
 
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
-RUN_AS = "run_as"  # the rank directory's file that tells the shim whom to run the command as
+RUN_AS = "run_as"  # the local rank directory's file that tells the shim whom to run the command as
 BOOTSTRAP_ADMIN = "admin"  # services.tenants.bootstrap's user: it maps to the server's own account
 
 
@@ -100,6 +104,14 @@ class Accounts:
     admin_group: str | None = None
     run_as_owner: bool = False
     new_user_tenant: str | None = "default"
+    engine_account: str | None = None  # the one account an engine runs every job as, when not the server's
+
+    def for_engine(self, abilities: Collection[Ability], runs_jobs_as: str | None = None) -> Accounts:
+        """These accounts as the engine with `abilities` uses them: jobs run as their owners only
+        when the engine declares RUN_AS_OWNER; `runs_jobs_as` is the engine's own account for all
+        jobs otherwise (Slurm's REST user), for the notice."""
+        owners = self.run_as_owner and Ability.RUN_AS_OWNER in abilities
+        return replace(self, run_as_owner=owners, engine_account=None if owners else runs_jobs_as)
 
     @classmethod
     def of_this_process(cls, mapping: Mapping[str, str] | None = None, admin_group: str | None = None,
@@ -155,8 +167,12 @@ class Accounts:
         """What `gpufleet serve` and `gpufleet nodes` say when jobs are not isolated."""
         if self.run_as_owner:
             return None
-        why = "the server is not root" if self.server.uid != 0 else "this engine runs them as the server's account"
-        return (f"every job runs as {self.server.name} ({why}); "
+        if self.engine_account:
+            who, why = self.engine_account, "this engine runs every job as its own account"
+        else:
+            who = self.server.name
+            why = "the server is not root" if self.server.uid != 0 else "this engine runs them as the server's account"
+        return (f"every job runs as {who} ({why}); "
                 "tenants are accounting labels, not a security boundary")
 
 

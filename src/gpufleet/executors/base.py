@@ -30,6 +30,9 @@ class Ability(str, Enum):
     ADOPT = "adopt"  # running jobs survive a gpufleet restart and are re-attached by `poll`
     IMAGES = "images"  # runs a job's container `image` (without it, a spec with an image is refused)
     HOST_PATHS = "host-paths"  # jobs run on this host's file system: a `workdir` must exist here
+    # a root server runs each job as its owner's Unix account (executors/accounts.py): submit refuses
+    # a user without one, launch fails such a job with why
+    RUN_AS_OWNER = "run-as-owner"
 
 
 class Phase(str, Enum):
@@ -73,6 +76,9 @@ class Executor(Protocol):
     name: ClassVar[str]
     abilities: ClassVar[frozenset[Ability]]
     requires: ClassVar[frozenset[str]]  # job-spec fields this engine needs (e.g. "image")
+    # without RUN_AS_OWNER: the one account the engine runs every job as when it is not the
+    # server's (Slurm's REST user); None: the server's
+    runs_jobs_as: str | None
 
     def launch(self, job: Job) -> str | None:
         """Start `job` on `job.allocation` (one process/task/pod per allocation entry = per rank).
@@ -112,6 +118,7 @@ class ExecutorBase:
     name: ClassVar[str] = "base"
     abilities: ClassVar[frozenset[Ability]] = frozenset()
     requires: ClassVar[frozenset[str]] = frozenset()  # job-spec fields this engine needs, e.g. image
+    runs_jobs_as: str | None = None
 
     def nodes(self) -> list[Node]:
         return []

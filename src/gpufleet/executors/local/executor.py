@@ -30,7 +30,7 @@ from gpufleet.executors.base import (
     rank_env,
 )
 from gpufleet.executors.logfile import UnsafeLog, read_chunk, refusal
-from gpufleet.executors.local.account import (
+from gpufleet.executors.accounts import (
     DEFAULT_PATH, RUN_AS, Account, Accounts, job_env, this_account,
 )
 from gpufleet.executors.local.files import (
@@ -56,7 +56,7 @@ class LaunchError(RuntimeError):
 
 class LocalExecutor(ExecutorBase):
     name = "local"
-    abilities = frozenset({Ability.LOGS, Ability.ADOPT, Ability.HOST_PATHS})
+    abilities = frozenset({Ability.LOGS, Ability.ADOPT, Ability.HOST_PATHS, Ability.RUN_AS_OWNER})
     launch_timeout_s = 5.0  # a marker without a shim for this long: the launcher died mid-launch
 
     def __init__(

@@ -11,11 +11,12 @@ from gpufleet.executors.slurm.executor import SlurmExecutor
 
 
 def create(options: dict[str, Any], home: Path) -> SlurmExecutor:
-    """The composition root's factory. `options` are the `slurm:` settings (see SlurmConfig);
-    job output defaults to `home`/slurm-logs (it must be on a filesystem the nodes share)."""
+    """The composition root's factory. `options` are the `slurm:` settings (see SlurmConfig) and
+    `accounts` (the gpufleet user -> Unix account mapping); job output defaults to `home`/slurm-logs (it must be on a filesystem the nodes share)."""
     opts = dict(options or {})
+    accounts = opts.pop("accounts", None)  # executors.accounts.Accounts: who jobs run as
     opts.setdefault("log_dir", str(Path(home) / "slurm-logs"))
-    return SlurmExecutor(SlurmConfig.from_mapping(opts))
+    return SlurmExecutor(SlurmConfig.from_mapping(opts), accounts=accounts)
 
 
 __all__ = ["SlurmConfig", "SlurmError", "SlurmExecutor", "SlurmUnavailable", "create"]

@@ -17,8 +17,9 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, Sequence
+from typing import Mapping, Protocol, Sequence
 
+from gpufleet.executors.accounts import DEFAULT_PATH
 from gpufleet.executors.base import EngineUnavailable
 from gpufleet.domain import GpufleetError
 from gpufleet.executors.slurm.parse import SACCT_FIELDS, SlurmJob, jobs_from_sacct
@@ -28,6 +29,9 @@ UNAVAILABLE_MARKERS = (
     "Unable to contact slurm controller", "Socket timed out", "Connection refused", "Zero Bytes were transmitted",
     "Slurm backup controller in standby mode", "Unable to establish connection", "Connection reset",
 )
+
+# What Slurm's client commands need of this process's environment when they run with a built one.
+CLIENT_KEYS = ("SLURM_CONF",)
 
 
 class SlurmError(GpufleetError):
@@ -57,9 +61,16 @@ class Runner:
     env: dict[str, str] = field(default_factory=dict)
     timeout_s: float = 30.0
 
-    def __call__(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
+    def __call__(self, *args: str, stdin: str | None = None, check: bool = True,
+                 base_env: Mapping[str, str] | None = None) -> str:
+        """`base_env`: the command's environment instead of this process's (sbatch: the job's),
+        plus the client's own SLURM_CONF and the runner's `env`."""
         cmd = [os.path.join(self.bin_dir, args[0]) if self.bin_dir else args[0], *args[1:]]
-        env = {**os.environ, **self.env}
+        if base_env is None:
+            env = {**os.environ, **self.env}
+        else:
+            conf = {k: os.environ[k] for k in CLIENT_KEYS if k in os.environ}
+            env = {**base_env, **conf, **self.env}
         env.pop("SLURM_JWT", None)  # with it set, the commands authenticate by token and fail as root
         try:
             proc = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=self.timeout_s, env=env)
@@ -92,7 +103,8 @@ class CliApi:
         self.run = run
 
     def submit(self, req: SubmitRequest) -> int:
-        out = self.run("sbatch", *req.sbatch_args(), stdin=req.script)
+        # the job's environment is sbatch's (--export=ALL): built, never this server's
+        out = self.run("sbatch", *req.sbatch_args(), stdin=req.script, base_env=req.environment)
         return int(out.strip().split(";")[0])
 
     def jobs(self) -> list[dict]:
@@ -186,7 +198,7 @@ def rest_job(req: SubmitRequest) -> dict:
         "name": req.name, "comment": req.comment, "account": req.account, "nodes": req.nodes,
         "tasks_per_node": 1, "standard_output": req.output, "standard_error": req.output,
         "current_working_directory": req.workdir or os.path.dirname(req.output) or "/tmp",
-        "environment": {"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        "environment": dict(req.environment) or {"PATH": DEFAULT_PATH},
     }
     optional = {"gres": req.gres, "cpus_per_task": req.cpus_per_task, "time_limit": req.time_minutes,
                 "required_nodes": req.nodelist.split(",") if req.nodelist else None, "partition": req.partition,

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Callable, Sequence
 
 from gpufleet.domain import Booking, Job, Node
+from gpufleet.executors.accounts import Account, Accounts, job_env, lookup, this_account
 from gpufleet.executors.base import (
     FOREIGN_GPUS_LABEL, Ability, ExecutorBase, LogChunk, Observation, Phase, attempt_view,
 )
@@ -55,12 +56,22 @@ class _Snapshot:
 
 
 class SlurmExecutor(ExecutorBase):
+    """Who jobs run as: with `accounts` of a root server, the sbatch path submits each job as its
+    owner's Unix account (`--uid/--gid`); a job of a user without one fails at launch. The REST path
+    cannot (slurmrestd runs every job as the user it authenticates, `rest_user`, never root), so a
+    REST executor does not declare RUN_AS_OWNER. Without `accounts`, jobs run as this process."""
+
     name = "slurm"
-    abilities = frozenset({Ability.NODES, Ability.DRAIN, Ability.LOGS, Ability.BOOKINGS, Ability.ADOPT})
+    abilities = frozenset({Ability.NODES, Ability.DRAIN, Ability.LOGS, Ability.BOOKINGS, Ability.ADOPT,
+                           Ability.RUN_AS_OWNER})
 
     def __init__(self, config: SlurmConfig | None = None, *, api: JobApi | None = None, admin: Admin | None = None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, accounts: Accounts | None = None):
         self.config = cfg = config or SlurmConfig()
+        if cfg.api == "rest":
+            self.abilities = SlurmExecutor.abilities - {Ability.RUN_AS_OWNER}
+            self.runs_jobs_as = cfg.rest_user or "the slurmrestd user"
+        self.accounts = accounts.for_engine(self.abilities, self.runs_jobs_as) if accounts is not None else None
         run = Runner(cfg.bin_dir, dict(cfg.env), cfg.command_timeout_s)
         self.admin = admin or Admin(run)
         if api is not None:
@@ -77,7 +88,7 @@ class SlurmExecutor(ExecutorBase):
         self._lock = threading.RLock()
         self._snap: _Snapshot | None = None  # only snapshots taken by this instance
         self._submitted: dict[tuple, int] = {}
-        self._accounts: set[str] = set()
+        self._accounts: set[tuple[str, str]] = set()  # (Slurm account, user) associations known to exist
         self._addresses: dict[str, str] = {}
         self._limited: set[int] = set()
         self._min_job_age: int | None = None
@@ -154,11 +165,12 @@ class SlurmExecutor(ExecutorBase):
             self._learn_addresses()
         main_log = rank_log(cfg.log_dir, job, 0)
         spec = job.spec
+        account, as_owner = self._runs_as(job)
         return SubmitRequest(
             script=build_script(job, dict(self._addresses), cfg.log_dir, placed),
             name=job_name(job),
             comment=ident.comment(),
-            account=self._account(job.tenant),
+            account=self._account(job.tenant, account.name if as_owner else self.user),
             nodes=spec.nodes,
             gres=gres_of(job),
             output=main_log,
@@ -169,14 +181,29 @@ class SlurmExecutor(ExecutorBase):
             partition=cfg.partition,
             reservation=f"{cfg.reservation_prefix}{spec.booking}" if spec.booking is not None else None,
             constraint=None if placed else constraint_of(job),
-            workdir=spec.workdir,
+            workdir=spec.workdir or (_home_or(account.home, cfg.log_dir) if as_owner else None),
+            environment=job_env(account, {}, {}),
+            uid=account.uid if as_owner else None,
+            gid=account.gid if as_owner else None,
         )
 
-    def _account(self, tenant: str) -> str:
-        account = account_name(tenant)
-        if self.config.create_accounts and account not in self._accounts:
-            self.admin.ensure_account(account, self.user, self.config.account_parent)
-            self._accounts.add(account)
+    def _runs_as(self, job: Job) -> tuple[Account, bool]:
+        """(the account `job` runs as, whether sbatch must submit it as that account). Raises
+        ValidationError("user") for an owner without an account: launch fails the job with why."""
+        if self.accounts is not None and self.accounts.run_as_owner:
+            return self.accounts.resolve(job.user), True
+        who = self.runs_jobs_as if self.config.api == "rest" else None
+        found = lookup(who) if who else None
+        if found is not None:
+            return found, False
+        return (self.accounts.server if self.accounts is not None else this_account()), False
+
+    def _account(self, tenant: str, user: str | None = None) -> str:
+        """The tenant's Slurm account, with an association for `user` (default: the submitting user)."""
+        account, user = account_name(tenant), user or self.user
+        if self.config.create_accounts and (account, user) not in self._accounts:
+            self.admin.ensure_account(account, user, self.config.account_parent)
+            self._accounts.add((account, user))
         return account
 
     def _submit(self, req: SubmitRequest) -> int:
@@ -189,10 +216,17 @@ class SlurmExecutor(ExecutorBase):
                 if not any(m in str(e) for m in ACCOUNT_ERRORS) or self.clock() > deadline:
                     raise
                 if self.config.create_accounts:
-                    self._accounts.discard(req.account)
-                    self.admin.ensure_account(req.account, self.user, self.config.account_parent)
-                    self._accounts.add(req.account)
+                    user = self._user_of(req)
+                    self._accounts.discard((req.account, user))
+                    self.admin.ensure_account(req.account, user, self.config.account_parent)
+                    self._accounts.add((req.account, user))
                 time.sleep(0.2)
+
+    def _user_of(self, req: SubmitRequest) -> str:
+        """The Slurm user `req` is submitted as."""
+        if req.uid is None:
+            return self.user
+        return req.environment.get("USER") or self.user
 
     # ----------------------------------------------------------------------------------- poll
 
@@ -368,6 +402,12 @@ class SlurmExecutor(ExecutorBase):
         closer = getattr(self.api, "close", None)
         if closer is not None:
             closer()
+
+
+def _home_or(home: str, fallback: str) -> str:
+    """A job run as its owner starts in the owner's home, else in the (world-writable) log folder:
+    never in the server's working directory, which the owner may not be able to enter."""
+    return home if home not in ("", "/") and os.path.isdir(home) else fallback
 
 
 def _slurm_time(ts: float) -> str:

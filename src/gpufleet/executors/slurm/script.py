@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from gpufleet.domain import Job
@@ -124,13 +124,21 @@ class SubmitRequest:
     reservation: str | None = None
     constraint: str | None = None
     workdir: str | None = None
+    # The job's whole starting environment (HOME, USER, LOGNAME, SHELL, PATH, LANG of the account it
+    # runs as): sbatch runs with exactly this environment and --export=ALL, slurmrestd gets it as the
+    # job's `environment`. Nothing of the server's environment reaches the job.
+    environment: Mapping[str, str] = field(default_factory=dict)
+    uid: int | None = None  # a root server: run the job as this account (sbatch --uid/--gid)
+    gid: int | None = None
 
     def sbatch_args(self) -> list[str]:
         args = [
             "--parsable", f"--job-name={self.name}", f"--comment={self.comment}", f"--account={self.account}",
             f"--nodes={self.nodes}", "--ntasks-per-node=1", f"--output={self.output}", f"--error={self.output}",
-            "--open-mode=append", "--export=ALL",
+            "--open-mode=append", "--export=ALL",  # ALL of sbatch's built environment (see `environment`)
         ]
+        if self.uid is not None:
+            args += [f"--uid={int(self.uid)}", f"--gid={int(self.gid if self.gid is not None else self.uid)}"]
         optional = {
             "--gres": self.gres, "--cpus-per-task": self.cpus_per_task, "--time": self.time_minutes,
             "--nodelist": self.nodelist, "--partition": self.partition, "--reservation": self.reservation,
