@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from gpufleet.cli import accounts, admin, health, jobs, sim
+from gpufleet.cli.ci import ci_app
 from gpufleet.cli.output import err
 from gpufleet.client import ApiError, ServerUnreachable
 from gpufleet.domain import ValidationError
@@ -36,6 +37,7 @@ app.command()(admin.audit)
 app.add_typer(sim.app, name="sim")
 app.add_typer(health.health_app, name="health")
 app.add_typer(health.schedule_app, name="schedule")
+app.add_typer(ci_app, name="ci")
 
 
 @app.command()
