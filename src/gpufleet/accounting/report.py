@@ -1,0 +1,118 @@
+"""GPU-seconds per tenant / user / GPU model / node kind / node over a period, aggregated in SQL.
+
+Each attempt_usage row is `gpus` GPUs held from started_at to ended_at (None: still running, so
+until `now`). Inside a period [start, end) a row counts gpus * (min(its end, end) - max(its start,
+start)): running attempts and attempts crossing either boundary are cut there. Busy GPU-seconds
+(sampled utilisation, where a node could be sampled) are pro-rated the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from sqlalchemy import Engine, Table, and_, case, desc, func, literal, or_, select
+
+from gpufleet.store.rows import UsageRow
+
+U: Table = UsageRow.__table__  # type: ignore[assignment]
+GROUPS = ("tenant", "user", "gpu_model", "kind", "node")
+
+
+@dataclass(frozen=True)
+class UsageGroup:
+    key: dict[str, str]  # the --by columns -> their values
+    gpu_s: float  # GPU-seconds allocated in the period
+    attempts: int  # attempts that held GPUs in the period
+    started: int  # of which started in the period
+    wait_s: float  # queue time before the attempts that started in the period
+    busy_gpu_s: float | None  # GPU-seconds sampled busy (None: none of these attempts was sampled)
+    sampled_gpu_s: float  # the allocated GPU-seconds that were sampled (idle = this - busy)
+
+
+@dataclass(frozen=True)
+class IdleHolder:
+    job_id: int
+    user: str
+    tenant: str
+    gpu_s: float
+    busy_gpu_s: float
+
+    @property
+    def idle_gpu_s(self) -> float:
+        return max(0.0, self.gpu_s - self.busy_gpu_s)
+
+
+@dataclass(frozen=True)
+class UsageReport:
+    start: float
+    end: float
+    by: tuple[str, ...]
+    groups: list[UsageGroup]
+    total: UsageGroup
+    idle: list[IdleHolder] = field(default_factory=list)  # top idle holders (sampled attempts only)
+
+
+def _least(a, b):
+    return case((a < b, a), else_=b)
+
+
+def _greatest(a, b):
+    return case((a > b, a), else_=b)
+
+
+def _measures(start: float, end: float, now: float):
+    """(where, seconds in period, columns) for the rows overlapping [start, end) as seen at `now`."""
+    ends = case((or_(U.c.ended_at.is_(None), U.c.ended_at > now), literal(now)), else_=U.c.ended_at)
+    secs = _least(ends, literal(end)) - _greatest(U.c.started_at, literal(start))
+    secs = case((secs > 0, secs), else_=0.0)
+    full = ends - U.c.started_at
+    busy = case((and_(U.c.busy_gpu_s.is_not(None), full > 0), U.c.busy_gpu_s * secs / full), else_=None)
+    sampled = case((U.c.busy_gpu_s.is_not(None), U.c.gpus * secs), else_=0.0)
+    first = U.c.part == 0
+    began = and_(first, U.c.started_at >= start)
+    where = and_(U.c.started_at < end, U.c.started_at < now,
+                 or_(U.c.ended_at.is_(None), U.c.ended_at > start))
+    cols = [func.sum(U.c.gpus * secs).label("gpu_s"),
+            func.sum(case((first, 1), else_=0)).label("attempts"),
+            func.sum(case((began, 1), else_=0)).label("started"),
+            func.sum(case((began, U.c.wait_s), else_=0.0)).label("wait_s"),
+            func.sum(busy).label("busy_gpu_s"),
+            func.sum(sampled).label("sampled_gpu_s")]
+    return where, cols
+
+
+def usage_report(engine: Engine, start: float, end: float, now: float, by: Sequence[str] = ("tenant",),
+                 tenant: str | None = None, top_idle: int = 10) -> UsageReport:
+    """The usage in [start, end) grouped by `by` (columns of GROUPS), only `tenant`'s if given."""
+    by = tuple(by)
+    where, cols = _measures(start, end, now)
+    if tenant is not None:
+        where = and_(where, U.c.tenant == tenant)
+    keys = [U.c[k] for k in by]
+    grouped = select(*keys, *cols).where(where).group_by(*keys).order_by(*keys)
+    with engine.connect() as conn:
+        rows = conn.execute(grouped).all()
+        total = conn.execute(select(*cols).where(where)).one()
+        idle = _idle(conn, start, end, now, where, top_idle) if total.sampled_gpu_s else []
+    groups = [_group(dict(zip(by, r[:len(by)])), r[len(by):]) for r in rows]
+    groups = [g for g in groups if g.gpu_s > 0 or g.attempts]
+    return UsageReport(start, end, by, groups, _group({}, total), idle)
+
+
+def _group(key: dict, r) -> UsageGroup:
+    return UsageGroup(key={k: str(v) for k, v in key.items()}, gpu_s=float(r[0] or 0.0),
+                      attempts=int(r[1] or 0), started=int(r[2] or 0), wait_s=float(r[3] or 0.0),
+                      busy_gpu_s=None if r[4] is None else float(r[4]), sampled_gpu_s=float(r[5] or 0.0))
+
+
+def _idle(conn, start: float, end: float, now: float, where, limit: int) -> list[IdleHolder]:
+    """The jobs with the most allocated-but-idle GPU-seconds in the period (sampled ones only)."""
+    _, cols = _measures(start, end, now)
+    sampled, busy = cols[5].element, cols[4].element  # the sums, without their labels
+    q = (select(U.c.job_id, U.c.user, U.c.tenant, sampled.label("s"), busy.label("b"))
+         .where(where, U.c.busy_gpu_s.is_not(None))
+         .group_by(U.c.job_id, U.c.user, U.c.tenant)
+         .order_by(desc(sampled - func.coalesce(busy, 0.0)), U.c.job_id).limit(limit))
+    return [IdleHolder(r.job_id, r.user, r.tenant, float(r.s or 0.0), float(r.b or 0.0))
+            for r in conn.execute(q)]
