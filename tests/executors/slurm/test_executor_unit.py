@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gpufleet.domain import Allocation, Job, JobSpec, JobState, ValidationError
-from gpufleet.executors.base import FOREIGN_GPUS_LABEL, Phase
+from gpufleet.executors.base import FOREIGN_GPUS_LABEL, Ability, Phase
 from gpufleet.executors.slurm import SlurmConfig, SlurmExecutor
 from gpufleet.executors.slurm.client import Admin, Runner
 from gpufleet.executors.slurm.parse import SlurmJob
@@ -173,3 +173,89 @@ def test_logs_never_follow_a_link_in_the_log_folder(tmp_path):
     (tmp_path / "gf7.0.out").symlink_to(secret)
     chunk = ex.logs(adopted_job())
     assert chunk.data == b"" and "not served" in chunk.note
+
+
+# ------------------------------------------------------------------- who a job runs as, its environment
+
+def _owner_accounts(mapping):
+    from gpufleet.executors.accounts import Account, Accounts
+
+    return Accounts(Account("root", 0, 0, (0,), "/root", "/bin/bash"), mapping, run_as_owner=True)
+
+
+def test_root_server_submits_each_job_as_its_owner(tmp_path):
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    ex, api, _ = make(tmp_path)
+    ex.accounts = _owner_accounts({"alice": "nobody"}).for_engine(ex.abilities)
+    job = adopted_job()
+    job.id, job.user = 70, "alice"
+    ex.launch(job)
+    req = api.submitted[0]
+    assert (req.uid, req.gid) == (nobody.pw_uid, nobody.pw_gid)
+    assert f"--uid={nobody.pw_uid}" in req.sbatch_args() and f"--gid={nobody.pw_gid}" in req.sbatch_args()
+    assert req.environment["USER"] == req.environment["LOGNAME"] == "nobody"
+    assert req.environment["HOME"] == nobody.pw_dir
+
+
+def test_root_server_fails_the_launch_of_a_job_whose_owner_has_no_account(tmp_path):
+    ex, api, _ = make(tmp_path)
+    ex.accounts = _owner_accounts({}).for_engine(ex.abilities)
+    job = adopted_job()
+    job.id, job.user = 71, "no-such-user-gf"
+    with pytest.raises(ValidationError) as e:
+        ex.launch(job)
+    assert e.value.field == "user" and api.submitted == []
+
+
+def test_job_environment_is_built_from_the_account_not_inherited(tmp_path, monkeypatch):
+    monkeypatch.setenv("GPUFLEET_TOKEN", "server-secret")
+    ex, api, _ = make(tmp_path)
+    job = adopted_job()
+    job.id = 72
+    ex.launch(job)
+    req = api.submitted[0]
+    assert set(req.environment) == {"HOME", "USER", "LOGNAME", "SHELL", "PATH", "LANG"}
+    assert req.uid is None and not any("--uid" in a for a in req.sbatch_args())
+
+
+def test_rest_executor_runs_every_job_as_the_rest_user(tmp_path):
+    cfg = SlurmConfig(tag="gpufleet-test", log_dir=str(tmp_path), api="rest", rest_url="unix:/nonexistent",
+                      rest_user="nobody")
+    ex = SlurmExecutor(cfg, api=StubApi(), admin=StubAdmin(), accounts=_owner_accounts({}))
+    assert Ability.RUN_AS_OWNER not in ex.abilities and not ex.accounts.run_as_owner
+    assert "every job runs as nobody" in ex.accounts.notice
+    job = adopted_job()
+    job.id, job.user = 73, "no-such-user-gf"  # not refused: REST runs it as the REST user
+    ex.launch(job)
+    assert ex.api.submitted[0].environment["USER"] == "nobody" and ex.api.submitted[0].uid is None
+
+
+def test_sbatch_runs_with_the_jobs_environment_only(tmp_path, monkeypatch):
+    """--export=ALL exports sbatch's environment: it must be the built one, never the server's."""
+    from gpufleet.executors.slurm.client import CliApi
+    from gpufleet.executors.slurm.script import SubmitRequest
+
+    monkeypatch.setenv("GPUFLEET_TOKEN", "server-secret")
+    monkeypatch.setenv("SLURM_CONF", "/etc/slurm/slurm.conf")
+    seen = tmp_path / "env.txt"
+    fake = tmp_path / "sbatch"
+    fake.write_text(f"#!/bin/sh\nenv > {seen}\necho 4242\n")
+    fake.chmod(0o755)
+    req = SubmitRequest(script="#!/bin/bash\ntrue\n", name="gf1-x", comment="c", account="a", nodes=1, gres=None,
+                        output=str(tmp_path / "o"), environment={"PATH": "/usr/bin:/bin", "HOME": "/h", "USER": "u"})
+    assert CliApi(Runner(bin_dir=str(tmp_path))).submit(req) == 4242
+    env = dict(line.split("=", 1) for line in seen.read_text().splitlines() if "=" in line)
+    assert "GPUFLEET_TOKEN" not in env and "server-secret" not in seen.read_text()
+    assert env["HOME"] == "/h" and env["USER"] == "u" and env["SLURM_CONF"] == "/etc/slurm/slurm.conf"
+
+
+def test_rest_job_environment_is_the_built_one(monkeypatch):
+    from gpufleet.executors.slurm.client import rest_job
+    from gpufleet.executors.slurm.script import SubmitRequest
+
+    monkeypatch.setenv("PATH", "/server/only/bin:/usr/bin")
+    req = SubmitRequest(script="", name="n", comment="c", account="a", nodes=1, gres=None, output="/tmp/o",
+                        environment={"PATH": "/usr/local/bin:/usr/bin:/bin", "USER": "u"})
+    assert rest_job(req)["environment"] == {"PATH": "/usr/local/bin:/usr/bin:/bin", "USER": "u"}
