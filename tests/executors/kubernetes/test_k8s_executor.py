@@ -268,3 +268,29 @@ def test_same_job_id_from_a_fresh_database_does_not_adopt_old_objects(make_execu
     assert ex.launch(new) != ex.launch(old)
     assert wait_phase(ex, new, {Phase.FAILED}).exit_code == 5  # its own pod, not the old one
     assert len(pods_of(core, namespace, new)) == 2
+
+
+def test_pods_get_no_service_account_token_and_run_as_the_owners_uid(make_executor, core, batch, namespace):
+    """On the real API server: the created Job's pod template mounts no token and carries the
+    owner's uid/gid (run_as_user, mapping alice -> 4321) with runAsNonRoot; a gang's pods too."""
+    from gpufleet.executors.accounts import Account, Accounts
+
+    ex = make_executor(run_as_user=True)
+    ex.accounts = Accounts(Account("root", 0, 0, (0,), "/root", "/bin/sh"), {"alice": "4321"})
+    job = job_of([Allocation("gpu-node-01", (0,))], env=FOREVER)
+    ex.launch(job)
+    template = batch.read_namespaced_job(base_name(ex.cfg.instance, job), namespace).spec.template.spec
+    assert template.automount_service_account_token is False
+    sc = template.security_context
+    assert (sc.run_as_user, sc.run_as_group, sc.run_as_non_root) == (4321, 4321, True)
+    assert template.containers[0].security_context.allow_privilege_escalation is False
+    gang = job_of([Allocation("gpu-node-01", (1,)), Allocation("gpu-node-02", (1,))], env=FOREVER)
+    ex.launch(gang)
+    for pod in eventually(lambda: len(pods_of(core, namespace, gang)) == 2 and pods_of(core, namespace, gang)):
+        assert pod.spec.automount_service_account_token is False and pod.spec.security_context.run_as_user == 4321
+    ex.cancel(job), ex.cancel(gang)
+    orphan = job_of([Allocation("gpu-node-01", (2,))])
+    orphan.user = "no-such-user-gf"
+    with pytest.raises(ValidationError) as e:
+        ex.launch(orphan)
+    assert e.value.field == "user" and pods_of(core, namespace, orphan) == []

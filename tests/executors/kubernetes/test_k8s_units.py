@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 
-from gpufleet.domain import Allocation, NodeState
+import pytest
+
+from gpufleet.domain import Allocation, NodeState, ValidationError
 from gpufleet.executors.base import Phase
 from gpufleet.executors.kubernetes import KubernetesConfig, manifests
 from gpufleet.executors.kubernetes.nodes import model_of, node_state
@@ -102,3 +104,28 @@ def test_user_text_in_labels_is_a_valid_label_value():
     for value in meta["labels"].values():
         assert re.fullmatch(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?", value), value
     assert meta["labels"]["gpufleet.io/instance"] == "gf"
+
+
+def test_job_pods_never_mount_a_service_account_token():
+    """A token in the pod is a credential for the cluster: job pods get none, named account or not."""
+    single = job_of([Allocation("n1", (0,))])
+    gang = job_of([Allocation("n1", (0,)), Allocation("n2", (0,))])
+    for cfg in (CFG, KubernetesConfig(service_account="trainer")):
+        template = manifests.batch_job(cfg, single)["spec"]["template"]["spec"]
+        assert template["automountServiceAccountToken"] is False
+        for rank in (0, 1):
+            assert manifests.gang_pod(cfg, gang, rank, "uid-1")["spec"]["automountServiceAccountToken"] is False
+
+
+def test_pods_run_as_the_owners_uid_when_mapped_and_never_as_root():
+    job = job_of([Allocation("n1", (0,))])
+    plain = manifests.pod_spec(CFG, job, 0)
+    assert "securityContext" not in plain and "securityContext" not in plain["containers"][0]
+    spec = manifests.batch_job(CFG, job, (1234, 2345))["spec"]["template"]["spec"]
+    assert spec["securityContext"] == {"runAsUser": 1234, "runAsGroup": 2345, "runAsNonRoot": True}
+    assert spec["containers"][0]["securityContext"] == {"allowPrivilegeEscalation": False}
+    gang = job_of([Allocation("n1", (0,)), Allocation("n2", (0,))])
+    assert manifests.gang_pod(CFG, gang, 1, None, (1234, 2345))["spec"]["securityContext"]["runAsUser"] == 1234
+    with pytest.raises(ValidationError) as e:
+        manifests.pod_spec(CFG, job, 0, (0, 0))
+    assert e.value.field == "user"

@@ -11,8 +11,11 @@ from gpufleet.executors.kubernetes.executor import KubernetesExecutor
 
 def create(options: dict[str, Any], home: Path) -> KubernetesExecutor:
     """The composition root's factory. `options` are the `kubernetes:` settings (see KubernetesConfig):
-    kubeconfig, namespace, instance, pin_nodes, default_image, ..."""
-    return KubernetesExecutor(KubernetesConfig.from_mapping(options))
+    kubeconfig, namespace, instance, pin_nodes, default_image, run_as_user, ...; and `accounts` (the
+    gpufleet user -> Unix account mapping, for run_as_user)."""
+    opts = dict(options or {})
+    accounts = opts.pop("accounts", None)
+    return KubernetesExecutor(KubernetesConfig.from_mapping(opts), accounts=accounts)
 
 
 __all__ = ["KubernetesConfig", "KubernetesExecutor", "create"]

@@ -33,7 +33,12 @@ class KubernetesConfig:
     tolerations: tuple[Mapping[str, str], ...] = DEFAULT_TOLERATIONS
     pod_annotations: Mapping[str, str] = field(default_factory=dict)
     pod_labels: Mapping[str, str] = field(default_factory=dict)
-    service_account: str | None = None
+    service_account: str | None = None  # its token is never mounted into job pods
+    # Pods run as the uid/gid of the owner's Unix account (the server's `accounts` mapping, same
+    # name by default, looked up on the server host; a numeric value in the mapping is the uid and
+    # gid itself), with runAsNonRoot. A job whose owner maps to no account, or to root, fails at
+    # launch. False: pods run as their image's user.
+    run_as_user: bool = False
     priority_class: str | None = None
     image_pull_secrets: tuple[str, ...] = ()
     ttl_after_finished_s: int | None = None  # Job ttlSecondsAfterFinished (needs K8s >= 1.21 or a gate)

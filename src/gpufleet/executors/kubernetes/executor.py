@@ -19,7 +19,8 @@ from typing import Any, ClassVar, Sequence
 from kubernetes import client, config as kconfig
 from kubernetes.client.rest import ApiException
 
-from gpufleet.domain import Job, Node
+from gpufleet.domain import Job, Node, ValidationError
+from gpufleet.executors.accounts import Accounts, lookup
 from gpufleet.executors.base import Ability, ExecutorBase, LogChunk, Observation, Phase, attempt_view
 from gpufleet.executors.kubernetes import manifests, names as n, nodes as kn, phases
 from gpufleet.executors.kubernetes.cache import Key, WatchCache
@@ -47,8 +48,9 @@ class KubernetesExecutor(ExecutorBase):
     requires: ClassVar[frozenset[str]] = frozenset({"image"})  # checked by the submit service
 
     def __init__(self, cfg: KubernetesConfig | None = None, *, api: client.ApiClient | None = None,
-                 clock: Any = time.time):
+                 clock: Any = time.time, accounts: Accounts | None = None):
         self.cfg = cfg or KubernetesConfig()
+        self.accounts = accounts  # the user -> account mapping, for `run_as_user`
         if self.cfg.default_image:  # a site-wide default image: --image becomes optional
             self.requires = frozenset()  # type: ignore[misc]
         self.api = api or api_client(self.cfg)
@@ -72,22 +74,41 @@ class KubernetesExecutor(ExecutorBase):
 
     def launch(self, job: Job) -> str | None:
         manifests.validate(self.cfg, job)
+        run_as = self._run_as(job)  # before creating anything: a refused job leaves no object
         self._ensure_namespace()
         key = n.job_key(job)
         base = n.base_name(self.cfg.instance, job)
         if n.is_gang(job):
-            self._launch_gang(job)
+            self._launch_gang(job, run_as)
         else:
-            self._create(self.batch.create_namespaced_job, manifests.batch_job(self.cfg, job))
+            self._create(self.batch.create_namespaced_job, manifests.batch_job(self.cfg, job, run_as))
         with self._lock:
             self._launched.setdefault(key, self.clock())
         return f"{self.cfg.namespace}/{base}"
 
-    def _launch_gang(self, job: Job) -> None:
+    def _run_as(self, job: Job) -> manifests.RunAs | None:
+        """(uid, gid) of the owner's account with `run_as_user`, else None (the image's user).
+        ValidationError("user") when the owner maps to no account or to root."""
+        if not self.cfg.run_as_user:
+            return None
+        name = self.accounts.account_name(job.user) if self.accounts is not None else job.user
+        if name.isdigit():
+            uid = gid = int(name)
+        else:
+            account = lookup(name)
+            if account is None:
+                raise ValidationError("user", f"user {job.user} has no Unix account {name!r} to run its pods as "
+                                              "(map it with the server setting `accounts`, a name or a uid)")
+            uid, gid = account.uid, account.gid
+        if uid == 0:
+            raise ValidationError("user", f"user {job.user} maps to root ({name!r}): pods never run as root")
+        return uid, gid
+
+    def _launch_gang(self, job: Job, run_as: manifests.RunAs | None = None) -> None:
         svc = self._create(self.core.create_namespaced_service, manifests.headless_service(self.cfg, job))
         uid = (svc.get("metadata") or {}).get("uid")
         for rank in range(len(job.allocation)):
-            self._create(self.core.create_namespaced_pod, manifests.gang_pod(self.cfg, job, rank, uid))
+            self._create(self.core.create_namespaced_pod, manifests.gang_pod(self.cfg, job, rank, uid, run_as))
 
     def _create(self, create: Any, body: dict[str, Any]) -> dict[str, Any]:
         """Create; an object of that name already there (a repeated launch) is fine: return it."""

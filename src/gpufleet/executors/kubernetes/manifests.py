@@ -19,6 +19,8 @@ from gpufleet.executors.base import master_port_for, rank_env
 from gpufleet.executors.kubernetes import names as n
 from gpufleet.executors.kubernetes.config import KubernetesConfig
 
+RunAs = tuple[int, int]  # (uid, gid) a job's pods run as
+
 # Inside a container the device plugin exposes exactly the GPUs it assigned, renumbered from 0, and
 # sets NVIDIA_VISIBLE_DEVICES itself. Setting it from the pod spec would bypass GPU isolation.
 _DEVICE_PLUGIN_OWNS = ("NVIDIA_VISIBLE_DEVICES",)
@@ -93,7 +95,10 @@ def _affinity(cfg: KubernetesConfig, job: Job, rank: int) -> dict[str, Any] | No
     return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}}
 
 
-def pod_spec(cfg: KubernetesConfig, job: Job, rank: int) -> dict[str, Any]:
+def pod_spec(cfg: KubernetesConfig, job: Job, rank: int, run_as: RunAs | None = None) -> dict[str, Any]:
+    """One rank's pod. No service-account token is mounted (a job holds no credential for the
+    cluster, whatever `service_account` says); with `run_as` (uid, gid) the pod runs as that
+    account, never as root, and cannot gain privileges (setuid binaries) beyond it."""
     container: dict[str, Any] = {
         "name": cfg.container_name,
         "image": image(cfg, job),
@@ -106,9 +111,16 @@ def pod_spec(cfg: KubernetesConfig, job: Job, rank: int) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "enableServiceLinks": False,
+        "automountServiceAccountToken": False,
         "containers": [container],
         "tolerations": [dict(t) for t in cfg.tolerations],
     }
+    if run_as is not None:
+        uid, gid = run_as
+        if uid == 0:
+            raise ValidationError("user", f"job {job.id} would run as uid 0 (root) in its pods")
+        spec["securityContext"] = {"runAsUser": uid, "runAsGroup": gid, "runAsNonRoot": True}
+        container["securityContext"] = {"allowPrivilegeEscalation": False}
     affinity = _affinity(cfg, job, rank)
     if affinity:
         spec["affinity"] = affinity
@@ -130,14 +142,14 @@ def _meta(cfg: KubernetesConfig, job: Job, name: str, rank: int | None = None) -
     return {"name": name, "namespace": cfg.namespace, "labels": labels, "annotations": annotations}
 
 
-def batch_job(cfg: KubernetesConfig, job: Job) -> dict[str, Any]:
+def batch_job(cfg: KubernetesConfig, job: Job, run_as: RunAs | None = None) -> dict[str, Any]:
     """A single-node job: batch/v1 Job, one pod, no retries, deadline = time limit."""
     name = n.base_name(cfg.instance, job)
     spec: dict[str, Any] = {
         "completions": 1,
         "parallelism": 1,
         "backoffLimit": 0,
-        "template": {"metadata": _meta(cfg, job, name, rank=0), "spec": pod_spec(cfg, job, 0)},
+        "template": {"metadata": _meta(cfg, job, name, rank=0), "spec": pod_spec(cfg, job, 0, run_as)},
     }
     del spec["template"]["metadata"]["name"], spec["template"]["metadata"]["namespace"]
     if job.spec.time_limit_s:
@@ -159,7 +171,8 @@ def headless_service(cfg: KubernetesConfig, job: Job) -> dict[str, Any]:
     }
 
 
-def gang_pod(cfg: KubernetesConfig, job: Job, rank: int, service_uid: str | None) -> dict[str, Any]:
+def gang_pod(cfg: KubernetesConfig, job: Job, rank: int, service_uid: str | None,
+             run_as: RunAs | None = None) -> dict[str, Any]:
     """Rank `rank` of a gang: a bare pod (hostname + subdomain give it DNS), owned by the Service so
     deleting the Service with propagation deletes the whole gang."""
     base = n.base_name(cfg.instance, job)
@@ -167,7 +180,7 @@ def gang_pod(cfg: KubernetesConfig, job: Job, rank: int, service_uid: str | None
     if service_uid:
         meta["ownerReferences"] = [{"apiVersion": "v1", "kind": "Service", "name": base, "uid": service_uid,
                                     "blockOwnerDeletion": True}]
-    spec = pod_spec(cfg, job, rank)
+    spec = pod_spec(cfg, job, rank, run_as)
     spec["hostname"] = n.pod_name(base, rank)
     spec["subdomain"] = base
     if job.spec.time_limit_s:
