@@ -12,7 +12,7 @@ import pytest
 from gpufleet.domain import Allocation, Job, JobSpec, JobState, ValidationError
 from gpufleet.executors.base import Phase
 from gpufleet.executors.local import LaunchError, LocalExecutor
-from gpufleet.executors.local.account import DEFAULT_PATH, Account, Accounts, job_env, lookup, this_account
+from gpufleet.executors.accounts import DEFAULT_PATH, Account, Accounts, job_env, lookup, this_account
 from tests.executors.contract import read_logs, wait_for
 
 ROOT = os.geteuid() == 0
@@ -166,3 +166,27 @@ def test_a_job_of_a_user_without_an_account_fails_at_launch_with_the_reason(tmp_
     obs = ex.poll([j])[0]
     assert obs.phase is Phase.FAILED and "no Unix account" in obs.reason
     ex.close()
+
+
+def test_jobs_run_as_owners_only_on_engines_that_declare_it():
+    """What services check at submit follows the engine's declared ability (no isinstance): a root
+    server refuses a user without an account on local and Slurm (sbatch), not on Slurm REST
+    (every job runs as the REST user, said in the notice), Kubernetes or the fake engine."""
+    from gpufleet.executors.base import Ability
+    from gpufleet.executors.fake import FakeExecutor
+    from gpufleet.executors.kubernetes import KubernetesExecutor
+    from gpufleet.executors.slurm import SlurmConfig, SlurmExecutor
+
+    root = Accounts(Account("root", 0, 0, (0,), "/root", "/bin/sh"), run_as_owner=True)
+    for abilities in (LocalExecutor.abilities, SlurmExecutor.abilities):
+        assert Ability.RUN_AS_OWNER in abilities
+        with pytest.raises(ValidationError):
+            root.for_engine(abilities).check("ghost-user-xyz")
+        assert root.for_engine(abilities).notice is None
+    rest = SlurmExecutor(SlurmConfig(api="rest", rest_url="unix:/nonexistent", rest_user="slurmapi",
+                                     log_dir="/tmp/gf-test-slurm-logs"), api=object(), admin=object())
+    for abilities, runs_as in ((rest.abilities, rest.runs_jobs_as), (KubernetesExecutor.abilities, None),
+                               (FakeExecutor.abilities, None)):
+        acc = root.for_engine(abilities, runs_as)
+        acc.check("ghost-user-xyz")
+        assert not acc.run_as_owner and acc.notice.startswith(f"every job runs as {runs_as or 'root'} ")
