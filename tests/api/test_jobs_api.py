@@ -83,6 +83,10 @@ ISOLATION = [
     ("DELETE", "/api/v1/bookings/{booking}", None, 404, None),
     ("POST", "/api/v1/jobs#key", {"command": ["true"]}, 201,
      lambda body, ids: body["user"] == "bob" and body["id"] != ids["job"]),  # alice's key: bob's own job
+    ("GET", "/api/v1/usage?tenant=vision", None, 403, None),
+    ("GET", "/api/v1/usage/export?tenant=vision", None, 403, None),
+    ("GET", "/api/v1/usage?by=tenant&from=0", None, 200,
+     lambda body, ids: all(g["key"]["tenant"] == "speech" for g in body["groups"])),
 ]
 
 

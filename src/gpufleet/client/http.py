@@ -17,6 +17,7 @@ import httpx
 from gpufleet.api.schemas import (
     BookingOut, CancelOut, JobDetail, JobOut, NodeOut, TenantOut, TokenInfoOut, TokenOut, UserOut, WhoAmI,
 )
+from gpufleet.api.usage_schemas import UsageOut
 
 DEFAULT_URL = "http://127.0.0.1:8765"
 SUBMIT_RETRIES = 3  # after a connection error a submission is sent again, with the same key
@@ -254,6 +255,21 @@ class Client:
         """Admin: approve (or, approve=False, reject) a requested booking."""
         r = self._call("POST", f"/bookings/{booking_id}/{'approve' if approve else 'reject'}")
         return BookingOut.model_validate(r.json())
+
+    # usage accounting
+    def usage(self, start: str | None = None, end: str | None = None, by: Sequence[str] | None = None,
+              tenant: str | None = None) -> UsageOut:
+        """GPU-hours in [start, end) grouped by `by` (tenant, user, gpu_model, kind, node)."""
+        params = {k: v for k, v in {"from": start, "to": end, "by": list(by or ()) or None,
+                                    "tenant": tenant}.items() if v is not None}
+        return UsageOut.model_validate(self._call("GET", "/usage", params=params).json())
+
+    def usage_export(self, start: str | None = None, end: str | None = None, tenant: str | None = None,
+                     format: str = "sacct") -> str:
+        """The period's jobs as `sacct --parsable2` text."""
+        params = {k: v for k, v in {"from": start, "to": end, "tenant": tenant, "format": format}.items()
+                  if v is not None}
+        return self._call("GET", "/usage/export", params=params).text
 
     # generic access for routers mounted by other modules (health, schedules)
     def get(self, path: str, **params: Any) -> Any:
