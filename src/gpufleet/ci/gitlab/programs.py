@@ -206,7 +206,8 @@ def cleanup(runner: Runner, environ: Mapping[str, str], client, io: Io) -> int:
             return 0
         job_id = state["job_id"]
         alloc.release()
-        if not _wait_ended(client, job_id, runner.release_wait, io):
+        running = alloc.ready() is not None  # an agent reads `release`; a pending job has none
+        if not running or not _wait_ended(client, job_id, runner.release_wait, io):
             client.cancel(job_id)
             if not _wait_ended(client, job_id, runner.release_wait, io):
                 raise Fault(f"allocation {job_id} still active after cancel")
