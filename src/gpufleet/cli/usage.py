@@ -60,13 +60,13 @@ def _cell(name: str, v) -> str:
 
 def _tables(u) -> None:
     span = f"{_utc(u.start)} -> {_utc(u.end)} UTC"
-    heads = [k.upper() for k in u.by] + ["GPU-HOURS", "SHARE", "QUOTA", "ATTEMPTS", "STARTED", "MEAN WAIT",
-                                         "BUSY GPU-H", "IDLE GPU-H"]
+    heads = [k.upper() for k in u.by] + ["GPU-H", "SHARE", "OF-QUOTA", "ATTEMPTS", "STARTED", "WAIT",
+                                         "BUSY-H", "IDLE-H"]  # WAIT: mean queue time
     rows = [[g.key[k] for k in u.by] + [_cell(m, getattr(g, m)) for m in MEASURES] for g in u.groups]
     rows.append(["TOTAL"] + [""] * (len(u.by) - 1) + [_cell(m, getattr(u.total, m)) for m in MEASURES])
     table(heads, rows, title=f"Usage {span}")
     if u.idle:
-        table(("JOB", "USER", "TENANT", "GPU-H", "BUSY GPU-H", "IDLE GPU-H"),
+        table(("JOB", "USER", "TENANT", "GPU-H", "BUSY-H", "IDLE-H"),
               [(h.job_id, h.user, h.tenant, f"{h.gpu_s / 3600:.2f}", f"{h.busy_gpu_s / 3600:.2f}",
                 f"{h.idle_gpu_s / 3600:.2f}") for h in u.idle], title="Top idle holders")
     for note in u.notes:
