@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Any, Mapping, Sequence
 
 from gpufleet.domain import (
-    Attempt, Job, JobState, Node, NotFound, StateChange, User, ValidationError, transition,
+    Job, JobState, Node, NotFound, StateChange, User, ValidationError, transition,
 )
 from gpufleet.domain.spec import build_spec
 from gpufleet.executors.base import Ability, LogChunk, latest_attempt
@@ -204,7 +204,7 @@ def logs(ctx: Ctx, user: User, job_id: int, offset: int = 0, rank: int = 0,
     """Output of one rank of one attempt (None: the latest run). The chunk says which attempt."""
     job = get(ctx, user, job_id)
     runs = {a.n: a for a in ctx.store.attempts(job_id)}
-    known = set(runs) or _unrecorded_attempts(job)
+    known = set(runs) | _unrecorded_attempts(job)
     if attempt is not None and attempt not in known:
         have = f"attempts 1..{max(known)}" if known else "no attempt yet (it has not run)"
         raise ValidationError("attempt", f"job {job_id} has {have}, not {attempt}")
@@ -219,14 +219,10 @@ def logs(ctx: Ctx, user: User, job_id: int, offset: int = 0, rank: int = 0,
 
 
 def _unrecorded_attempts(job: Job) -> set[int]:
-    """The runs of a job that ran before attempts were recorded (schema < 0003), from its row."""
+    """The runs its row implies (1..latest once it ran): also those before attempts were recorded
+    (schema < 0003)."""
     ran = job.handle is not None or job.started_at is not None or job.restarts > 0
     return set(range(1, latest_attempt(job) + 1)) if ran else set()
-
-
-def attempts(ctx: Ctx, user: User, job_id: int) -> list[Attempt]:
-    get(ctx, user, job_id)
-    return ctx.store.attempts(job_id)
 
 
 def events(ctx: Ctx, user: User, job_id: int) -> list[StateChange]:
