@@ -226,3 +226,11 @@ def test_cleanup_cancels_an_agent_that_does_not_end(runner):
     client = FakeClient(("RUNNING", ""))
     assert cleanup(runner, ENV, client, make_io(Clock())) == 0
     assert client.cancelled == [7]
+
+
+def test_an_unwritable_builds_dir_is_a_system_failure_without_traceback(tmp_path):
+    (tmp_path / "file").write_text("")
+    runner = Runner(builds_dir=tmp_path / "file")  # not a directory
+    io = make_io(Clock())
+    assert prepare(runner, ENV, FakeClient(("PENDING", "")), io) == 42
+    assert io.out.getvalue().startswith(b"error: allocation directory: ")

@@ -77,6 +77,8 @@ def guarded(environ: Mapping[str, str], io: Io, body: Callable[[], int]) -> int:
         message, is_system = str(e), True
     except Fault as e:
         message, is_system = str(e), e.system
+    except OSError as e:  # the builds dir: full, not writable...
+        message, is_system = f"allocation directory: {e}", True
     io.out.write(f"error: {message}\n".encode())
     io.out.flush()
     return system if is_system else build
