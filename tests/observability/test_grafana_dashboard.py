@@ -27,6 +27,7 @@ def exposed_names() -> set[str]:
     m.remediation_steps.labels("drain", "ok").inc()
     m.health_checks.labels("xid", "ok").inc()
     m.health_status.labels("n", "xid").set(0)
+    m.gpu_seconds.labels("t", "u", "a100").inc()
     return {s.name for fam in m.registry.collect() for s in fam.samples}
 
 

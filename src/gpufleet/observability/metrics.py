@@ -2,7 +2,8 @@
 
     metrics = Metrics()                                   # main.py: one per server
     app.mount("/metrics", metrics.asgi_app())             # or: body, ctype = metrics.render()
-    control loop:  metrics.update_fleet(jobs, nodes, now, unhealthy_nodes)   # every cycle
+    control loop:  metrics.update_fleet(jobs, nodes, now, unhealthy_nodes)   # every cycle (gauges,
+                                                                   # and gpufleet_gpu_seconds_total)
                    metrics.observe_cycle(seconds)
     health loop:   metrics.observe_health(node_health)
     remediation:   metrics.observe_remediation(rem)       # from Remediator(on_change=...)
@@ -122,6 +123,10 @@ class Metrics:
                                          ["phase", "result"], registry=r)
         self.schedule_runs = Counter("gpufleet_schedule_runs", "Recurring schedule runs by outcome",
                                      ["schedule", "outcome"], registry=r)
+        self.gpu_seconds = Counter("gpufleet_gpu_seconds", "GPU-seconds allocated to running jobs "
+                                   "(counted each control cycle; `gpufleet usage` has the exact figures)",
+                                   ["tenant", "user", "gpu_model"], registry=r)
+        self._gpu_counted: dict[tuple[int, int], float] = {}  # (job, attempt) -> counted up to
         self._counted_steps: dict[tuple[str, float], int] = {}
         self._finished: set[tuple[str, float]] = set()
 
@@ -132,9 +137,29 @@ class Metrics:
 
     def update_fleet(self, jobs: Iterable[Job], nodes: Iterable[Node], now: float,
                      unhealthy: Iterable[str] = ()) -> None:
+        jobs, nodes = list(jobs), list(nodes)
         snap = fleet_snapshot(jobs, nodes, now, unhealthy)
         with self._lock:
             self._snapshot = snap
+            self._count_gpu_seconds(jobs, nodes, now)
+
+    def _count_gpu_seconds(self, jobs: list[Job], nodes: list[Node], now: float) -> None:
+        """Add the GPU-seconds each running attempt held since the last cycle (to its end when it
+        ended this cycle), per tenant, user and GPU model."""
+        models = {n.name: {g.index: g.model for g in n.gpus} for n in nodes}
+        seen: dict[tuple[int, int], float] = {}
+        for j in jobs:
+            if j.started_at is None or not j.allocation:
+                continue
+            key = (j.id, j.attempt)
+            upto = j.ended_at if j.state.terminal and j.ended_at is not None else now
+            since = max(j.started_at, self._gpu_counted.get(key, j.started_at))
+            if upto > since:
+                per = Tally(models.get(a.node, {}).get(g, "unknown") for a in j.allocation for g in a.gpus)
+                for model, gpus in per.items():
+                    self.gpu_seconds.labels(j.tenant, j.user, model).inc(gpus * (upto - since))
+            seen[key] = max(since, upto)  # an ended one is kept while reported: never counted twice
+        self._gpu_counted = seen
 
     def observe_cycle(self, seconds: float) -> None:
         self.cycle_seconds.observe(seconds)
