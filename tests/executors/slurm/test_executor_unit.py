@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -197,6 +198,22 @@ def test_root_server_submits_each_job_as_its_owner(tmp_path):
     assert f"--uid={nobody.pw_uid}" in req.sbatch_args() and f"--gid={nobody.pw_gid}" in req.sbatch_args()
     assert req.environment["USER"] == req.environment["LOGNAME"] == "nobody"
     assert req.environment["HOME"] == nobody.pw_dir
+    folder = tmp_path / "nobody"  # the owner's own output folder: no other tenant reads or plants there
+    assert req.output == str(folder / f"gf{job.id}.0.out")
+    if os.geteuid() == 0:
+        assert folder.stat().st_uid == nobody.pw_uid and folder.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_planted_link_for_an_owners_log_folder_fails_the_launch(tmp_path):
+    ex, api, _ = make(tmp_path)
+    ex.accounts = _owner_accounts({"alice": "nobody"}).for_engine(ex.abilities)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "nobody").symlink_to(tmp_path / "elsewhere")
+    job = adopted_job()
+    job.id, job.user = 74, "alice"
+    with pytest.raises(ValueError, match="not a directory of nobody's alone"):
+        ex.launch(job)
+    assert api.submitted == []
 
 
 def test_root_server_fails_the_launch_of_a_job_whose_owner_has_no_account(tmp_path):

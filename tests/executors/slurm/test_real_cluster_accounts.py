@@ -92,7 +92,10 @@ def test_root_server_runs_each_job_as_its_owner(make_executor, unix_user):
     lines = out.split()
     uid = int(subprocess.run(["id", "-u", unix_user], capture_output=True, text=True).stdout)
     assert lines[:2] == [unix_user, str(uid)], out
-    assert "HOME=/nonexistent" in lines and lines[-1] == ex.config.log_dir  # no home: the log folder
+    folder = os.path.join(ex.config.log_dir, unix_user)  # its own 0700 output folder
+    assert "HOME=/nonexistent" in lines and lines[-1] == folder  # no home: starts there
+    st = os.lstat(folder)
+    assert st.st_uid == uid and st.st_mode & 0o777 == 0o700
     assert "root" not in lines[:2]
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import getpass
 import logging
 import os
+import stat
 import threading
 import time
 from datetime import datetime
@@ -92,7 +93,7 @@ class SlurmExecutor(ExecutorBase):
         self._addresses: dict[str, str] = {}
         self._limited: set[int] = set()
         self._min_job_age: int | None = None
-        os.makedirs(cfg.log_dir, mode=0o1777, exist_ok=True)
+        _shared_folder(cfg.log_dir)
 
     # ------------------------------------------------------------------------------ snapshots
 
@@ -163,11 +164,12 @@ class SlurmExecutor(ExecutorBase):
         placed = bool(job.allocation) and not cfg.slurm_place
         if placed and job.allocation[0].node not in self._addresses:
             self._learn_addresses()
-        main_log = rank_log(cfg.log_dir, job, 0)
         spec = job.spec
         account, as_owner = self._runs_as(job)
+        log_dir = self._log_dir(job, account if as_owner else None)
+        main_log = rank_log(log_dir, job, 0)
         return SubmitRequest(
-            script=build_script(job, dict(self._addresses), cfg.log_dir, placed),
+            script=build_script(job, dict(self._addresses), log_dir, placed),
             name=job_name(job),
             comment=ident.comment(),
             account=self._account(job.tenant, account.name if as_owner else self.user),
@@ -181,7 +183,7 @@ class SlurmExecutor(ExecutorBase):
             partition=cfg.partition,
             reservation=f"{cfg.reservation_prefix}{spec.booking}" if spec.booking is not None else None,
             constraint=None if placed else constraint_of(job),
-            workdir=spec.workdir or (_home_or(account.home, cfg.log_dir) if as_owner else None),
+            workdir=spec.workdir or (_home_or(account.home, log_dir) if as_owner else None),
             environment=job_env(account, {}, {}),
             uid=account.uid if as_owner else None,
             gid=account.gid if as_owner else None,
@@ -197,6 +199,17 @@ class SlurmExecutor(ExecutorBase):
         if found is not None:
             return found, False
         return (self.accounts.server if self.accounts is not None else this_account()), False
+
+    def _log_dir(self, job: Job, owner: Account | None = None) -> str:
+        """Where `job`'s output goes: jobs run as their owners write into `log_dir/<account>/`, that
+        account's own 0700 folder (made here when `owner` is given), so no other tenant can read
+        it or plant a file at its predictable name; otherwise `log_dir` itself."""
+        if self.accounts is None or not self.accounts.run_as_owner:
+            return self.config.log_dir
+        folder = os.path.join(self.config.log_dir, self.accounts.account_name(job.user))
+        if owner is not None:
+            _private_folder(folder, owner)
+        return folder
 
     def _account(self, tenant: str, user: str | None = None) -> str:
         """The tenant's Slurm account, with an association for `user` (default: the submitting user)."""
@@ -318,7 +331,7 @@ class SlurmExecutor(ExecutorBase):
         """Rank `rank`'s output file of attempt `attempt` (each run is its own Slurm job and file),
         opened with no link followed: the log folder is writable by the jobs."""
         view, over = attempt_view(job, attempt)
-        path = rank_log(self.config.log_dir, view, rank)
+        path = rank_log(self._log_dir(view), view, rank)
         ended = over or job.state.terminal or self._ended(view)
         folder, name = os.path.split(path)
         try:
@@ -402,6 +415,29 @@ class SlurmExecutor(ExecutorBase):
         closer = getattr(self.api, "close", None)
         if closer is not None:
             closer()
+
+
+def _shared_folder(path: str) -> None:
+    """The log folder, made 1777 when this creates it (the server's umask would leave it 0700)."""
+    try:
+        os.makedirs(path)
+    except FileExistsError:
+        return
+    os.chmod(path, 0o1777)
+
+
+def _private_folder(path: str, owner: Account) -> None:
+    """`path` as a real directory of `owner`'s alone (0700): made and handed over when missing; a
+    link or another's folder there is refused (ValueError), never followed."""
+    try:
+        os.mkdir(path, 0o700)
+        os.lchown(path, owner.uid, owner.gid)
+    except FileExistsError:
+        pass
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != owner.uid or st.st_mode & 0o077:
+        raise ValueError(f"log folder {path} is not a directory of {owner.name}'s alone (mode 0700): "
+                         "an admin should remove it")
 
 
 def _home_or(home: str, fallback: str) -> str:
