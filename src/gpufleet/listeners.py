@@ -22,7 +22,7 @@ WELL_KNOWN_SOCKET = Path("/run/gpufleet/gpufleet.sock")
 def bind_tcp(host: str, port: int) -> socket.socket:
     """A listening TCP socket, or ValidationError("port") naming why not."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # asyncio sets TCP_NODELAY only then
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
