@@ -87,12 +87,19 @@ def usage_report(engine: Engine, start: float, end: float, now: float, by: Seque
     keys = [U.c[k] for k in by]
     grouped = select(*keys, *cols).where(where).group_by(*keys).order_by(*keys)
     with engine.connect() as conn:
-        rows = conn.execute(grouped).all()
-        total = conn.execute(select(*cols).where(where)).one()
+        rows = conn.execute(grouped).all()  # the groups partition the rows: the total is their sum
+        groups = [_group(dict(zip(by, r[:len(by)])), r[len(by):]) for r in rows]
+        total = _sum(groups)
         idle = _idle(conn, start, end, now, dialect, where, top_idle) if total.sampled_gpu_s else []
-    groups = [_group(dict(zip(by, r[:len(by)])), r[len(by):]) for r in rows]
     groups = [g for g in groups if g.gpu_s > 0 or g.attempts]
-    return UsageReport(start, end, by, groups, _group({}, total), idle)
+    return UsageReport(start, end, by, groups, total, idle)
+
+
+def _sum(groups: list[UsageGroup]) -> UsageGroup:
+    busy = [g.busy_gpu_s for g in groups if g.busy_gpu_s is not None]
+    return UsageGroup({}, sum(g.gpu_s for g in groups), sum(g.attempts for g in groups),
+                      sum(g.started for g in groups), sum(g.wait_s for g in groups),
+                      sum(busy) if busy else None, sum(g.sampled_gpu_s for g in groups))
 
 
 def _group(key: dict, r) -> UsageGroup:
