@@ -33,6 +33,8 @@ class Ability(str, Enum):
     # a root server runs each job as its owner's Unix account (executors/accounts.py): submit refuses
     # a user without one, launch fails such a job with why
     RUN_AS_OWNER = "run-as-owner"
+    # `results(job, attempt)` returns the files the job wrote into $GPUFLEET_RESULTS_DIR
+    RESULTS = "results"
 
 
 class Phase(str, Enum):
@@ -69,6 +71,15 @@ class LogChunk:
     complete: bool  # the job ended and everything was read
     note: str = ""  # e.g. "logs are not available from this engine: ..."
     attempt: int | None = None  # which run the data is of (set by the jobs service)
+
+
+@dataclass(frozen=True, slots=True)
+class ResultFile:
+    """One file a rank wrote into $GPUFLEET_RESULTS_DIR (JSON Lines or JUnit XML)."""
+
+    rank: int
+    name: str
+    data: bytes
 
 
 @runtime_checkable
@@ -137,6 +148,10 @@ class ExecutorBase:
 
     def unbook(self, booking: Booking) -> None:
         return None
+
+    def results(self, job: Job, attempt: int) -> tuple[list[ResultFile], list[str]]:
+        """(files of $GPUFLEET_RESULTS_DIR, notes); engines with Ability.RESULTS override it."""
+        return [], [f"results are not collected from the {self.name} engine yet"]
 
     def close(self) -> None:
         return None

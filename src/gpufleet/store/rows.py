@@ -170,3 +170,59 @@ class MetaRow(Base):
     __tablename__ = "meta"
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
     value: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class ResultRow(Base):
+    """One measurement (results/), with the provenance of the run: written when an attempt ends
+    (collected from $GPUFLEET_RESULTS_DIR) or by `gpufleet results import`."""
+
+    __tablename__ = "results"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    series: Mapped[str] = mapped_column(String(512))  # the series key (results.model.series_key)
+    benchmark: Mapped[str] = mapped_column(String(256))
+    metric: Mapped[str] = mapped_column(String(256))
+    params: Mapped[dict] = mapped_column(JSON, default=dict)
+    value: Mapped[float] = mapped_column(Float)
+    unit: Mapped[str] = mapped_column(String(64), default="")
+    higher_is_better: Mapped[bool] = mapped_column(Boolean, default=True)
+    at: Mapped[float] = mapped_column(Float)  # when measured
+    job_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # no FK: imported history
+    attempt: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    user: Mapped[str] = mapped_column(String(64))
+    node: Mapped[str] = mapped_column(String(128), default="")
+    gpu_model: Mapped[str] = mapped_column(String(128), default="")
+    sku: Mapped[str] = mapped_column(String(128), default="")
+    driver: Mapped[str] = mapped_column(String(64), default="")
+    vbios: Mapped[str] = mapped_column(String(64), default="")
+    gpu_uuids: Mapped[str] = mapped_column(Text, default="")
+    commit: Mapped[str] = mapped_column(String(256), default="")
+    labels: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # None: not available
+    clocks: Mapped[str] = mapped_column(String(64), default="")
+    valid: Mapped[bool] = mapped_column(Boolean, default=True)  # perf_valid
+    invalid_reason: Mapped[str] = mapped_column(Text, default="")
+    conditions: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    source: Mapped[str] = mapped_column(String(16), default="job")  # job | import
+    __table_args__ = (Index("ix_results_series_at", "series", "at"),
+                      Index("ix_results_tenant_at", "tenant", "at"),
+                      Index("ix_results_job", "job_id", "attempt"))
+
+
+class TestCaseRow(Base):
+    """One JUnit test case of an attempt (pass/fail/skip)."""
+
+    __tablename__ = "test_cases"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    attempt: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    user: Mapped[str] = mapped_column(String(64))
+    node: Mapped[str] = mapped_column(String(128), default="")
+    suite: Mapped[str] = mapped_column(String(256), default="")
+    classname: Mapped[str] = mapped_column(String(256), default="")
+    name: Mapped[str] = mapped_column(String(512))
+    outcome: Mapped[str] = mapped_column(String(16))
+    time_s: Mapped[float] = mapped_column(Float, default=0.0)
+    message: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[float] = mapped_column(Float)
+    __table_args__ = (Index("ix_test_cases_job", "job_id", "attempt"),)

@@ -25,11 +25,13 @@ from gpufleet.executors.base import (
     LogChunk,
     Observation,
     Phase,
+    ResultFile,
     attempt_view,
     master_port_for,
     rank_env,
 )
 from gpufleet.executors.logfile import UnsafeLog, read_chunk, refusal
+from gpufleet.executors.local.results import RESULTS, make_results_dir, read_results
 from gpufleet.executors.accounts import (
     DEFAULT_PATH, RUN_AS, Account, Accounts, job_env, this_account,
 )
@@ -56,7 +58,8 @@ class LaunchError(RuntimeError):
 
 class LocalExecutor(ExecutorBase):
     name = "local"
-    abilities = frozenset({Ability.LOGS, Ability.ADOPT, Ability.HOST_PATHS, Ability.RUN_AS_OWNER})
+    abilities = frozenset({Ability.LOGS, Ability.ADOPT, Ability.HOST_PATHS, Ability.RUN_AS_OWNER,
+                           Ability.RESULTS})
     launch_timeout_s = 5.0  # a marker without a shim for this long: the launcher died mid-launch
 
     def __init__(
@@ -117,6 +120,7 @@ class LocalExecutor(ExecutorBase):
         try:
             account, drop = self._account(job)  # no account (root server): FAILED with why
             workdir = job.spec.workdir or str(_own_workdir(rp, account if drop else None))
+            make_results_dir(rp.dir, *((account.uid, account.gid) if drop else (None, None)))
             _write_private(rp.env, _env_file(self._rank_env(job, r, account)))
             if drop:
                 _write_private(rp.dir / RUN_AS, account.run_as_text(cwd_first=not job.spec.workdir))
@@ -145,6 +149,7 @@ class LocalExecutor(ExecutorBase):
         """The rank's whole environment, built (see account.job_env): nothing of the server's."""
         master = self.addresses.get(job.allocation[0].node, "127.0.0.1")
         ranks = rank_env(job, r, master_addr=master, master_port=master_port_for(job.id))
+        ranks["GPUFLEET_RESULTS_DIR"] = str(self.paths(job.id, job.attempt).rank(r).dir / RESULTS)
         return job_env(account or this_account(), job.spec.env, ranks, self.lang)
 
     def _abort(self, job: Job, paths: JobPaths, why: str) -> None:
@@ -227,6 +232,18 @@ class LocalExecutor(ExecutorBase):
         except UnsafeLog:
             return LogChunk(b"", offset, True, note=refusal(f"the output of rank {rank}"))
         return LogChunk(data, offset + len(data), ended and offset + len(data) >= size)
+
+    # results ---------------------------------------------------------------------------------
+    def results(self, job: Job, attempt: int) -> tuple[list[ResultFile], list[str]]:
+        """The files every rank of run `attempt` left in its results directory, and notes."""
+        paths = self.paths(job.id, attempt)
+        files: list[ResultFile] = []
+        notes: list[str] = []
+        for r in paths.existing_ranks():
+            f, n = read_results(self.run_dir, (*paths.parts(self.run_dir), f"rank-{r}"), r)
+            files += f
+            notes += n
+        return files, notes
 
     def close(self) -> None:
         self._reap()
