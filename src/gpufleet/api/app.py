@@ -35,6 +35,9 @@ def create_app(ctx: Ctx, metrics: Callable[[], tuple[bytes, str]] | None = None,
               schedules.router, usage.router):
         app.include_router(r, prefix=API_PREFIX)
     _errors(app)
+    from gpufleet.web import mount as mount_dashboard
+
+    mount_dashboard(app)  # the web dashboard at / (same port, same auth)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz():
