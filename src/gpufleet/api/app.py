@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from gpufleet import __version__
 from gpufleet.api.limits import DEFAULT_MAX_BODY_BYTES, BodySizeLimit
 from gpufleet.api.routers import accounts, bookings, health, jobs, nodes, schedules, tenants
-from gpufleet.api.routers import usage
+from gpufleet.api.routers import results, usage
 from gpufleet.domain import Conflict, Forbidden, IllegalTransition, NotFound, ValidationError
 from gpufleet.services import Ctx
 
@@ -24,7 +24,8 @@ def create_app(ctx: Ctx, metrics: Callable[[], tuple[bytes, str]] | None = None,
     given (e.g. a bare test app). Request bodies over `max_body_bytes` get 413."""
     app = FastAPI(title="gpufleet", version=__version__,
                   description="Control plane for a GPU lab", openapi_url="/openapi.json")
-    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes,
+                       larger={f"{API_PREFIX}/results/import": results.MAX_IMPORT_BYTES})
     app.state.ctx = ctx
     app.state.token_cache = {}
     app.state.peer_cache = {}
@@ -32,7 +33,7 @@ def create_app(ctx: Ctx, metrics: Callable[[], tuple[bytes, str]] | None = None,
     app.state.health = health_service
     app.state.schedules = schedule_service
     for r in (jobs.router, nodes.router, tenants.router, accounts.router, bookings.router, health.router,
-              schedules.router, usage.router):
+              schedules.router, usage.router, results.router):
         app.include_router(r, prefix=API_PREFIX)
     _errors(app)
     from gpufleet.web import mount as mount_dashboard

@@ -9,6 +9,7 @@ import typer
 
 from gpufleet.cli import accounts, admin, health, jobs, sim
 from gpufleet.cli.usage import usage_app
+from gpufleet.cli.results import results_app
 from gpufleet.cli.ci import ci_app
 from gpufleet.cli.output import err
 from gpufleet.client import ApiError, ServerUnreachable
@@ -39,6 +40,7 @@ app.add_typer(sim.app, name="sim")
 app.add_typer(health.health_app, name="health")
 app.add_typer(health.schedule_app, name="schedule")
 app.add_typer(usage_app, name="usage")
+app.add_typer(results_app, name="results")
 app.add_typer(ci_app, name="ci")
 
 

@@ -271,6 +271,18 @@ class Client:
                   if v is not None}
         return self._call("GET", "/usage/export", params=params).text
 
+    # results
+    def results_import(self, data: bytes) -> int:
+        """JSON Lines measurements (with provenance fields); all lines or none."""
+        r = self._call("POST", "/results/import", content=data,
+                       headers={"Content-Type": "application/x-ndjson"}, timeout=600)
+        return int(r.json()["imported"])
+
+    def results(self, path: str = "", **params: Any) -> Any:
+        """GET /results[/<path>] (list, show, trend, compare, regressions, outliers)."""
+        clean = {k: v for k, v in params.items() if v is not None and v is not False}
+        return self._call("GET", "/results" + (f"/{path}" if path else ""), params=clean, timeout=600).json()
+
     # generic access for routers mounted by other modules (health, schedules)
     def get(self, path: str, **params: Any) -> Any:
         return self._call("GET", path, params=params).json()

@@ -49,6 +49,8 @@ class ControlLoop:
     clock: Clock = time.time
     config: SchedulerConfig = field(default_factory=SchedulerConfig)
     on_cycle: Callable[[CycleReport], None] | None = None
+    # called once an attempt's end is recorded (results are collected there); errors are logged
+    on_attempt_end: Callable[[Job], None] | None = None
     usage: dict[str, float] = field(default_factory=dict)
     _signalled: set[int] = field(default_factory=set)
     _usage_at: float | None = None
@@ -103,7 +105,17 @@ class ControlLoop:
                 self._signalled.discard(job.id)
                 with job_context(job):
                     log.info("job ended", state=job.state.value, reason=job.reason, exit_code=job.exit_code)
+                self._attempt_ended(job)
         return ended
+
+    def _attempt_ended(self, job: Job) -> None:
+        if self.on_attempt_end is None:
+            return
+        try:
+            self.on_attempt_end(job)
+        except Exception as e:  # a bad results file must not stop the loop
+            with job_context(job):
+                log.warning("after-attempt hook failed", error=str(e))
 
     # 2. act ----------------------------------------------------------------------------------
     def _act(self, running: list[Job]) -> None:
