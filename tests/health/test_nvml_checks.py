@@ -173,8 +173,8 @@ def test_fake_mirrors_pynvml_surface(fleet):
     with pytest.raises(pynvml.NVMLError_Uninitialized):
         nvml.nvmlDeviceGetCount()
     nvml.nvmlInit()
-    with pytest.raises(AttributeError, match="does not implement nvmlDeviceGetPowerUsage"):
-        nvml.nvmlDeviceGetPowerUsage(nvml.nvmlDeviceGetHandleByIndex(0))
+    with pytest.raises(AttributeError, match="does not implement nvmlDeviceGetFanSpeed"):
+        nvml.nvmlDeviceGetFanSpeed(nvml.nvmlDeviceGetHandleByIndex(0))
     fleet.lose_gpu("dgx1", 0)
     with pytest.raises(pynvml.NVMLError_GpuIsLost):
         nvml.nvmlDeviceGetName(type(nvml.nvmlDeviceGetHandleByIndex(0))("dgx1", 0))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from gpufleet.domain.perf import PerfPolicy
 from gpufleet.domain.states import JobState
 
 
@@ -28,6 +29,7 @@ class JobSpec:
     booking: int | None = None
     requeue: bool = True  # when preempted: back to the queue (True) or FAILED
     image: str | None = None  # container image (Kubernetes executor)
+    perf: PerfPolicy | None = None  # a clean-room performance run (whole nodes, prolog/epilog checks)
 
     @property
     def total_gpus(self) -> int:

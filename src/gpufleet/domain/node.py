@@ -57,6 +57,8 @@ class Node:
             return self.arch
         if key in ("gpu_model", "gpu-model", "model"):
             return self.gpu_model
+        if key == "gpu_count":  # perf jobs take whole nodes: gpu_count=<their GPUs per node>
+            return str(len(self.gpus))
         return self.labels.get(key)
 
 

@@ -2,7 +2,7 @@
 
 The YAML file mirrors the CLI flags one to one: `gpus`, `nodes`, `gpu_model`, `cpus`, `mem`,
 `time_limit`, `tenant`, `priority`, `name`, `env`, `workdir`, `constraint`, `booking`,
-`requeue`, `image`, `command`.
+`requeue`, `image`, `perf` (true or {clocks, max_temp_c, sample_s}), `command`.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ from typing import Any, Mapping
 from gpufleet.domain.errors import ValidationError
 from gpufleet.domain.job import JobSpec
 from gpufleet.domain.node import normalise_model
+from gpufleet.domain.perf import parse_perf, perf_from_dict
 from gpufleet.domain.units import MAX_INT, parse_duration, parse_mem_mb
 
 SPEC_FIELDS = (
     "command", "gpus", "nodes", "gpu_model", "cpus", "mem", "time_limit", "tenant", "priority",
-    "name", "env", "workdir", "constraint", "booking", "requeue", "image",
+    "name", "env", "workdir", "constraint", "booking", "requeue", "image", "perf",
 )
 _ALIASES = {"gpu-model": "gpu_model", "time-limit": "time_limit", "constraints": "constraint",
             "mem_mb": "mem", "time_limit_s": "time_limit", "no_requeue": None}
@@ -54,10 +55,11 @@ def build_spec(data: Mapping[str, Any], default_tenant: str = "default") -> JobS
         name=_name(data["name"], "name") if data.get("name") else None,
         env=_env(data.get("env")),
         workdir=_text(data["workdir"], "workdir") if data.get("workdir") else None,
-        constraints=_pairs(data.get("constraint"), "constraint"),
+        constraints=_constraints(data.get("constraint")),
         booking=_count(data["booking"], "booking", minimum=1) if data.get("booking") else None,
         requeue=_bool(data.get("requeue", True), "requeue"),
         image=_text(data["image"], "image") if data.get("image") else None,
+        perf=parse_perf(data.get("perf")),
     )
     _check_exec_size(spec)
     return spec
@@ -71,7 +73,7 @@ def spec_to_dict(spec: JobSpec) -> dict[str, Any]:
         "time_limit": spec.time_limit_s, "tenant": spec.tenant, "priority": spec.priority,
         "name": spec.name, "env": dict(spec.env), "workdir": spec.workdir,
         "constraint": dict(spec.constraints), "booking": spec.booking, "requeue": spec.requeue,
-        "image": spec.image,
+        "image": spec.image, "perf": spec.perf.to_dict() if spec.perf else None,
     }
 
 
@@ -83,6 +85,7 @@ def spec_from_dict(d: Mapping[str, Any]) -> JobSpec:
         tenant=d["tenant"], priority=d.get("priority", 0), name=d.get("name"),
         env=d.get("env") or {}, workdir=d.get("workdir"), constraints=d.get("constraint") or {},
         booking=d.get("booking"), requeue=d.get("requeue", True), image=d.get("image"),
+        perf=perf_from_dict(d.get("perf")),
     )
 
 
@@ -192,6 +195,35 @@ def _pairs(value: Any, field: str) -> dict[str, str]:
     if not isinstance(value, Mapping):
         raise ValidationError(field, "must be K=V[,K=V...]")
     return {_text(k, field).strip(): _text(v, field).strip() for k, v in value.items()}
+
+
+_CONSTRAINT = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*(>=|<=|!=|==|=|>|<)\s*(.*?)\s*")
+COMPARISONS = (">=", "<=", "!=", ">", "<")
+
+
+def _constraints(value: Any) -> dict[str, str]:
+    """`key=value`, `key=a|b`, or a comparison on a version-like attribute: `driver>=550`,
+    `cuda_driver<12.4`, `vbios!=96.00.74.00.01`. Stored as {key: value} or {key: ">=550"}."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, Mapping):
+        return _pairs(value, "constraint")
+    items = [value] if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) else None
+    if items is None:
+        raise ValidationError("constraint", "must be K=V[,K=V...]")
+    out: dict[str, str] = {}
+    for item in items:
+        for part in str(item).split(","):
+            if not part.strip():
+                continue
+            m = _CONSTRAINT.fullmatch(_text(part, "constraint"))
+            if not m or not m.group(3):
+                raise ValidationError("constraint", f"expected K=V or K>=V (>, <, <=, !=), got {part.strip()!r}")
+            key, op, want = m.groups()
+            if op in (">=", "<=", ">", "<") and not re.fullmatch(r"\d+(\.\d+)*", want):
+                raise ValidationError("constraint", f"{key}{op}{want}: comparisons need a version like 550 or 12.4")
+            out[key] = want if op in ("=", "==") else op + want
+    return out
 
 
 def _split_pair(item: Any, field: str) -> tuple[str, str]:

@@ -14,6 +14,10 @@ Faults (per virtual node and GPU), for tests and demos:
     fleet.nvlink_down("dgx1", gpu=2, link=0)   # one NVLink inactive
     fleet.persistence_off("dgx1", gpu=0)
     fleet.set_driver("dgx1", "535.104")
+    fleet.set_vbios("dgx1", gpu=0, version="96.00.89.00.01")
+    fleet.stray_process("dgx1", gpu=0, pid=4242)   # a process gpufleet did not start, on the GPU
+    fleet.throttle("dgx1", gpu=0, reason="sw_power_cap")  # a throttle reason active (no heat)
+    fleet.clock_drop("dgx1", gpu=0, sm_mhz=900)    # the SM clock falls below what was asked
     fleet.clear("dgx1")                        # heal everything on the node
     fleet.inject({"node": "dgx1", "fault": "xid", "gpu": 3, "xid": 79})  # the same, from JSON
 """
@@ -21,6 +25,7 @@ Faults (per virtual node and GPU), for tests and demos:
 from __future__ import annotations
 
 import threading
+import zlib
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
@@ -38,7 +43,19 @@ IMPLEMENTED = frozenset({
     "nvmlDeviceGetTemperatureThreshold", "nvmlDeviceGetCurrentClocksThrottleReasons",
     "nvmlDeviceGetNvLinkState", "nvmlDeviceGetPersistenceMode", "nvmlEventSetCreate",
     "nvmlDeviceRegisterEvents", "nvmlEventSetWait_v2", "nvmlEventSetFree", "nvmlDeviceGetNumaNodeId",
+    # hardware identity and clean-room runs
+    "nvmlSystemGetCudaDriverVersion", "nvmlDeviceGetSerial", "nvmlDeviceGetVbiosVersion",
+    "nvmlDeviceGetBoardPartNumber", "nvmlDeviceGetMaxPcieLinkGeneration", "nvmlDeviceGetMaxPcieLinkWidth",
+    "nvmlDeviceGetEnforcedPowerLimit", "nvmlDeviceGetMaxClockInfo", "nvmlDeviceGetApplicationsClock",
+    "nvmlDeviceGetDefaultApplicationsClock", "nvmlDeviceGetClockInfo", "nvmlDeviceGetEccMode",
+    "nvmlDeviceGetPowerUsage", "nvmlDeviceGetUtilizationRates", "nvmlDeviceGetComputeRunningProcesses",
+    "nvmlDeviceGetGraphicsRunningProcesses", "nvmlDeviceSetGpuLockedClocks", "nvmlDeviceResetGpuLockedClocks",
+    "nvmlDeviceSetApplicationsClocks", "nvmlDeviceResetApplicationsClocks",
 })
+# full product names of the short models the inventory uses (a fake GPU otherwise is "NVIDIA <MODEL>")
+PRODUCT_NAMES = {"a100": "NVIDIA A100-SXM4-80GB", "h100": "NVIDIA H100 80GB HBM3", "h200": "NVIDIA H200",
+                 "l40s": "NVIDIA L40S", "a10": "NVIDIA A10", "v100": "Tesla V100-SXM2-32GB"}
+DEFAULT_CUDA = 12060  # nvmlSystemGetCudaDriverVersion: 12.6
 
 
 @dataclass(slots=True)
@@ -63,6 +80,24 @@ class FakeGpu:
     persistence: int = pynvml.NVML_FEATURE_ENABLED
     present: bool = True
     numa: int = 0
+    serial: str = ""
+    vbios: str = "96.00.89.00.01"
+    board_part: str = "692-2G506-0200-002"
+    pcie_gen: int = 4
+    pcie_width: int = 16
+    power_limit_mw: int = 400_000
+    power_mw: int = 60_000
+    util_pct: int = 0
+    max_sm_mhz: int = 1410
+    max_mem_mhz: int = 1593
+    base_sm_mhz: int = 1095  # default application clocks
+    base_mem_mhz: int = 1593
+    app_sm_mhz: int = 1095
+    app_mem_mhz: int = 1593
+    locked_sm_mhz: int | None = None  # nvmlDeviceSetGpuLockedClocks
+    clock_cap_mhz: int | None = None  # an injected clock drop: the SM clock never exceeds this
+    ecc_on: int = 1
+    processes: list[int] = field(default_factory=list)  # pids of stray compute processes
 
 
 @dataclass(slots=True)
@@ -118,10 +153,13 @@ class FakeNvmlFleet:
                 index=g.index, name=f"NVIDIA {g.model.upper()}", uuid=g.uuid or f"GPU-{node.name}-{g.index}",
                 memory_mb=g.memory_mb or 16384,
                 nvlinks=[1] * NVLINKS_PER_GPU if group_sizes[g.group] > 1 else [],
-                numa=g.group,
+                numa=g.group, serial=f"13233{zlib.crc32(f'{node.name}/{g.index}'.encode()) % 10**8:08d}",
             )
             for g in node.gpus
         ]
+        for g, fg in zip(node.gpus, gpus):
+            fg.name = node.labels.get("gpu_name") or PRODUCT_NAMES.get(g.model, fg.name)
+            fg.vbios = node.labels.get("vbios", fg.vbios).split("|")[0]
         driver = self._default_driver or node.labels.get("driver") or DEFAULT_DRIVER
         with self._lock:
             self._nodes[node.name] = FakeNodeState(node.name, driver, gpus)
@@ -179,6 +217,31 @@ class FakeNvmlFleet:
         with self._lock:
             self._state(node).driver = version
 
+    def set_vbios(self, node: str, gpu: int, version: str) -> None:
+        with self._lock:
+            self._gpu(self._state(node), gpu).vbios = version
+
+    def stray_process(self, node: str, gpu: int, pid: int = 4242) -> None:
+        with self._lock:
+            self._gpu(self._state(node), gpu).processes.append(int(pid))
+
+    def throttle(self, node: str, gpu: int, reason: str = "sw_power_cap") -> None:
+        """An active throttle reason without heat: sw_power_cap, hw_slowdown, hw_power_brake, ..."""
+        bits = {"sw_power_cap": pynvml.nvmlClocksThrottleReasonSwPowerCap,
+                "hw_slowdown": pynvml.nvmlClocksThrottleReasonHwSlowdown,
+                "hw_thermal_slowdown": pynvml.nvmlClocksThrottleReasonHwThermalSlowdown,
+                "hw_power_brake": pynvml.nvmlClocksThrottleReasonHwPowerBrakeSlowdown,
+                "sw_thermal_slowdown": pynvml.nvmlClocksThrottleReasonSwThermalSlowdown}
+        if reason not in bits:
+            raise ValidationError("reason", f"one of {sorted(bits)}")
+        with self._lock:
+            self._gpu(self._state(node), gpu).throttle |= bits[reason]
+
+    def clock_drop(self, node: str, gpu: int, sm_mhz: int | None = None) -> None:
+        with self._lock:
+            g = self._gpu(self._state(node), gpu)
+            g.clock_cap_mhz = int(sm_mhz) if sm_mhz is not None else g.base_sm_mhz // 2
+
     def clear(self, node: str) -> None:
         """Heal the node: every GPU back to the healthy default, pending events dropped."""
         with self._lock:
@@ -188,6 +251,7 @@ class FakeNvmlFleet:
                 g.ecc_volatile_unc = g.remap_unc = g.remap_pending = g.remap_failure = 0
                 g.retire_pending, g.persistence = 0, pynvml.NVML_FEATURE_ENABLED
                 g.nvlinks = [1] * len(g.nvlinks)
+                g.processes, g.clock_cap_mhz = [], None
             for es in state.event_sets:
                 es.events.clear()
 
@@ -205,6 +269,10 @@ class FakeNvmlFleet:
             "nvlink_down": lambda: self.nvlink_down(node, gpu, int(fault.get("link", 0))),
             "persistence_off": lambda: self.persistence_off(node, gpu),
             "driver": lambda: self.set_driver(node, str(fault.get("version", ""))),
+            "vbios": lambda: self.set_vbios(node, gpu, str(fault.get("version", ""))),
+            "stray_process": lambda: self.stray_process(node, gpu, int(fault.get("pid", 4242))),
+            "throttle": lambda: self.throttle(node, gpu, str(fault.get("reason", "sw_power_cap"))),
+            "clock_drop": lambda: self.clock_drop(node, gpu, fault.get("sm_mhz")),
             "clear": lambda: self.clear(node),
         }
         if kind not in actions:
@@ -375,3 +443,90 @@ class FakeNvml:
             state = self._fleet._state(self._node)
             if event_set in state.event_sets:
                 state.event_sets.remove(event_set)
+
+    # -- hardware identity and clean-room runs ---------------------------------------------
+
+    def nvmlSystemGetCudaDriverVersion(self) -> int:
+        self._s  # noqa: B018
+        return DEFAULT_CUDA
+
+    def nvmlDeviceGetSerial(self, handle: FakeHandle) -> str:
+        return self._g(handle).serial
+
+    def nvmlDeviceGetVbiosVersion(self, handle: FakeHandle) -> str:
+        return self._g(handle).vbios
+
+    def nvmlDeviceGetBoardPartNumber(self, handle: FakeHandle) -> str:
+        return self._g(handle).board_part
+
+    def nvmlDeviceGetMaxPcieLinkGeneration(self, handle: FakeHandle) -> int:
+        return self._g(handle).pcie_gen
+
+    def nvmlDeviceGetMaxPcieLinkWidth(self, handle: FakeHandle) -> int:
+        return self._g(handle).pcie_width
+
+    def nvmlDeviceGetEnforcedPowerLimit(self, handle: FakeHandle) -> int:
+        return self._g(handle).power_limit_mw
+
+    def nvmlDeviceGetPowerUsage(self, handle: FakeHandle) -> int:
+        return self._g(handle).power_mw
+
+    def nvmlDeviceGetUtilizationRates(self, handle: FakeHandle) -> Any:
+        return pynvml.c_nvmlUtilization_t(gpu=self._g(handle).util_pct, memory=0)
+
+    def nvmlDeviceGetMaxClockInfo(self, handle: FakeHandle, clock: int) -> int:
+        g = self._g(handle)
+        return g.max_sm_mhz if clock in (pynvml.NVML_CLOCK_SM, pynvml.NVML_CLOCK_GRAPHICS) else g.max_mem_mhz
+
+    def nvmlDeviceGetApplicationsClock(self, handle: FakeHandle, clock: int) -> int:
+        g = self._g(handle)
+        return g.app_sm_mhz if clock in (pynvml.NVML_CLOCK_SM, pynvml.NVML_CLOCK_GRAPHICS) else g.app_mem_mhz
+
+    def nvmlDeviceGetDefaultApplicationsClock(self, handle: FakeHandle, clock: int) -> int:
+        g = self._g(handle)
+        return g.base_sm_mhz if clock in (pynvml.NVML_CLOCK_SM, pynvml.NVML_CLOCK_GRAPHICS) else g.base_mem_mhz
+
+    def nvmlDeviceGetClockInfo(self, handle: FakeHandle, clock: int) -> int:
+        """The current clock: locked (else application) SM clock, capped by an injected drop."""
+        g = self._g(handle)
+        if clock not in (pynvml.NVML_CLOCK_SM, pynvml.NVML_CLOCK_GRAPHICS):
+            return g.app_mem_mhz
+        sm = g.locked_sm_mhz or g.app_sm_mhz
+        return min(sm, g.clock_cap_mhz) if g.clock_cap_mhz is not None else sm
+
+    def nvmlDeviceGetEccMode(self, handle: FakeHandle) -> list[int]:
+        g = self._g(handle)
+        return [g.ecc_on, g.ecc_on]
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: FakeHandle) -> list[Any]:
+        return [FakeProcess(pid) for pid in self._g(handle).processes]
+
+    def nvmlDeviceGetGraphicsRunningProcesses(self, handle: FakeHandle) -> list[Any]:
+        self._g(handle)
+        return []
+
+    def nvmlDeviceSetGpuLockedClocks(self, handle: FakeHandle, min_mhz: int, max_mhz: int) -> None:
+        with self._fleet._lock:
+            self._g(handle).locked_sm_mhz = int(max_mhz)
+
+    def nvmlDeviceResetGpuLockedClocks(self, handle: FakeHandle) -> None:
+        with self._fleet._lock:
+            self._g(handle).locked_sm_mhz = None
+
+    def nvmlDeviceSetApplicationsClocks(self, handle: FakeHandle, mem_mhz: int, sm_mhz: int) -> None:
+        with self._fleet._lock:
+            g = self._g(handle)
+            g.app_mem_mhz, g.app_sm_mhz = int(mem_mhz), int(sm_mhz)
+
+    def nvmlDeviceResetApplicationsClocks(self, handle: FakeHandle) -> None:
+        with self._fleet._lock:
+            g = self._g(handle)
+            g.app_mem_mhz, g.app_sm_mhz = g.base_mem_mhz, g.base_sm_mhz
+
+
+@dataclass(frozen=True, slots=True)
+class FakeProcess:
+    """Mirrors pynvml's process info: pid, usedGpuMemory (bytes)."""
+
+    pid: int
+    usedGpuMemory: int = 1 << 30

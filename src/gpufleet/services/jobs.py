@@ -14,6 +14,7 @@ from gpufleet.domain.spec import build_spec
 from gpufleet.executors.base import Ability, LogChunk, latest_attempt
 from gpufleet.services.context import Ctx, can_see
 from gpufleet.store import DuplicateKey
+from gpufleet.scheduler.filters.constraints import matches as constraint_matches, term as constraint_term
 
 
 _KEY = re.compile(r"[A-Za-z0-9_.:+/=-]{1,128}")  # what a client may send
@@ -119,9 +120,9 @@ def _check_fits(spec, nodes: Sequence[Node]) -> None:
         what = f" {spec.gpu_model}" if spec.gpu_model else ""
         raise ValidationError("gpus", f"{spec.gpus}{what} GPUs per node requested, the largest node has {largest}")
     matching = [n for n in usable if gpus_on(n) >= spec.gpus
-                and all(n.attribute(k) == v for k, v in spec.constraints.items())]
+                and all(constraint_matches(n, k, v) for k, v in spec.constraints.items())]
     if spec.constraints and not matching:
-        c = ",".join(f"{k}={v}" for k, v in spec.constraints.items())
+        c = ",".join(constraint_term(k, v) for k, v in spec.constraints.items())
         raise ValidationError("constraint", f"{c} matches no node with {spec.gpus} GPUs")
     if spec.nodes > len(matching):
         raise ValidationError("nodes", f"{spec.nodes} nodes requested, only {len(matching)} can host {spec.gpus} GPUs each")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gpufleet.domain import Booking, Job
-from gpufleet.scheduler.filters.constraints import ConstraintFilter, matches
+from gpufleet.scheduler.filters.constraints import ConstraintFilter, matches, term
 from gpufleet.scheduler.filters.gpu_model import GpuModelFilter
 from gpufleet.scheduler.filters.status import OK, NodeFilter, Status
 from gpufleet.scheduler.state import ClusterState
@@ -72,11 +72,11 @@ def _constraint_reason(job: Job, state: ClusterState, restrict: set[int] | None,
     for key, want in terms:
         hits = [i for i in scope if matches(state.nodes[i], key, want)]
         if not any(state.up[i] for i in hits):
-            return _matches_none(f"{key}={want}", len(hits), label)
+            return _matches_none(term(key, want), len(hits), label)
     both = [i for i in scope if all(matches(state.nodes[i], k, v) for k, v in terms)]
     if not terms:  # only the booking restricts: its nodes are all down or drained
         return f"NodeConstraint(0 up nodes{label}, {len(both)} not up)"
-    return _matches_none(",".join(f"{k}={v}" for k, v in terms), len(both), label)
+    return _matches_none(",".join(term(k, v) for k, v in terms), len(both), label)
 
 
 def _matches_none(term: str, not_up: int, label: str) -> str:
