@@ -21,6 +21,10 @@ def _rack(n) -> str:
     return n.labels.get("rack") or "no rack"
 
 
+def _order(n) -> tuple:
+    return ("rack" not in n.labels, _rack(n), n.kind.value, n.name)  # nodes without a rack last
+
+
 @router.get("/nodes")
 def nodes(request: Request):
     user, session = signed_in(request)
@@ -33,7 +37,7 @@ def nodes(request: Request):
         return failure(request, user, session, ValidationError("page", "must be a whole number"))
     chosen = [n for n in svc.list_nodes(ctx) if (not kind or n.kind.value == kind)
               and (not state or n.state.value == state)]
-    chosen.sort(key=lambda n: (_rack(n), n.kind.value, n.name))
+    chosen.sort(key=_order)
     shown = chosen[(page_no - 1) * PAGE: page_no * PAGE]
     owners = dashboard.gpu_owners(ctx, user)
     racks = [(rack, [(k, list(ns)) for k, ns in groupby(group, key=lambda n: n.kind.value)])
