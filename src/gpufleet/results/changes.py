@@ -19,6 +19,7 @@ MIN_MAGNITUDE = 0.02  # relative: smaller shifts are not reported (noise of a he
 GUARD_WINDOW = 30
 GUARD_Z = 5.0
 MIN_POINTS = 6
+MIN_SEGMENT = 3  # results a new level must hold for
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,13 +44,29 @@ def change_points(values: Sequence[float], higher_is_better: bool = True, window
     cps, _weak = compute_change_points(list(values), window_len=window, max_pvalue=max_pvalue,
                                        min_magnitude=min_magnitude)
     out = []
-    for cp in cps:
+    for cp in _without_spikes(cps, len(values)):
         s = cp.stats
         pct = float(s.forward_change_percent())
         out.append(Change(index=int(cp.index), change_pct=pct, pvalue=float(s.pvalue),
                           mean_before=float(s.mean_before()), mean_after=float(s.mean_after()),
                           regression=(pct < 0) == higher_is_better))
     return out
+
+
+def _without_spikes(cps: list, n: int) -> list:
+    """A level must hold for MIN_SEGMENT results to be a change: a one- or two-result spike (a
+    change and its return) is dropped, and so is a change too close to the end to be confirmed
+    (the guard speaks for the newest result)."""
+    kept = []
+    i = 0
+    while i < len(cps):
+        end = int(cps[i + 1].index) if i + 1 < len(cps) else n
+        if end - int(cps[i].index) >= MIN_SEGMENT:
+            kept.append(cps[i])
+            i += 1
+        else:
+            i += 2 if i + 1 < len(cps) else 1  # the spike and its return
+    return kept
 
 
 @dataclass(frozen=True, slots=True)
