@@ -37,7 +37,7 @@ def queue(request: Request):
         result = dashboard.queue_page(
             request.app.state.ctx, user, tenant=filters["tenant"] or None, owner=filters["user"] or None,
             states=[filters["state"]] if filters["state"] else None, model=filters["model"] or None,
-            before=_int(q.get("before"), "before"))
+            before=_int(q.get("before"), "before"), limit=dashboard.PAGE)
     except ValidationError as e:
         return failure(request, user, session, e)
     tenants = sorted(request.app.state.ctx.tenant_names()) if user.admin else [user.tenant]
