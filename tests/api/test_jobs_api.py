@@ -87,6 +87,11 @@ ISOLATION = [
     ("GET", "/api/v1/usage/export?tenant=vision", None, 403, None),
     ("GET", "/api/v1/usage?by=tenant&from=0", None, 200,
      lambda body, ids: all(g["key"]["tenant"] == "speech" for g in body["groups"])),
+    ("GET", "/api/v1/results?tenant=vision", None, 403, None),
+    ("GET", "/api/v1/results/regressions?tenant=vision", None, 403, None),
+    ("GET", "/api/v1/results/outliers?tenant=vision", None, 403, None),
+    ("GET", "/api/v1/results/show?job={job}", None, 200,
+     lambda body, ids: body == {"results": [], "test_cases": []}),
 ]
 
 

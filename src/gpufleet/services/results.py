@@ -6,12 +6,13 @@ from __future__ import annotations
 import statistics
 from typing import Iterable, Sequence
 
-from gpufleet.domain import User, ValidationError
+from gpufleet.domain import User, ValidationError, parse_duration
+from gpufleet.domain.units import parse_time
 from gpufleet.results import parse_jsonl, series_key
 from gpufleet.results.analysis import Outlier, Regression, group_series, outliers, regressions
 from gpufleet.results.model import DEFAULT_SERIES_KEY, Result, check_series_key
 from gpufleet.services.context import Ctx
-from gpufleet.services.usage import period, visible_tenant
+from gpufleet.services.usage import visible_tenant
 from gpufleet.store.results import (
     add_results, query_cases, query_results, series_summary, tenants_of_jobs,
 )
@@ -106,10 +107,18 @@ def _side(ctx: Ctx, tenant: str | None, ref: str, field: str) -> dict[str, list[
 
 def find_regressions(ctx: Ctx, user: User, since: str | float | None = None, key: str | None = None,
                      tenant: str | None = None, only_open: bool = False) -> list[Regression]:
-    t0 = period(ctx, since, None)[0] if since not in (None, "") else None
+    t0 = _since(ctx, since) if since not in (None, "") else None
     rs = query_results(ctx.store.engine, visible_tenant(ctx, user, tenant))
     found = regressions(rs, t0, key_fields(key))
     return [r for r in found if r.open] if only_open else found
+
+
+def _since(ctx: Ctx, value: str | float) -> float:
+    """-7d (before now), an ISO date or time, epoch seconds."""
+    now = ctx.clock()
+    if isinstance(value, str) and value.strip().startswith("-"):
+        return now - (parse_duration(value.strip()[1:], "since") or 0)
+    return parse_time(value, now, "since")
 
 
 def find_outliers(ctx: Ctx, user: User, tenant: str | None = None, benchmark: str | None = None) -> list[Outlier]:
