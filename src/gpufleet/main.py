@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,9 @@ from gpufleet.listeners import Listeners, bind_all, socket_paths
 from gpufleet.ownership import DatabaseLock, HomeLock
 from gpufleet.settings import Settings
 from gpufleet.store import Store, make_engine, migrate
+from gpufleet.control.perf import PerfGuard
+from gpufleet.services.hardware import refresh_identity
+from gpufleet.store.hardware import HardwareRepo
 
 log = get_logger("gpufleet")
 
@@ -136,6 +140,10 @@ def _build(settings: Settings, locks: list) -> Server:
     host = [n.name for n in discovered.inventory.nodes] if discovered else []
     health = build_health_service(ctx, settings.health, settings.home, local_nodes=local, metrics=metrics,
                                   host_nodes=host)
+    hardware = HardwareRepo(store)
+    refresh_identity(hardware, health.runner.nvml, store.nodes(), time.time())
+    health.hardware = hardware
+    loop.perf = PerfGuard(health.runner.nvml, hardware, health)
     schedules = ScheduleService(ctx, health.repo, metrics=metrics,
                                 env={"GPUFLEET_URL": settings.url, "GPUFLEET_TOKEN": token})
     server = Server(settings, store, executor, ctx, loop, discovered, token, metrics, health, schedules,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from gpufleet.domain import Job, JobState, Node, NodeState, transition
 from gpufleet.executors.base import FOREIGN_GPUS_LABEL, Ability, EngineUnavailable, Executor
@@ -52,6 +52,7 @@ class ControlLoop:
     # called once an attempt's end is recorded (results are collected there); errors are logged
     on_attempt_end: Callable[[Job], None] | None = None
     usage: dict[str, float] = field(default_factory=dict)
+    perf: Any = None  # control.perf.PerfGuard: prolog/sampling/epilog of perf jobs (None: not checked)
     _signalled: set[int] = field(default_factory=set)
     _usage_at: float | None = None
     _usage_saved_at: float = 0.0
@@ -68,6 +69,8 @@ class ControlLoop:
         report.ended = self._observe(running, now)  # 1
         running = [j for j in running if j.state is JobState.RUNNING]
         self._act(running)  # 2
+        if self.perf is not None:
+            self.perf.sample(running, now)
         nodes = self._nodes(now)  # 3
         self._requeue_on_down_nodes(running, nodes)
         pending = [j for j in jobs if j.state is JobState.PENDING]
@@ -103,6 +106,8 @@ class ControlLoop:
             if self.store.save_job(job, JobState.RUNNING, change, clear_action=True):
                 ended += 1
                 self._signalled.discard(job.id)
+                if self.perf is not None and job.spec.perf is not None:
+                    self._epilog(job, change.attempt or job.attempt)
                 with job_context(job):
                     log.info("job ended", state=job.state.value, reason=job.reason, exit_code=job.exit_code)
                 self._attempt_ended(job)
@@ -133,7 +138,39 @@ class ControlLoop:
             with job_context(job):
                 log.warning("cancel failed; retrying next cycle", error=str(e))
 
+    def _epilog(self, job: Job, attempt: int) -> None:
+        try:
+            for run in self.perf.epilog(job, attempt):
+                with job_context(job):
+                    log.info("perf run ended", node=run.node, perf_valid=run.valid, reason=run.reason)
+        except Exception as e:  # the verdict is lost, the job's end is not
+            with job_context(job):
+                log.warning("perf epilog failed", error=str(e))
+
+    def _prolog_refused(self, job: Job) -> bool:
+        """Perf jobs: the clean-room prolog on every node first. A refusal requeues the job (the
+        failed nodes are already drained by the health hooks) or fails it with --no-requeue."""
+        try:
+            failed = self.perf.prolog(job, [self.store.get_node(n) for n in job.node_names])
+        except Exception as e:
+            failed, why = [], f"perf prolog crashed: {e}"
+            self.perf.abort(job, why)
+            change = transition(job, JobState.FAILED, why, self.clock())
+            self.store.save_job(job, JobState.RUNNING, change)
+            return True
+        if not failed:
+            return False
+        why = "perf prolog refused " + "; ".join(f"{h.node} ({h.reason})" for h in failed)
+        new = JobState.PENDING if job.spec.requeue else JobState.FAILED
+        change = transition(job, new, f"Requeued: {why}" if job.spec.requeue else f"{why} (no requeue)", self.clock())
+        self.store.save_job(job, JobState.RUNNING, change)
+        with job_context(job):
+            log.warning("perf prolog refused", reason=why, state=new.value)
+        return True
+
     def _launch(self, job: Job) -> None:
+        if job.spec.perf is not None and self.perf is not None and self._prolog_refused(job):
+            return
         try:
             job.handle = self.executor.launch(job) or f"{self.executor.name}:{job.id}"
             self.store.save_job(job, JobState.RUNNING)

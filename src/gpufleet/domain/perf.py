@@ -164,7 +164,7 @@ class PerfSample:
     temp_c: int | None = None
     power_w: float | None = None
     util_pct: int | None = None
-    throttle: tuple[str, ...] = ()  # active throttle reasons (idle / app-clock setting excluded)
+    throttle: tuple[str, ...] = ()  # throttle reasons NVML reports (incl. benign: idle, applications_clocks)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"throttle": list(self.throttle)}

@@ -44,6 +44,7 @@ class HealthService:
     remediator: Remediator | None = field(default=None, init=False)
     workers: RemediationWorkers | None = field(default=None, init=False)
     unhealthy: set[str] = field(default_factory=set, init=False)  # nodes whose latest run failed
+    hardware: Any = None  # store.hardware.HardwareRepo: identity refreshed each tick (None: not)
 
     def __post_init__(self) -> None:
         rs = self.settings.remediation
@@ -61,6 +62,11 @@ class HealthService:
         return self.workers.resume_all(self.repo.remediations(open_only=True)) if self.workers else 0
 
     def tick(self, only: Iterable[str] | None = None) -> list[NodeHealth]:
+        if self.hardware is not None:  # a driver upgrade or VBIOS flash is noticed within an interval
+            from gpufleet.services.hardware import refresh_identity
+
+            nodes = [n for n in self.ctx.store.nodes() if only is None or n.name in set(only)]
+            refresh_identity(self.hardware, self.runner.nvml, nodes, self.ctx.clock())
         return self.cycle.tick(only)
 
     def close(self) -> None:
@@ -119,6 +125,31 @@ class HealthService:
         self.ctx.store.get_node(str(fault.get("node", "")))
         self.fleet.inject(fault)
         self.ctx.audit(user, "fault_inject", f"node/{fault.get('node')}", **{k: v for k, v in fault.items() if k != "node"})
+
+    # ---- perf runs (control/perf.py's hooks) -------------------------------------------------
+    def release(self, health: NodeHealth) -> None:
+        """A perf prolog refused the node: keep its findings with the health results, drain the
+        node and hand it to remediation (runbook, burn-in, recheck, resume or ticket)."""
+        self._save(health)
+        self._observed(health)
+        node = self.ctx.store.get_node(health.node)
+        if node.state is not NodeState.UP:
+            return
+        if self.remediator is not None and self.repo.open_remediation(node.name) is None:
+            self.cycle._maybe_remediate(node, health)
+        else:
+            self._drain(node.name, f"perf prolog: {health.reason}"[:240], False)
+
+    def findings(self, node: str, since: float | None) -> list[str]:
+        """XID/ECC findings of the health loop: since `since`, or in each check's latest result."""
+        wanted = ("xid", "ecc")
+        records = [r for r in self.repo.results(node, since=since, limit=1000) if r.check in wanted]
+        if since is None:
+            newest: dict[str, Any] = {}
+            for r in records:  # newest first
+                newest.setdefault(r.check, r)
+            records = list(newest.values())
+        return [f"{r.check}: {r.message}" for r in records if r.status is not Status.OK]
 
     # ---- internals --------------------------------------------------------------------------
     def _save(self, health: NodeHealth) -> None:

@@ -88,10 +88,26 @@ def _validate(ctx: Ctx, user: User, data: Mapping[str, Any]):
     _check_engine(ctx.executor, spec)
     if ctx.accounts is not None:
         ctx.accounts.check(user.name)  # a root server runs jobs as their owner: one must exist
+    if spec.perf is not None:
+        spec = whole_nodes(spec, ctx.nodes())
     _check_fits(spec, ctx.nodes())
     if spec.booking is not None:
         _check_booking(ctx, spec.booking, spec.tenant)
     return spec
+
+
+def whole_nodes(spec, nodes: Sequence[Node]):
+    """A perf job gets its nodes exclusively: `gpus` rounds up to the GPU count of the smallest
+    matching node that has that many, and the constraint gpu_count=<that> keeps it to nodes of
+    exactly that size, so a placement takes every GPU of the node and nothing else lands there."""
+    if "gpu_count" in spec.constraints:
+        return spec
+    sizes = sorted({len(n.gpus) for n in nodes if len(n.gpus) >= spec.gpus
+                    and (not spec.gpu_model or all(g.model == spec.gpu_model for g in n.gpus))
+                    and all(constraint_matches(n, k, v) for k, v in spec.constraints.items())})
+    if not sizes:
+        return spec  # _check_fits says why
+    return replace(spec, gpus=sizes[0], constraints={**spec.constraints, "gpu_count": str(sizes[0])})
 
 
 def _check_engine(executor, spec) -> None:
