@@ -23,7 +23,7 @@ from gpufleet.observability import Metrics, configure_logging, get_logger
 from gpufleet.services.health import HealthService, build_health_service
 from gpufleet.services.schedules import ScheduleService
 from gpufleet.services.tenants import bootstrap, mint_token
-from gpufleet.services.results_collect import collect as collect_results
+from gpufleet.services.results_collect import collect as collect_results, perf_lookup
 from gpufleet.executors.accounts import Accounts
 from gpufleet.listeners import Listeners, bind_all, socket_paths
 from gpufleet.ownership import DatabaseLock, HomeLock
@@ -149,7 +149,7 @@ def _build(settings: Settings, locks: list) -> Server:
     server = Server(settings, store, executor, ctx, loop, discovered, token, metrics, health, schedules,
                     stop, wake, accounts, locks)
     loop.on_cycle = server.on_cycle
-    loop.on_attempt_end = lambda job: collect_results(store, executor, job, ctx.clock())
+    loop.on_attempt_end = lambda job: collect_results(store, executor, job, ctx.clock(), perf_lookup(hardware))
     return server
 
 

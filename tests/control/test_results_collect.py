@@ -108,3 +108,25 @@ def test_an_engine_without_results_is_skipped(world):
     plain = FakeExecutor(FakeClock())
     job_id = jobs_svc.submit(ctx, ALICE, {"command": ["bench"], "gpus": 1}).id
     assert collect(ctx.store, plain, ctx.store.get_job(job_id), 0.0) == 0
+
+
+def test_a_perf_runs_verdict_travels_with_its_results(world):
+    from gpufleet.domain.perf import PerfPolicy, PerfRun
+    from gpufleet.services.results_collect import perf_lookup
+    from gpufleet.store.hardware import HardwareRepo
+
+    ctx, loop, ex = world
+    hw = HardwareRepo(ctx.store)
+    loop.on_attempt_end = lambda job: collect(ctx.store, ex, job, 0.0, perf_lookup(hw))
+    job_id = jobs_svc.submit(ctx, ALICE, {"command": ["bench"], "gpus": 1}).id
+    loop.cycle()
+    job = ctx.store.get_job(job_id)
+    hw.save_run(PerfRun(job_id=job_id, attempt=1, node=job.allocation[0].node, policy=PerfPolicy(clocks="base"),
+                        started_at=1.0, valid=False, reason="thermal throttling during the run", ended_at=2.0,
+                        conditions={"samples": 3}))
+    ex.files[(job_id, 1)] = [ResultFile(0, "m.jsonl", json.dumps(LINE).encode())]
+    ex.finish(job_id, 0)
+    loop.cycle()
+    [r] = query_results(ctx.store.engine)
+    assert (r.valid, r.invalid_reason, r.clocks, r.conditions) == (
+        False, "thermal throttling during the run", "base", {"samples": 3})

@@ -20,6 +20,21 @@ PerfLookup = Callable[[int, int, str], dict[str, Any] | None]
 NO_LABELS = "the job spec carries no labels yet"
 
 
+def perf_lookup(hardware) -> PerfLookup:
+    """The validity of a perf run from the hardware repository (store/hardware.py): what the
+    epilog decided for (job, attempt, node), recorded before the attempt's end reaches us."""
+
+    def lookup(job_id: int, attempt: int, node: str) -> dict[str, Any] | None:
+        runs = [r for r in hardware.runs(job_id, attempt) if r.node == node]
+        if not runs:
+            return None
+        run = runs[-1]
+        return {"valid": run.valid, "reason": run.reason, "clocks": run.policy.clocks,
+                "conditions": dict(run.conditions) or None}
+
+    return lookup
+
+
 def hardware_of(node: Node | None, gpus: tuple[int, ...]) -> dict[str, str]:
     """What the results need of a node: GPU model/SKU, driver, VBIOS, the UUIDs of the GPUs held.
     Today these are node labels (sku, driver, vbios) and the inventory's GPUs; the one place to
