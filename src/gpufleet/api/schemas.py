@@ -30,6 +30,7 @@ class JobCreate(BaseModel):
     booking: int | None = None
     requeue: bool = True
     image: str | None = None
+    perf: bool | dict[str, Any] | None = None  # a clean-room run: true or {clocks, max_temp_c, sample_s}
 
 
 class JobOut(BaseModel):

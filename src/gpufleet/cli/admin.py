@@ -18,7 +18,8 @@ booking_app = typer.Typer(help="Approve or reject bookings beyond a tenant's lim
 
 def nodes(as_json: bool = typer.Option(False, "--json"),
           health: bool = typer.Option(False, "--health", help="health and failures per week instead"),
-          weeks: int = typer.Option(8, "--weeks", help="with --health: weeks of history")) -> None:
+          weeks: int = typer.Option(8, "--weeks", help="with --health: weeks of history"),
+          wide: bool = typer.Option(False, "--wide", "-o", help="hardware identity: SKU, driver, CUDA, VBIOS, kernel")) -> None:
     """List nodes like sinfo: GPUs total/allocated, model, state."""
     if health:
         from gpufleet.cli.health import print_nodes_health
@@ -33,6 +34,11 @@ def nodes(as_json: bool = typer.Option(False, "--json"),
         return
     if notice:
         err.print(f"notice: {notice}", markup=False)
+    if wide:
+        from gpufleet.cli.hardware import WIDE_HEADERS, _wide_rows
+
+        table(WIDE_HEADERS, _wide_rows(rows))
+        return
     table(("NODE", "KIND", "STATE", "GPUS", "ALLOC", "MODEL", "CPUS", "MEM", "REASON"), [
         (n.name, n.kind, n.state, n.gpus_total, n.gpus_allocated, ",".join(n.gpu_models) or "-",
          n.cpus, f"{n.mem_mb // 1024}G" if n.mem_mb else "-", n.reason)

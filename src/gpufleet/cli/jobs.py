@@ -37,6 +37,10 @@ def submit(
     booking: Optional[int] = typer.Option(None, "--booking", help="run inside this booking"),
     no_requeue: bool = typer.Option(False, "--no-requeue", help="fail instead of requeue when preempted"),
     image: Optional[str] = typer.Option(None, "--image", help="container image (Kubernetes engine)"),
+    perf: bool = typer.Option(False, "--perf", help="clean-room performance run: whole nodes, prolog/epilog checks"),
+    perf_clocks: Optional[str] = typer.Option(None, "--perf-clocks", help="with --perf: as_is, base, max or MHz"),
+    perf_max_temp: Optional[int] = typer.Option(None, "--perf-max-temp", help="with --perf: start below this C"),
+    perf_sample: Optional[float] = typer.Option(None, "--perf-sample", help="with --perf: seconds between samples"),
     as_json: bool = typer.Option(False, "--json", help="print {\"id\": ...} as JSON"),
     idempotency_key: Optional[str] = typer.Option(
         None, "--idempotency-key", help="submitting again with the same key returns the same job "
@@ -57,6 +61,11 @@ def submit(
         spec["constraint"] = ",".join(constraint)
     if no_requeue:
         spec["requeue"] = False
+    policy = {k: v for k, v in (("clocks", perf_clocks), ("max_temp_c", perf_max_temp),
+                                ("sample_s", perf_sample)) if v is not None}
+    if perf or policy:
+        base = spec.get("perf") if isinstance(spec.get("perf"), dict) else {}
+        spec["perf"] = {**base, **policy} if (base or policy) else True
     if "workdir" not in spec:
         spec["workdir"] = str(Path.cwd())
     if not spec.get("command"):

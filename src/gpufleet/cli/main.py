@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from gpufleet.cli import accounts, admin, health, jobs, sim
+from gpufleet.cli import accounts, admin, hardware, health, jobs, sim
 from gpufleet.cli.usage import usage_app
 from gpufleet.cli.results import results_app
 from gpufleet.cli.ci import ci_app
@@ -27,6 +27,8 @@ app.command()(jobs.logs)
 app.command()(jobs.cancel)
 app.command()(admin.nodes)
 app.add_typer(admin.node_app, name="node")
+app.command("show-node")(hardware.show_node)
+app.add_typer(hardware.perf_app, name="perf")
 app.command()(admin.tenants)
 app.add_typer(admin.tenant_app, name="tenant")
 app.add_typer(accounts.token_app, name="token")

@@ -205,6 +205,14 @@ class Client:
     def node(self, name: str) -> NodeOut:
         return NodeOut.model_validate(self._call("GET", f"/nodes/{name}").json())
 
+    def node_hardware(self, name: str) -> dict:
+        """The node's hardware identity (NVML) and its changes over time."""
+        return self._call("GET", f"/nodes/{name}/hardware").json()
+
+    def job_perf(self, job_id: int, samples: bool = False) -> list[dict]:
+        """A perf job's runs: perf_valid, reason, prolog/epilog checks, conditions (and samples)."""
+        return self._call("GET", f"/jobs/{job_id}/perf", params={"samples": samples}).json()
+
     def set_node(self, name: str, action: str, reason: str = "") -> NodeOut:
         """action: drain | resume | down"""
         return NodeOut.model_validate(self._call("POST", f"/nodes/{name}/{action}", json={"reason": reason}).json())
