@@ -98,13 +98,17 @@ class HealthService:
             "remediations": [r.to_dict() for r in self.repo.remediations(node, limit=20)],
         }
 
-    def summary(self, weeks: int = 8) -> list[dict[str, Any]]:
-        """Per node: state, latest status, failures per ISO week (`gpufleet nodes --health`)."""
+    def summary(self, weeks: int = 8, only: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Per node: state, latest status, failures per ISO week (`gpufleet nodes --health`).
+        `only`: just these nodes (the dashboard's page of them)."""
         now = self.ctx.clock()
         by_node = group_by_node(self.repo.results(since=now - weeks * WEEK_S, status="fail", limit=1_000_000))
         active = {r.node: r for r in self.repo.remediations(open_only=True, limit=100_000)}
+        wanted = None if only is None else set(only)
         out = []
         for n in self.ctx.store.nodes():
+            if wanted is not None and n.name not in wanted:
+                continue
             latest = self.repo.latest(n.name)
             rem = active.get(n.name)
             out.append({

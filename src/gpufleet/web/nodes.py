@@ -13,7 +13,7 @@ from gpufleet.web.auth import check_csrf, signed_in
 from gpufleet.web.render import DOMAIN_ERRORS, back, failure, form, page
 
 router = APIRouter()
-PAGE = 200
+PAGE = 100
 IDENTITY = ("sku", "driver", "vbios", "serial", "board-rev", "cuda")
 
 
@@ -35,7 +35,8 @@ def nodes(request: Request):
         page_no = max(1, int(q.get("page") or 1))
     except ValueError:
         return failure(request, user, session, ValidationError("page", "must be a whole number"))
-    chosen = [n for n in svc.list_nodes(ctx) if (not kind or n.kind.value == kind)
+    # ctx.nodes(): cached 2 s, emptied by drain/resume
+    chosen = [n for n in ctx.nodes() if (not kind or n.kind.value == kind)
               and (not state or n.state.value == state)]
     chosen.sort(key=_order)
     shown = chosen[(page_no - 1) * PAGE: page_no * PAGE]

@@ -15,7 +15,7 @@ from gpufleet.web.render import DOMAIN_ERRORS, failure, page
 router = APIRouter()
 WEEKS = 8
 WEEK_S = 7 * 86400
-HEALTH_PAGE = 200
+HEALTH_PAGE = 50
 
 
 def _weekly(ctx, user, tenant: str | None) -> tuple[list[float], list[dict]]:
@@ -62,10 +62,21 @@ def health(request: Request):
         detail = svc.show(node, limit=50) if node else None
     except DOMAIN_ERRORS as e:
         return failure(request, user, session, e)
-    summary = svc.summary(WEEKS)[:HEALTH_PAGE] if not node else []
+    names = sorted(n.name for n in request.app.state.ctx.nodes())
+    page_no = _page_no(request)
+    shown = names[(page_no - 1) * HEALTH_PAGE: page_no * HEALTH_PAGE]
+    summary = sorted(svc.summary(WEEKS, only=shown), key=lambda s: s["node"]) if not node else []
     rems = svc.remediations(node)[:100]
     return page(request, "health.html", user, session, active="health", enabled=True, summary=summary,
-                remediations=rems, node=node, detail=detail)
+                remediations=rems, node=node, detail=detail, page_no=page_no,
+                pages=max(1, -(-len(names) // HEALTH_PAGE)))
+
+
+def _page_no(request: Request) -> int:
+    try:
+        return max(1, int(request.query_params.get("page") or 1))
+    except ValueError:
+        return 1
 
 
 @router.get("/performance")
