@@ -20,7 +20,8 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent / "gpufleet"
 PAGES = [("login", "/login"), ("queue", "/queue"), ("job", "/jobs/1"), ("nodes", "/nodes"),
-         ("bookings", "/bookings"), ("usage", "/usage?from=-1d"), ("health", "/health")]
+         ("bookings", "/bookings"), ("usage", "/usage?from=-1d"), ("health", "/health"),
+         ("performance", "/performance")]
 
 
 def browser(width: int = 1360, height: int = 900):
