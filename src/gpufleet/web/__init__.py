@@ -14,10 +14,10 @@ from gpufleet.web.render import HERE
 
 
 def mount(app: FastAPI) -> None:
-    from gpufleet.web import bookings, nodes, queue, reports, session
+    from gpufleet.web import bookings, nodes, performance, queue, reports, session
 
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    for module in (session, queue, nodes, bookings, reports):
+    for module in (session, queue, nodes, bookings, reports, performance):
         app.include_router(module.router, include_in_schema=False)
 
     @app.exception_handler(NotSignedIn)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 from fastapi import APIRouter, Request
 
 from gpufleet.accounting import GROUPS
@@ -77,10 +75,3 @@ def _page_no(request: Request) -> int:
         return max(1, int(request.query_params.get("page") or 1))
     except ValueError:
         return 1
-
-
-@router.get("/performance")
-def performance(request: Request):
-    user, session = signed_in(request)
-    available = importlib.util.find_spec("gpufleet.results") is not None
-    return page(request, "performance.html", user, session, active="performance", available=available)
