@@ -19,9 +19,10 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent / "gpufleet"
+SERIES = "resnet50-train/images_per_s/batch=256/A100-SXM4-80GB/560.35"
 PAGES = [("login", "/login"), ("queue", "/queue"), ("job", "/jobs/1"), ("nodes", "/nodes"),
          ("bookings", "/bookings"), ("usage", "/usage?from=-1d"), ("health", "/health"),
-         ("performance", "/performance")]
+         ("performance", "/performance"), ("trend", "/performance?series=" + SERIES.replace("=", "%3D"))]
 
 
 def browser(width: int = 1360, height: int = 900):
@@ -65,7 +66,23 @@ def seed(url: str, token: str) -> None:
         c.post("/jobs", json={"name": "too-big-now", "gpus": 8, "gpu_model": "a100", "command": ["sleep", "60"]})
         c.post("/bookings", json={"start": "+2h", "duration": "20h", "nodes": ["desk-001"], "name": "demo day"})
         c.post("/nodes/orin1/drain", json={"reason": "fan noise"})
+        c.post("/results/import", content=_results().encode())
     time.sleep(3)
+
+
+def _results() -> str:
+    """A benchmark series that drops 8% at run 60, one node 12% slow."""
+    import json
+    import random
+
+    rng, out = random.Random(1), []
+    for i in range(90):
+        node = f"dgx{i % 4}"
+        v = 2800.0 * (0.92 if i >= 60 else 1.0) * (0.88 if node == "dgx2" else 1.0)
+        out.append(json.dumps({"benchmark": "resnet50-train", "metric": "images_per_s", "value": rng.gauss(v, 15),
+                               "unit": "img/s", "params": {"batch": 256}, "node": node, "sku": "A100-SXM4-80GB",
+                               "driver": "560.35", "commit": f"c{i}", "timestamp": time.time() - (90 - i) * 3600}))
+    return "\n".join(out) + "\n"
 
 
 def main() -> None:
