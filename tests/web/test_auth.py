@@ -103,3 +103,14 @@ def test_revoking_the_token_ends_its_sessions(lab):
               if t["user"] == "alice")
     assert lab.api.post(f"/api/v1/tokens/{tid}/revoke", headers=lab.admin_headers).status_code == 200
     assert b.http.get("/queue").status_code == 303
+
+
+@pytest.mark.parametrize("path", ["/login", "/queue", "/jobs/1/logs"])
+def test_pages_forbid_inline_scripts_and_framing(lab, path):
+    lab.submit(lab.server.admin_token)
+    b = lab.browser(lab.server.admin_token)
+    r = b.get(path)
+    csp = r.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "form-action 'self'" in csp
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert "onsubmit=" not in r.text and "<script>" not in r.text

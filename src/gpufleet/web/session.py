@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from gpufleet.web.auth import (
     COOKIE, LOGIN_COOKIE, check_csrf, cookie_args, end_session, new_session, signed_in, user_for_token,
 )
-from gpufleet.web.render import env, form
+from gpufleet.web.render import SECURITY_HEADERS, env, form
 
 router = APIRouter()
 
@@ -33,7 +33,7 @@ def _login_page(request: Request, error: str = "", status: int = 200) -> HTMLRes
     token = secrets.token_urlsafe(24)
     html = env.get_template("login.html").render(
         request=request, error=error, login_csrf=token, next=_safe_next(request.query_params.get("next")))
-    resp = HTMLResponse(html, status_code=status)
+    resp = HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
     resp.set_cookie(LOGIN_COOKIE, token, max_age=3600, **cookie_args(request))
     return resp
 
