@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+import json
+import random
 from urllib.parse import quote
 
 from gpufleet.services import results
-from tests.api.test_results_api import SERIES, lines
+
+SERIES = "resnet50-train/images_per_s/batch=256/A100-SXM4-80GB/550.54"
+
+
+def lines(n: int = 120, change_at: int = 80, slow: str = "dgx2") -> list[str]:
+    """A benchmark series that drops 8% at result `change_at`, one node 15% slow."""
+    rng = random.Random(0)
+    out = []
+    for i in range(n):
+        node = f"dgx{i % 4}"
+        v = 2800.0 * (0.92 if i >= change_at else 1.0) * (0.85 if node == slow else 1.0)
+        out.append(json.dumps({"benchmark": "resnet50-train", "metric": "images_per_s", "value": rng.gauss(v, v * 0.01),
+                               "unit": "img/s", "params": {"batch": 256}, "node": node, "sku": "A100-SXM4-80GB",
+                               "driver": "550.54", "commit": f"c{i}", "timestamp": 1_790_000_000 + i * 3600}))
+    return out
 
 
 def _import(lab, token_user):
     user = lab.ctx.store.get_user(token_user)
-    return results.import_lines(lab.ctx, user, lines(slow="dgx2").decode().splitlines())
+    return results.import_lines(lab.ctx, user, lines())
 
 
 def test_series_trend_with_change_point_and_outliers(lab):
