@@ -109,12 +109,19 @@ def remediations(node: Optional[str] = typer.Option(None, "--node"), open_only: 
 
 @health_app.command("inject")
 def inject(node: str, fault: str = typer.Argument(..., help="xid | ecc | missing_gpu | overheat | nvlink_down | "
-                                                           "persistence_off | driver | clear"),
+                                                           "persistence_off | driver | vbios | stray_process | "
+                                                           "throttle | clock_drop | clear"),
            gpu: int = typer.Option(0, "--gpu"), xid: int = typer.Option(79, "--xid"),
            link: int = typer.Option(0, "--link"), temp: Optional[int] = typer.Option(None, "--temp"),
-           version: Optional[str] = typer.Option(None, "--version")) -> None:
+           version: Optional[str] = typer.Option(None, "--version"),
+           pid: int = typer.Option(4242, "--pid", help="stray_process: its pid"),
+           reason: str = typer.Option("sw_power_cap", "--reason", help="throttle: sw_power_cap, hw_slowdown, ..."),
+           sm_mhz: Optional[int] = typer.Option(None, "--sm-mhz", help="clock_drop: the SM clock it falls to")) -> None:
     """Inject a fault into the fake NVML (servers started with health.nvml: fake)."""
-    body: dict[str, Any] = {"node": node, "fault": fault, "gpu": gpu, "xid": xid, "link": link}
+    body: dict[str, Any] = {"node": node, "fault": fault, "gpu": gpu, "xid": xid, "link": link,
+                            "pid": pid, "reason": reason}
+    if sm_mhz is not None:
+        body["sm_mhz"] = sm_mhz
     if temp is not None:
         body["temp_c"] = temp
     if version is not None:

@@ -1,0 +1,98 @@
+"""A real `gpufleet serve` (local engine, fake NVML fed from the inventory) and the real CLI:
+hardware identity shown and usable as constraints; a perf job refused by the prolog on a node with
+a stray process runs elsewhere; throttling during a run ends it perf_valid=false."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import yaml
+
+from tests.e2e.conftest import ServerProc, stop_all_jobs
+
+INVENTORY = {
+    "tenants": [{"name": "default", "quota": {"a100": 4}}],
+    "nodes": [{"name": "n1", "gpus": 2, "gpu_model": "a100"}, {"name": "n2", "gpus": 2, "gpu_model": "a100"}],
+}
+
+
+@pytest.fixture
+def server(tmp_path):
+    inv = tmp_path / "lab.yaml"
+    inv.write_text(yaml.safe_dump(INVENTORY))
+    cfg = tmp_path / "server.yaml"
+    cfg.write_text(yaml.safe_dump({"health": {
+        "interval": "1s", "nvml": "fake", "remediation": {"enabled": False},
+        "checks": {"disk": {"enabled": False}, "memory": {"enabled": False}}}}))
+    s = ServerProc(tmp_path, None, ["--inventory", str(inv), "--config", str(cfg)]).start()
+    yield s
+    s.stop()
+    stop_all_jobs(tmp_path)
+
+
+def wait(predicate, timeout=30.0, what=""):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def state_of(s: ServerProc, name: str) -> str:
+    return next(n["state"] for n in s.cli_json("nodes") if n["name"] == name)
+
+
+def test_identity_is_shown_and_usable_as_a_constraint(server):
+    s = server
+    hw = s.cli_json("show-node", "n1")
+    gpu = hw["identity"]["gpus"][0]
+    assert gpu["name"] == "NVIDIA A100-SXM4-80GB" and gpu["vbios"] == "96.00.89.00.01" and gpu["serial"]
+    assert hw["identity"]["cuda_driver"] == "12.6" and hw["labels"]["sku"] == "A100-SXM4-80GB"
+    wide = s.cli("nodes", "--wide", env={"COLUMNS": "200"}).stdout
+    assert "A100-SXM4-80GB" in wide and "96.00.89.00.01" in wide
+    ok = s.submit("--constraint", "sku=A100-SXM4-80GB", "--constraint", "driver>=550", "--", "true")
+    assert s.wait_state(ok, {"SUCCEEDED"})["state"] == "SUCCEEDED"
+    bad = s.cli("submit", "--constraint", "driver>=600", "--", "true", check=False)
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("error: constraint: driver>=600")
+    s.cli("health", "inject", "n1", "vbios", "--gpu", "1", "--version", "96.00.99.00.01")
+    changes = wait(lambda: [c for c in s.cli_json("show-node", "n1")["changes"] if "vbios" in c["change"]],
+                   what="the VBIOS change event")
+    assert "96.00.89.00.01 -> 96.00.99.00.01" in changes[0]["change"] and changes[0]["at"] > 0
+
+
+def test_stray_process_refuses_the_node_and_the_job_runs_elsewhere(server):
+    s = server
+    s.cli("node", "drain", "n2", "--reason", "keep out while n1 is tried")
+    s.cli("health", "inject", "n1", "stray_process", "--gpu", "1", "--pid", "31337")
+    job = s.submit("--perf", "--", "true")
+    j = wait(lambda: (lambda x: x if x["restarts"] >= 1 else None)(s.cli_json("show", str(job))),
+             what="the prolog refusal")
+    assert j["state"] == "PENDING"
+    first = s.cli_json("perf", "show", str(job))[0]
+    assert first["perf_valid"] is False and "stray_processes" in first["reason"] and "31337" in first["reason"]
+    assert state_of(s, "n1") == "drain"
+    s.cli("node", "resume", "n2")
+    done = s.wait_state(job, {"SUCCEEDED"})
+    assert done["nodes"] == ["n2"] and done["gpus"] == {"n2": [0, 1]}
+    runs = s.cli_json("perf", "show", str(job))
+    by_attempt = {r["attempt"]: r for r in runs}
+    assert by_attempt[1]["perf_valid"] is False and by_attempt[1]["node"] == "n1"
+    assert by_attempt[2]["perf_valid"] is True and by_attempt[2]["identity"]["gpus"][0]["sku"] == "A100-SXM4-80GB"
+
+
+def test_throttling_during_the_run_ends_it_perf_valid_false(server):
+    s = server
+    job = s.submit("--perf", "--perf-sample", "0.2", "--", "sleep", "3")
+    j = s.wait_state(job, {"RUNNING"})
+    node = wait(lambda: s.cli_json("show", str(job))["nodes"], what="a node")[0]
+    s.cli("health", "inject", node, "throttle", "--gpu", "0", "--reason", "hw_slowdown")
+    s.wait_state(job, {"SUCCEEDED"})
+    run = wait(lambda: [r for r in s.cli_json("perf", "show", str(job)) if r["perf_valid"] is not None],
+               what="the epilog")[0]
+    assert run["perf_valid"] is False and "throttle: GPU 0: hw_slowdown" in run["reason"]
+    assert run["conditions"]["samples"] >= 2 and "hw_slowdown" in run["conditions"]["throttle"]
+    table = s.cli("perf", "show", str(job), env={"COLUMNS": "200"}).stdout
+    assert "hw_slowdown" in table and j["state"] == "RUNNING"
