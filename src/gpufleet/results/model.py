@@ -44,6 +44,7 @@ class Result:
 
 @dataclass(slots=True)
 class TestCase:
+    __test__ = False  # not a pytest class
     suite: str
     name: str
     outcome: str  # passed | failed | error | skipped
