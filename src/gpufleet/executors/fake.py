@@ -188,11 +188,6 @@ def _exited(run: FakeRun, code: int, at: float) -> Observation:
     return Observation(run.job_id, Phase.FAILED, code, f"rank 0 exited with {code}", run.handle, at)
 
 
-def create(options: dict, home) -> FakeExecutor:
-    """Composition-root hook (gpufleet.main.build_executor)."""
-    return FakeExecutor()
-
-
 def create(options: dict, home: object = None) -> FakeExecutor:
     """The composition root's factory (wall-clock time: jobs with GPUFLEET_FAKE_SECONDS end)."""
     return FakeExecutor(clock=time.time)

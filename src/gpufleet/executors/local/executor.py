@@ -43,7 +43,6 @@ from gpufleet.executors.local.files import (
     proc_start,
     read_json,
     signal_process,
-    write_bytes_atomic,
     write_json,
 )
 from gpufleet.executors.local.status import RankState, RankView, judge, view_job
