@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -77,9 +77,13 @@ class JobRow(Base):
     action_reason: Mapped[str] = mapped_column(Text, default="")
     # a client-chosen key: a retried submission with the same (user, key) returns the same job
     idempotency_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # a member of a job group (a matrix cell or an array task): its group and index there
+    group_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    group_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
     __table_args__ = (
         Index("ix_jobs_state_tenant", "state", "tenant"),
         Index("ix_jobs_user_idempotency_key", "user", "idempotency_key", unique=True),
+        Index("ix_jobs_group", "group_id"),
     )
 
 
@@ -226,3 +230,66 @@ class TestCaseRow(Base):
     message: Mapped[str] = mapped_column(Text, default="")
     at: Mapped[float] = mapped_column(Float)
     __table_args__ = (Index("ix_test_cases_job", "job_id", "attempt"),)
+
+
+class JobGroupRow(Base):
+    """A job group: a test matrix (one job per satisfiable cell) or an array (one job per index)."""
+
+    __tablename__ = "job_groups"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))  # matrix | array
+    name: Mapped[str] = mapped_column(String(256), default="")
+    tenant: Mapped[str] = mapped_column(String(64))
+    user: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column(Float)
+    spec: Mapped[dict] = mapped_column(JSON)  # the template spec (before the cell's constraints)
+    axes: Mapped[dict] = mapped_column(JSON, default=dict)  # matrix {key: [values]}; array {indices}
+    cells: Mapped[list] = mapped_column(JSON, default=list)  # [{index, cell, job_id, reason}]
+    max_running: Mapped[int | None] = mapped_column(Integer, nullable=True)  # array %N
+    dependency: Mapped[list] = mapped_column(JSON, default=list)  # [[kind, job_id], ...]
+    __table_args__ = (Index("ix_job_groups_tenant", "tenant"),)
+
+
+class JobDependencyRow(Base):
+    """`job_id` may start only once `target_id` ended the way `kind` asks
+    (afterok | afternotok | afterany)."""
+
+    __tablename__ = "job_dependencies"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    target_id: Mapped[int] = mapped_column(Integer)
+    __table_args__ = (Index("ix_job_dependencies_job", "job_id"),
+                      Index("ix_job_dependencies_target", "target_id"))
+
+
+class ArtifactRow(Base):
+    """One file an attempt's rank left behind, kept in an artifact store (artifacts/)."""
+
+    __tablename__ = "artifacts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    rank: Mapped[int] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(String(1024))  # relative to the rank's workdir
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    sha1: Mapped[str] = mapped_column(String(40), default="")
+    store: Mapped[str] = mapped_column(String(16))  # local | http
+    location: Mapped[str] = mapped_column(Text)  # the store's key (a path or a URL)
+    tenant: Mapped[str] = mapped_column(String(64))
+    user: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)  # None: kept
+    deleted_at: Mapped[float | None] = mapped_column(Float, nullable=True)  # gc'd (row kept)
+    __table_args__ = (Index("ix_artifacts_job", "job_id", "attempt", "rank", "path", unique=True),
+                      Index("ix_artifacts_tenant", "tenant", "created_at"))
+
+
+class ArtifactPolicyRow(Base):
+    """A tenant's artifact retention: a byte quota and an expiry (None: the server default)."""
+
+    __tablename__ = "artifact_policies"
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    max_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    retention_s: Mapped[float | None] = mapped_column(Float, nullable=True)
