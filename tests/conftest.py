@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -25,3 +28,30 @@ def require_engine(env_var: str, what: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"{what} is required in CI but {env_var} is not set (did .ci/run start it?)")
     pytest.skip(f"{what} not available ({env_var} unset): start it with the scripts/dev-*.sh script")
+
+
+# Store tests run on both backends: params=DATABASES, then `with database_url(request.param, …) as url`.
+DATABASES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@contextmanager
+def database_url(kind: str, tmp_path: Path, prefix: str) -> Iterator[str]:
+    """A URL of an empty database: a SQLite file under tmp_path, or a throwaway database on the
+    real PostgreSQL of scripts/dev-postgres.sh, dropped afterwards (the caller disposes its engines)."""
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'gpufleet.db'}"
+        return
+    require_engine("GPUFLEET_TEST_PG_URL", "PostgreSQL (scripts/dev-postgres.sh)")
+    from sqlalchemy import create_engine, text
+
+    base = os.environ["GPUFLEET_TEST_PG_URL"]
+    name = f"gpufleet_{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield base.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

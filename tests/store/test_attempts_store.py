@@ -3,40 +3,22 @@ carrying the attempt, on SQLite and on a real PostgreSQL (own throwaway database
 
 from __future__ import annotations
 
-import os
-import uuid
-
 import pytest
-from sqlalchemy import create_engine, text
 
 from gpufleet.domain import Allocation, Job, JobSpec, JobState, Tenant, transition
 from gpufleet.store import Store, make_engine, migrate
-from tests.conftest import require_engine
+from tests.conftest import DATABASES, database_url
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=DATABASES)
 def store(request, tmp_path):
-    if request.param == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'gpufleet.db'}")
+    with database_url(request.param, tmp_path, "attempts") as url:
+        engine = make_engine(url)
         migrate(engine)
-        yield Store(engine)
-        engine.dispose()
-        return
-    require_engine("GPUFLEET_TEST_PG_URL", "PostgreSQL (scripts/dev-postgres.sh)")
-    base = os.environ["GPUFLEET_TEST_PG_URL"]
-    name = f"gpufleet_attempts_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = make_engine(base.rsplit("/", 1)[0] + "/" + name)
-    migrate(engine)
-    try:
-        yield Store(engine)
-    finally:
-        engine.dispose()
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        try:
+            yield Store(engine)
+        finally:
+            engine.dispose()
 
 
 def submitted(store: Store, n: int = 1) -> list[Job]:

@@ -2,49 +2,27 @@
 
 from __future__ import annotations
 
-import os
-import uuid
-
 import pytest
-from sqlalchemy import create_engine, text
 
 from gpufleet.health.remediation import Phase, Remediation, StepRecord
 from gpufleet.health.tickets import TicketRef
 from gpufleet.health.types import CheckRecord, NodeHealth, Status
 from gpufleet.store import Store, make_engine, migrate
 from gpufleet.store.health import HealthRepo, group_runs
-from tests.conftest import require_engine
+from tests.conftest import DATABASES, database_url
 
 
-def sqlite_repo(tmp_path) -> HealthRepo:
-    engine = make_engine(f"sqlite:///{tmp_path / 'gpufleet.db'}")
-    migrate(engine)
-    return HealthRepo(Store(engine))
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=DATABASES)
 def repos(request, tmp_path):
     """Two repositories on two engines over ONE database (as two server processes)."""
-    if request.param == "sqlite":
-        yield sqlite_repo(tmp_path), sqlite_repo(tmp_path)
-        return
-    require_engine("GPUFLEET_TEST_PG_URL", "PostgreSQL (scripts/dev-postgres.sh)")
-    base = os.environ["GPUFLEET_TEST_PG_URL"]
-    name = f"gpufleet_health_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    url = base.rsplit("/", 1)[0] + "/" + name
-    engines = [make_engine(url), make_engine(url)]
-    migrate(engines[0])
-    try:
-        yield HealthRepo(Store(engines[0])), HealthRepo(Store(engines[1]))
-    finally:
-        for e in engines:
-            e.dispose()
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with database_url(request.param, tmp_path, "health") as url:
+        engines = [make_engine(url), make_engine(url)]
+        migrate(engines[0])
+        try:
+            yield HealthRepo(Store(engines[0])), HealthRepo(Store(engines[1]))
+        finally:
+            for e in engines:
+                e.dispose()
 
 
 def run(node, run_id, at, *statuses):

@@ -3,42 +3,24 @@ tenant/series/job/time, per-series summary and latest values."""
 
 from __future__ import annotations
 
-import os
-import uuid
-
 import pytest
-from sqlalchemy import create_engine, text
 
 from gpufleet.results.model import Result, TestCase
 from gpufleet.store import make_engine, migrate
 from gpufleet.store.results import add_results, latest_values, query_cases, query_results, series_summary
-from tests.conftest import require_engine
+from tests.conftest import DATABASES, database_url
 from tests.results.builders import make_result
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=DATABASES)
 def engine(request, tmp_path):
-    if request.param == "sqlite":
-        e = make_engine(f"sqlite:///{tmp_path / 'gpufleet.db'}")
+    with database_url(request.param, tmp_path, "results") as url:
+        e = make_engine(url)
         migrate(e)
-        yield e
-        e.dispose()
-        return
-    require_engine("GPUFLEET_TEST_PG_URL", "PostgreSQL (scripts/dev-postgres.sh)")
-    base = os.environ["GPUFLEET_TEST_PG_URL"]
-    name = f"gpufleet_results_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    e = make_engine(base.rsplit("/", 1)[0] + "/" + name)
-    migrate(e)
-    try:
-        yield e
-    finally:
-        e.dispose()
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        try:
+            yield e
+        finally:
+            e.dispose()
 
 
 def test_round_trip_with_provenance(engine):
