@@ -118,13 +118,18 @@ def test_decayed_usage_matches_the_integral():
     assert flat.snapshot()["x"] == 20
 
 
-@pytest.mark.parametrize("priorities, calls", [((0, 0, 0), [0, 100, 200]), ((0, 0, 100), [0, 10, 20, 100, 200])])
+@pytest.mark.parametrize("priorities, calls", [
+    ((0, 0, 0), [0, 100, 200]),
+    ((0, 5, 99), [0, 100, 200]),  # one priority class (0..99): still nothing can preempt
+    ((-1, 0, 0), [0, 10, 20, 100, 200]),  # -1 is class -1, below normal
+    ((0, 0, 100), [0, 10, 20, 100, 200]),
+])
 def test_cycles_are_skipped_only_when_they_could_decide_nothing(priorities, calls):
     fake = Greedy()
     one = cluster(nodes=1, gpus=1, groups=1)
     jobs = [job(k, t, 100, priority=p) for k, t, p in zip("abc", (0, 10, 20), priorities)]
     make(jobs, fake, one).run()
-    # full cluster, one priority, no quota: the arrivals at 10 and 20 cannot change anything
+    # full cluster, one priority class, no quota: the arrivals at 10 and 20 cannot change anything
     assert [c[0] for c in fake.calls] == calls
 
 

@@ -5,7 +5,7 @@ All events at one instant are applied first, then ONE scheduling cycle runs (mor
 cycle preempted, so the preemptor can take the freed GPUs at the same instant). A cycle runs
 only when something changed and the queue is not empty, and is skipped (exactly: it could decide
 nothing) while no GPU is free and no preemption is possible (preemption off, or one priority and
-no tenant quota in the whole replay). With `cycle_interval_s` > 0, cycles run at most once per
+no tenant quota in the whole replay; priorities count by class). With `cycle_interval_s` > 0, cycles run at most once per
 interval, like a live loop on a timer (an approximation; off by default). Decisions are applied as the live
 control loop applies them: preemptions first (`transition(job, PENDING|FAILED)`), then
 placements (allocation + `transition(job, RUNNING)`). The cluster state the snapshot needs is
@@ -103,7 +103,8 @@ class Simulation:
             return False
         if las_preempts(self.opt.config):
             return True
-        if len({tj.priority for tj in self.trace}) > 1:
+        size = self.opt.config.priority_class_size  # jobs of one class never preempt each other
+        if len({tj.priority // size for tj in self.trace}) > 1:
             return True
         return any(v > 0 for t in self.cluster.tenants.values() for v in t.quota.values())
 
