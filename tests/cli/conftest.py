@@ -8,6 +8,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -33,11 +35,9 @@ class Served:
         return subprocess.run([str(BIN), *args], capture_output=True, text=True, env=env, timeout=60)
 
 
-@pytest.fixture
-def gf_server(tmp_path, clock):
-    server = build(load_settings(home=tmp_path, executor="fake", inventory=str(EXAMPLE_LAB)))
-    server.ctx.clock = server.loop.clock = server.executor.clock = clock
-    app = create_app(server.ctx)
+@contextmanager
+def serving(app) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn in a thread on a free loopback port; yields its URL."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -51,7 +51,17 @@ def gf_server(tmp_path, clock):
             break
         except httpx.TransportError:
             time.sleep(0.1)
-    yield Served(server, f"http://127.0.0.1:{port}")
-    uv.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        uv.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture
+def gf_server(tmp_path, clock):
+    server = build(load_settings(home=tmp_path, executor="fake", inventory=str(EXAMPLE_LAB)))
+    server.ctx.clock = server.loop.clock = server.executor.clock = clock
+    with serving(create_app(server.ctx)) as url:
+        yield Served(server, url)
     server.executor.close()

@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import json
-import socket
 import sys
-import threading
-import time
 
-import httpx
 import pytest
 import typer
-import uvicorn
 from typer.testing import CliRunner
 
 from gpufleet.api.app import create_app
@@ -20,6 +15,7 @@ from gpufleet.main import build
 from gpufleet.services.health import build_health_service
 from gpufleet.services.schedules import ScheduleService
 from gpufleet.settings import load_settings
+from tests.cli.conftest import serving
 from tests.conftest import EXAMPLE_LAB
 
 cli = typer.Typer()
@@ -33,24 +29,10 @@ def served(tmp_path, monkeypatch):
     svc = build_health_service(server.ctx, {"nvml": "fake", "remediation": {"enabled": False},
                                             "checks": {"disk": {"enabled": False}}})
     app = create_app(server.ctx, health_service=svc, schedule_service=ScheduleService(server.ctx, svc.repo))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-            break
-        except httpx.TransportError:
-            time.sleep(0.1)
-    monkeypatch.setenv("GPUFLEET_URL", f"http://127.0.0.1:{port}")
-    monkeypatch.setenv("GPUFLEET_TOKEN", server.admin_token)
-    yield svc
-    uv.should_exit = True
-    thread.join(10)
+    with serving(app) as url:
+        monkeypatch.setenv("GPUFLEET_URL", url)
+        monkeypatch.setenv("GPUFLEET_TOKEN", server.admin_token)
+        yield svc
     svc.close()
     server.executor.close()
 
