@@ -23,6 +23,10 @@ def test_example_server_config_loads_and_flags_win():
     ("accounts: [alice]\n", "accounts"),
     ("accounts: {alice: ../etc}\n", "accounts"),
     ("admin_group: 7\n", "admin_group"),
+    ("pools: {boards: {executor: mesos}}\n", "pools.boards.executor"),
+    ("pools: {boards: {executor: local}}\n", "pools.boards.executor"),
+    ("pools: {default: {executor: slurm}}\n", "pools"),
+    ("pools: [boards]\n", "pools"),
 ])
 def test_bad_config_names_the_setting(tmp_path, text, field):
     f = tmp_path / "s.yaml"
@@ -45,3 +49,11 @@ def test_accounts_and_socket_settings(tmp_path):
     assert (s.accounts, s.admin_group, s.peer_tenant, s.socket) == ({"alice": "asmith"}, "gpuadmins", None, "off")
     d = load_settings(None)
     assert (d.accounts, d.admin_group, d.peer_tenant, d.socket) == ({}, None, "default", None)
+
+
+def test_pools_default_to_none_and_load_with_their_options(tmp_path):
+    assert load_settings().pools == {} and load_settings().executor == "local"
+    f = tmp_path / "s.yaml"
+    f.write_text("executor: local\npools:\n  boards: {executor: labgrid, coordinator: 127.0.0.1:20408}\n")
+    s = load_settings(str(f))
+    assert s.pools == {"boards": {"executor": "labgrid", "coordinator": "127.0.0.1:20408"}}

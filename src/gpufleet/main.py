@@ -15,7 +15,8 @@ from sqlalchemy.engine import make_url
 
 from gpufleet.control.health_loop import run_health, run_recurring
 from gpufleet.control.loop import ControlLoop, CycleReport, run_control
-from gpufleet.domain import parse_booking_limits
+from gpufleet.control.pools import DEFAULT_POOL, POOL_LABEL, PoolRouter
+from gpufleet.domain import ValidationError, parse_booking_limits
 from gpufleet.executors.base import Ability, Executor
 from gpufleet.inventory import Discovered, discover
 from gpufleet.services import Ctx
@@ -41,19 +42,43 @@ EXECUTOR_MODULES = {
     "slurm": "gpufleet.executors.slurm",
     "kubernetes": "gpufleet.executors.kubernetes",
     "fake": "gpufleet.executors.fake",
+    "labgrid": "gpufleet.executors.labgrid",
 }
 
 
 def build_executor(settings: Settings, nodes: list | None = None, accounts: Accounts | None = None,
                    lang: str | None = None) -> Executor:
     module = importlib.import_module(EXECUTOR_MODULES[settings.executor])
-    options = dict(getattr(settings, settings.executor, {}) or {}) if settings.executor in ("slurm", "kubernetes") else {}
+    options = dict(getattr(settings, settings.executor, {}) or {}) \
+        if settings.executor in ("slurm", "kubernetes", "labgrid") else {}
     if settings.executor in ("local", "slurm", "kubernetes"):
         options["accounts"] = accounts  # who jobs run as (executors/accounts.py)
     if settings.executor == "local":
         options["addresses"] = {n.name: n.address for n in nodes or []}
         options["lang"] = lang
     return module.create(options, settings.home)
+
+
+def build_pools(settings: Settings, default: Executor, accounts: Accounts | None, store: Store,
+                static: list | None) -> Executor:
+    """With `pools:` in the settings, a PoolRouter: the default pool's executor (`executor`) beside
+    one executor per extra pool, each created with its own options; without, the one executor."""
+    if not settings.pools:
+        return default
+    pools: dict[str, Executor] = {DEFAULT_POOL: default}
+    for name, spec in settings.pools.items():
+        options = {k: v for k, v in spec.items() if k != "executor"}
+        if spec["executor"] in ("slurm", "kubernetes"):
+            options["accounts"] = accounts
+        module = importlib.import_module(EXECUTOR_MODULES[spec["executor"]])
+        pools[name] = module.create(options, settings.home / "pools" / name)
+    for n in static or []:  # the inventory file's nodes are the default pool's unless labelled
+        n.labels.setdefault(POOL_LABEL, DEFAULT_POOL)
+        if n.labels[POOL_LABEL] not in pools:
+            raise ValidationError(f"inventory.{n.name}.labels.pool", f"no node pool {n.labels[POOL_LABEL]!r}")
+    router = PoolRouter(pools, DEFAULT_POOL, node_pool=lambda name: store.get_node(name).labels.get(POOL_LABEL))
+    router.learn(static or [])
+    return router
 
 
 @dataclass
@@ -122,9 +147,14 @@ def _build(settings: Settings, locks: list) -> Server:
         discovered = discover(settings.inventory, settings.fake_gpus)
     executor = build_executor(settings, discovered.inventory.nodes if discovered else None, accounts,
                               os.environ.get("LANG"))  # a job's LANG: the server's, else C.UTF-8
+    executor = build_pools(settings, executor, accounts, store, discovered.inventory.nodes if discovered else None)
     # jobs run as their owners only on an engine that declares it (local; Slurm's sbatch path)
     accounts = accounts.for_engine(executor.abilities, executor.runs_jobs_as)
-    if discovered is not None:
+    if isinstance(executor, PoolRouter):  # each pool its own nodes: the file's, the engines'
+        if discovered is not None:
+            store.sync_nodes(discovered.inventory.nodes, prune=False)
+        executor.sync(store)
+    elif discovered is not None:
         store.sync_nodes(discovered.inventory.nodes)
     elif Ability.NODES in executor.abilities:
         store.sync_nodes(executor.nodes(), keep_state=False)
@@ -134,6 +164,8 @@ def _build(settings: Settings, locks: list) -> Server:
     bootstrap(ctx, discovered.inventory.tenants if discovered else [])
     token = _ensure_admin_token(ctx, settings.home)
     loop = ControlLoop(store, executor, config=settings.scheduler)
+    if isinstance(executor, PoolRouter):
+        loop.node_sync = executor.sync
     metrics = Metrics()
     local = [n.name for n in discovered.inventory.nodes] if discovered and discovered.source == "nvml" else []
     # the local engine's nodes all execute here; Slurm/Kubernetes nodes are elsewhere

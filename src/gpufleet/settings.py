@@ -13,7 +13,9 @@ import yaml
 from gpufleet.domain import ValidationError, parse_booking_limits
 from gpufleet.scheduler import POLICIES, SchedulerConfig
 
-EXECUTORS = ("local", "slurm", "kubernetes", "fake")
+EXECUTORS = ("local", "slurm", "kubernetes", "fake", "labgrid")
+# engines an extra node pool may use: they own their inventory (the default pool has the file's)
+POOL_EXECUTORS = ("slurm", "kubernetes", "labgrid")
 
 
 def default_home() -> Path:
@@ -39,6 +41,11 @@ class Settings:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     slurm: dict[str, Any] = field(default_factory=dict)  # options for the Slurm executor
     kubernetes: dict[str, Any] = field(default_factory=dict)  # kubeconfig, namespace, ...
+    labgrid: dict[str, Any] = field(default_factory=dict)  # coordinator, places, ssh, power... (docs/boards.md)
+    # extra node pools, each with its own engine beside the default pool (`executor`):
+    # {name: {executor: slurm|kubernetes|labgrid, <that engine's options>...}}; a node's `pool`
+    # label says where it belongs (docs/boards.md "Several engines")
+    pools: dict[str, Any] = field(default_factory=dict)
     health: dict[str, Any] = field(default_factory=dict)
     log_format: str = "auto"  # auto | json | console
     # who jobs run as and who is admin on the local socket (see README "Security model")
@@ -102,6 +109,7 @@ def _apply_file(s: Settings, path: str) -> Settings:
 def _check(s: Settings) -> None:
     if s.executor not in EXECUTORS:
         raise ValidationError("executor", f"unknown executor {s.executor!r} (one of {', '.join(EXECUTORS)})")
+    _check_pools(s)
     if s.scheduler.policy not in POLICIES:
         raise ValidationError("policy", f"unknown policy {s.scheduler.policy!r} (one of {', '.join(POLICIES)})")
     if s.inventory and s.fake_gpus is not None:
@@ -128,3 +136,15 @@ def _check_accounts(s: Settings) -> None:
         raise ValidationError("admin_group", "must be a Unix group name")
     if s.peer_tenant is not None and not isinstance(s.peer_tenant, str):
         raise ValidationError("peer_tenant", "must be a tenant name, or null")
+
+
+def _check_pools(s: Settings) -> None:
+    if s.pools is None:
+        s.pools = {}
+    if not isinstance(s.pools, dict):
+        raise ValidationError("pools", "must map pool names to {executor: ..., options}")
+    for name, spec in s.pools.items():
+        if not isinstance(name, str) or not name or name == "default" or not name.replace("-", "").replace("_", "").isalnum():
+            raise ValidationError("pools", f"pool name {name!r}: letters, digits, - and _; 'default' is the main executor's")
+        if not isinstance(spec, dict) or spec.get("executor") not in POOL_EXECUTORS:
+            raise ValidationError(f"pools.{name}.executor", f"one of {', '.join(POOL_EXECUTORS)}")

@@ -53,6 +53,9 @@ class ControlLoop:
     on_attempt_end: Callable[[Job], None] | None = None
     usage: dict[str, float] = field(default_factory=dict)
     perf: Any = None  # control.perf.PerfGuard: prolog/sampling/epilog of perf jobs (None: not checked)
+    # step 3's inventory refresh when the server has several node pools (control/pools.py's
+    # PoolRouter.sync); None: from the one executor, when it owns the inventory
+    node_sync: Callable[[Store], None] | None = None
     _signalled: set[int] = field(default_factory=set)
     _usage_at: float | None = None
     _usage_saved_at: float = 0.0
@@ -187,7 +190,9 @@ class ControlLoop:
 
     # 3. nodes --------------------------------------------------------------------------------
     def _nodes(self, now: float) -> list[Node]:
-        if Ability.NODES in self.executor.abilities:
+        if self.node_sync is not None:
+            self.node_sync(self.store)
+        elif Ability.NODES in self.executor.abilities:
             try:
                 self.store.sync_nodes(self.executor.nodes(), keep_state=False)
             except Exception as e:
