@@ -11,7 +11,9 @@ import statistics
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 from otava.analysis import compute_change_points
+from scipy.stats import ttest_ind
 
 WINDOW = 50  # E-Divisive sliding window (Otava's default)
 MAX_PVALUE = 0.001
@@ -20,6 +22,10 @@ GUARD_WINDOW = 30
 GUARD_Z = 5.0
 MIN_POINTS = 6
 MIN_SEGMENT = 3  # results a new level must hold for
+MIN_EFFECT = 2.0  # a change moves the level by at least this many sigmas of the series' noise
+SEGMENT_LIMIT = 100  # results each side a change is tested on (a level from long ago says little)
+SPIKE_HALF = 3  # despiking: the median of the 7 results around each one (a step of >= 4 survives it)
+SPIKE_SIGMAS = 5.0  # a result further than this from that median (in the series' noise) is a spike
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,19 +44,47 @@ class Change:
 
 def change_points(values: Sequence[float], higher_is_better: bool = True, window: int = WINDOW,
                   max_pvalue: float = MAX_PVALUE, min_magnitude: float = MIN_MAGNITUDE) -> list[Change]:
-    """The significant changes of one series (oldest first)."""
+    """The significant changes of one series (oldest first): E-Divisive's candidates on the
+    despiked series, each then confirmed between its kept neighbours (t-test, magnitude, and a
+    shift of at least MIN_EFFECT times the series' noise)."""
     if len(values) < MIN_POINTS:
         return []
-    cps, _weak = compute_change_points(list(values), window_len=window, max_pvalue=max_pvalue,
+    clean = despiked(values)
+    cps, _weak = compute_change_points(list(clean), window_len=window, max_pvalue=max_pvalue,
                                        min_magnitude=min_magnitude)
+    candidates = [int(cp.index) for cp in _without_spikes(cps, len(values))]
     out = []
-    for cp in _without_spikes(cps, len(values)):
-        s = cp.stats
-        pct = float(s.forward_change_percent())
-        out.append(Change(index=int(cp.index), change_pct=pct, pvalue=float(s.pvalue),
-                          mean_before=float(s.mean_before()), mean_after=float(s.mean_after()),
+    for index, (before, after, p) in confirmed(clean, candidates, max_pvalue, min_magnitude).items():
+        pct = (after / before - 1) * 100 if before else 0.0
+        out.append(Change(index=index, change_pct=pct, pvalue=p, mean_before=before, mean_after=after,
                           regression=(pct < 0) == higher_is_better))
     return out
+
+
+def confirmed(values: np.ndarray, candidates: list[int], max_pvalue: float, min_magnitude: float,
+              min_effect: float | None = None) -> dict[int, tuple[float, float, float]]:
+    """Otava's merge step again, over the candidates that are no spike, with one more bar: the
+    shift must be MIN_EFFECT sigmas of the series' noise (a long, small excursion of noise is
+    significant by t-test but is no change). Weakest first, neighbours re-tested after each
+    removal. index -> (mean before, mean after, p-value), for the kept ones."""
+    effect = MIN_EFFECT if min_effect is None else min_effect
+    sigma = noise(values)
+    kept = sorted(set(candidates))
+    while kept:
+        bounds = [0] + kept + [len(values)]
+        stats = {}
+        for i, cp in enumerate(kept):
+            left, right = values[max(bounds[i], cp - SEGMENT_LIMIT):cp], values[cp:min(bounds[i + 2], cp + SEGMENT_LIMIT)]
+            m1, m2 = float(np.mean(left)), float(np.mean(right))
+            p = float(ttest_ind(left, right, equal_var=False).pvalue) if len(left) > 1 and len(right) > 1 else 1.0
+            rel = abs(m2 / m1 - 1) if m1 else 0.0
+            ok = p < max_pvalue and rel >= min_magnitude and abs(m2 - m1) >= effect * sigma
+            stats[cp] = (m1, m2, p if p == p else 1.0, ok, rel)
+        weak = [cp for cp in kept if not stats[cp][3]]
+        if not weak:
+            return {cp: stats[cp][:3] for cp in kept}
+        kept.remove(max(weak, key=lambda cp: (stats[cp][2], -stats[cp][4])))
+    return {}
 
 
 def _without_spikes(cps: list, n: int) -> list:
@@ -93,3 +127,34 @@ def guard(window: Sequence[float], new: float, higher_is_better: bool = True, z_
     if abs(z) < z_limit or abs(rel) < min_magnitude:
         return None
     return GuardHit(change_pct=rel * 100, z=z, regression=(rel < 0) == higher_is_better)
+
+
+def may_change(values: Sequence[float]) -> bool:
+    """Placeholder: always."""
+    return True
+
+
+def noise(values: Sequence[float]) -> float:
+    """The series' noise (one sigma) from successive differences: MAD of the differences / sqrt(2),
+    which a step change barely moves."""
+    d = np.diff(np.asarray(values, dtype=float))
+    if len(d) < 2:
+        return 0.0
+    return float(np.median(np.abs(d - np.median(d))) * 1.4826 / np.sqrt(2))
+
+
+def despiked(values: Sequence[float]) -> np.ndarray:
+    """The series with single outlier results (and pairs) replaced by the median around them
+    (Hampel filter, window 2*SPIKE_HALF+1 centred, shorter at the ends): one run on a bad day is
+    not a change, while a step that holds for SPIKE_HALF+1 results passes unchanged."""
+    v = np.asarray(values, dtype=float)
+    n, h = len(v), SPIKE_HALF
+    if n < 2 * h + 1:
+        return v
+    padded = np.concatenate([np.full(h, np.nan), v, np.full(h, np.nan)])
+    med = np.nanmedian(np.lib.stride_tricks.sliding_window_view(padded, 2 * h + 1), axis=1)
+    sigma = noise(v)
+    if sigma <= 0:
+        return v
+    spikes = np.abs(v - med) > SPIKE_SIGMAS * sigma
+    return np.where(spikes, med, v)
