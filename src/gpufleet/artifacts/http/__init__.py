@@ -1,0 +1,3 @@
+from gpufleet.artifacts.http.store import HttpStore, deploy_url
+
+__all__ = ["HttpStore", "deploy_url"]

@@ -1,0 +1,3 @@
+from gpufleet.artifacts.local.store import LocalStore
+
+__all__ = ["LocalStore"]
