@@ -39,7 +39,7 @@ def test_usage_table_json_csv(gf_server, clock):
 
 
 def test_usage_bad_input_is_one_line_exit_2(gf_server):
-    for args, field in ((("--by", "label:purpose"), "by"), (("--from", "soon"), "from"),
+    for args, field in ((("--by", "label:no key"), "by"), (("--from", "soon"), "from"),
                         (("--json", "--csv"), "csv")):
         r = gf_server.cli("usage", *args)
         assert r.returncode == 2, r.stderr

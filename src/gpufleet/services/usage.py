@@ -6,14 +6,14 @@ from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 from gpufleet.accounting import GROUPS, UsageGroup, UsageReport, usage_report
+from gpufleet.accounting.report import LABEL_KEY
 from gpufleet.accounting.sacct import sacct_lines
 from gpufleet.domain import Forbidden, NotFound, User, ValidationError, parse_duration
 from gpufleet.domain.units import parse_time
 from gpufleet.services.context import Ctx
 
 DEFAULT_PERIOD_S = 30 * 86400
-NOT_YET = {"sku": "GPU SKUs are not recorded yet (group by gpu_model)",
-           "label": "jobs carry no labels yet (group by tenant, user, gpu_model, kind or node)"}
+GROUPINGS = ", ".join((*GROUPS, "label:KEY"))
 
 
 @dataclass(frozen=True)
@@ -47,11 +47,11 @@ def group_columns(by: Sequence[str] | None) -> tuple[str, ...]:
     cols: list[str] = []
     for item in by or ("tenant",):
         for key in filter(None, (k.strip() for k in str(item).split(","))):
-            base = key.split(":", 1)[0]
-            if base in NOT_YET:
-                raise ValidationError("by", f"{key}: {NOT_YET[base]}")
-            if key not in GROUPS:
-                raise ValidationError("by", f"unknown grouping {key!r}; use {', '.join(GROUPS)}")
+            if key.startswith("label:"):
+                if not LABEL_KEY.fullmatch(key[6:]):
+                    raise ValidationError("by", f"{key}: a label key is letters, digits and _.-/ (label:purpose)")
+            elif key not in GROUPS:
+                raise ValidationError("by", f"unknown grouping {key!r}; use {GROUPINGS}")
             if key not in cols:
                 cols.append(key)
     return tuple(cols)

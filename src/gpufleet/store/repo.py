@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from sqlalchemy import Connection, Engine, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
@@ -15,6 +15,7 @@ from gpufleet.domain import (
 from gpufleet.domain.spec import spec_from_dict
 from gpufleet.store.attempts import Attempts
 from gpufleet.store.tokens import TokenRepo, hash_token  # noqa: F401 (hash_token: re-exported)
+from gpufleet.store.usage import add_busy
 from gpufleet.store.mapping import (
     attempt_from_row, booking_from_row, job_from_light, job_from_row, job_to_row, job_values, node_from_row,
     node_to_row, tenant_from_row,
@@ -162,16 +163,22 @@ class Store(TokenRepo):
             s.add_all(_event_row(c) for c in changes)
 
     # ---- nodes ------------------------------------------------------------------------------
-    def node_facts(self, conn: Connection) -> dict[str, tuple[str, dict[int, str]]]:
-        """node -> (kind, {gpu index: model}), what usage rows record (read on `conn`, the caller's
-        transaction); cached until a node write."""
+    def node_facts(self, conn: Connection) -> dict[str, tuple[str, dict[int, str], str]]:
+        """node -> (kind, {gpu index: model}, GPU SKU), what usage rows record (read on `conn`, the
+        caller's transaction); cached until a node write."""
         facts = self._node_facts
         if facts is None:
-            q = select(NodeRow.name, NodeRow.kind, NodeRow.gpus)
-            facts = {name: (kind, {g["index"]: g["model"] for g in gpus or ()})
-                     for name, kind, gpus in conn.execute(q)}
+            q = select(NodeRow.name, NodeRow.kind, NodeRow.gpus, NodeRow.labels)
+            facts = {name: (kind, {g["index"]: g["model"] for g in gpus or ()}, str((labels or {}).get("sku") or ""))
+                     for name, kind, gpus, labels in conn.execute(q)}
             self._node_facts = facts
         return facts
+
+    def add_busy(self, items: Sequence[Mapping[str, Any]]) -> None:
+        """Sampled busy GPU-seconds onto running attempts' usage rows (store/usage.add_busy)."""
+        if items:
+            with self.engine.begin() as conn:
+                add_busy(conn, items)
 
     def nodes(self) -> list[Node]:
         with self.tx() as s:

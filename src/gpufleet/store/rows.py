@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 class Base(DeclarativeBase):
     pass
+
+
+USAGE_DAY_S = 86400  # usage rollups are per UTC day (usage_daily, usage_daily_node)
 
 
 class TenantRow(Base):
@@ -123,8 +126,70 @@ class UsageRow(Base):
     ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     wait_s: Mapped[float] = mapped_column(Float, default=0.0)  # queued before this attempt started
     busy_gpu_s: Mapped[float | None] = mapped_column(Float, nullable=True)  # None: not sampled
+    sku: Mapped[str] = mapped_column(String(64), default="")  # the node's GPU SKU (NVML identity)
+    labels: Mapped[str] = mapped_column(Text, default="{}")  # the job's labels, canonical JSON
     __table_args__ = (Index("ix_attempt_usage_job_n_part", "job_id", "n", "part", unique=True),
-                      Index("ix_attempt_usage_started", "started_at"))
+                      Index("ix_attempt_usage_started", "started_at"),
+                      # the running rows, and the closed ones longer than a day (accounting/report.py)
+                      Index("ix_attempt_usage_open", "started_at", sqlite_where=text("ended_at IS NULL"),
+                            postgresql_where=text("ended_at IS NULL")),
+                      Index("ix_attempt_usage_long", "started_at",
+                            sqlite_where=text(f"ended_at - started_at > {USAGE_DAY_S}"),
+                            postgresql_where=text(f"ended_at - started_at > {USAGE_DAY_S}")))
+
+
+class UsageDayRow(Base):
+    """GPU-seconds of closed attempts per UTC day and group, cut at the day's boundaries; written
+    when an attempt closes (store/usage.py), so a year's report reads ~365 x groups rows."""
+
+    __tablename__ = "usage_daily"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    day: Mapped[int] = mapped_column(Integer)  # floor(t / 86400)
+    tenant: Mapped[str] = mapped_column(String(64))
+    user: Mapped[str] = mapped_column(String(64))
+    gpu_model: Mapped[str] = mapped_column(String(64))
+    sku: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    labels: Mapped[str] = mapped_column(Text)
+    gpu_s: Mapped[float] = mapped_column(Float, default=0.0)
+    busy_gpu_s: Mapped[float] = mapped_column(Float, default=0.0)
+    sampled_gpu_s: Mapped[float] = mapped_column(Float, default=0.0)
+    started: Mapped[int] = mapped_column(Integer, default=0)  # attempts that started that day
+    wait_s: Mapped[float] = mapped_column(Float, default=0.0)  # their queue time
+    __table_args__ = (Index("ix_usage_daily_key", "day", "tenant", "user", "gpu_model", "sku", "kind", "labels",
+                            unique=True),)
+
+
+class UsageNodeDayRow(Base):
+    """The same per UTC day and node (GPU model, SKU, kind): what `--by node` reads."""
+
+    __tablename__ = "usage_daily_node"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    day: Mapped[int] = mapped_column(Integer)
+    node: Mapped[str] = mapped_column(String(128))
+    gpu_model: Mapped[str] = mapped_column(String(64))
+    sku: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    gpu_s: Mapped[float] = mapped_column(Float, default=0.0)
+    busy_gpu_s: Mapped[float] = mapped_column(Float, default=0.0)
+    sampled_gpu_s: Mapped[float] = mapped_column(Float, default=0.0)
+    started: Mapped[int] = mapped_column(Integer, default=0)
+    wait_s: Mapped[float] = mapped_column(Float, default=0.0)
+    __table_args__ = (Index("ix_usage_daily_node_key", "day", "node", "gpu_model", "sku", "kind", unique=True),)
+
+
+class UsageJobRow(Base):
+    """Per job: the sampled-but-idle GPU-seconds of its closed attempts (an upper bound of its
+    idle time in any period: where the top-idle-holders search starts, accounting/report.py)."""
+
+    __tablename__ = "usage_jobs"
+    job_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    tenant: Mapped[str] = mapped_column(String(64))
+    user: Mapped[str] = mapped_column(String(64))
+    first_at: Mapped[float] = mapped_column(Float)  # earliest start of a closed attempt
+    last_at: Mapped[float] = mapped_column(Float)  # latest end
+    idle_gpu_s: Mapped[float] = mapped_column(Float, default=0.0)
+    __table_args__ = (Index("ix_usage_jobs_idle", "idle_gpu_s"),)
 
 
 class EventRow(Base):

@@ -3,38 +3,141 @@
 An attempt holds GPUs on one or more nodes; accounting groups by GPU model and node kind, so each
 attempt gets one flat row per (node, GPU model) it holds: `gpus` there, the node's kind, the job's
 tenant and user, when it started and (once closed) ended, and how long it waited in the queue
-before starting (counted on part 0 only). Aggregation over these rows is plain SQL (accounting/).
+before starting (counted on part 0 only), the node's GPU SKU and the job's labels. Aggregation
+over these rows is plain SQL (accounting/).
+
+When an attempt closes, its rows are also added to the rollups in the same transaction: per UTC
+day and group (usage_daily; per node: usage_daily_node), cut at the day boundaries, and per job
+its sampled-but-idle GPU-seconds (usage_jobs). `rollup` is the one place that cuts them (the
+migration's backfill and bench/usage.py call it too).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+import json
+import math
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from sqlalchemy import Connection, Table, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, case, func, insert, select, update
 
 from gpufleet.domain import Job
-from gpufleet.store.rows import AttemptRow, UsageRow
+from gpufleet.store.rows import USAGE_DAY_S, AttemptRow, UsageDayRow, UsageJobRow, UsageNodeDayRow, UsageRow
 
-# node name -> (kind, {gpu index: model}); what the usage rows need to know about the nodes
-NodeFacts = Mapping[str, tuple[str, Mapping[int, str]]]
+# node name -> (kind, {gpu index: model}[, sku]); what the usage rows need to know about the nodes
+NodeFacts = Mapping[str, tuple]
 
 _USAGE: Table = UsageRow.__table__  # type: ignore[assignment]
 _ATTEMPTS: Table = AttemptRow.__table__  # type: ignore[assignment]
+_DAILY: Table = UsageDayRow.__table__  # type: ignore[assignment]
+_NODE_DAILY: Table = UsageNodeDayRow.__table__  # type: ignore[assignment]
+_JOBS: Table = UsageJobRow.__table__  # type: ignore[assignment]
 UNKNOWN = "unknown"
+DAY = float(USAGE_DAY_S)
+DAY_KEY = ("tenant", "user", "gpu_model", "sku", "kind", "labels")  # usage_daily's groups
+NODE_KEY = ("node", "gpu_model", "sku", "kind")  # usage_daily_node's
+MEASURES = ("gpu_s", "busy_gpu_s", "sampled_gpu_s", "started", "wait_s")
+# what `rollup` reads of an attempt_usage row
+ROW_COLUMNS = ("job_id", "part", "node", "kind", "gpu_model", "sku", "tenant", "user", "labels", "gpus",
+               "started_at", "ended_at", "wait_s", "busy_gpu_s")
+
+
+def labels_text(labels: Mapping[str, str] | None) -> str:
+    """A job's labels as the canonical JSON the usage rows hold (sorted keys; '{}' for none)."""
+    return json.dumps(dict(sorted((labels or {}).items())), separators=(",", ":"))
 
 
 def usage_parts(allocation: Sequence[Mapping[str, Any]], nodes: NodeFacts) -> list[dict[str, Any]]:
     """[{node, gpus: [...]}] -> [{part, node, kind, gpu_model, gpus}], one per (node, model)."""
     out: list[dict[str, Any]] = []
     for a in allocation:
-        kind, models = nodes.get(a["node"], (UNKNOWN, {}))
+        kind, models, *more = nodes.get(a["node"], (UNKNOWN, {}))
         per: dict[str, int] = {}
         for g in a["gpus"]:
             m = models.get(g, UNKNOWN)
             per[m] = per.get(m, 0) + 1
         for model, count in sorted(per.items()):
-            out.append({"part": len(out), "node": a["node"], "kind": kind, "gpu_model": model, "gpus": count})
+            out.append({"part": len(out), "node": a["node"], "kind": kind, "gpu_model": model, "gpus": count,
+                        "sku": more[0] if more else ""})
     return out
+
+
+def rollup(rows: Iterable[Mapping[str, Any]]) -> tuple[dict, dict, dict]:
+    """Closed attempt_usage rows -> (usage_daily, usage_daily_node, usage_jobs) contributions:
+    {(day, *DAY_KEY): [*MEASURES]}, {(day, *NODE_KEY): [*MEASURES]}, {job_id: [first, last, idle, tenant, user]}.
+    A row of `gpus` GPUs over [s, e) adds gpus x its seconds inside each UTC day it touches; its
+    busy GPU-seconds are spread evenly over its length; its start (part 0) counts on its first day."""
+    daily: dict[tuple, list[float]] = {}
+    nodes: dict[tuple, list[float]] = {}
+    jobs: dict[int, list[float]] = {}
+    for r in rows:
+        s, e, gpus, busy = r["started_at"], r["ended_at"], r["gpus"], r["busy_gpu_s"]
+        length = e - s
+        first = int(math.floor(s / DAY))
+        last = max(first, int(math.ceil(e / DAY)) - 1)
+        for day in range(first, last + 1):
+            secs = max(0.0, min(e, (day + 1) * DAY) - max(s, day * DAY))
+            began = r["part"] == 0 and day == first
+            m = (gpus * secs, busy * secs / length if busy is not None and length > 0 else 0.0,
+                 gpus * secs if busy is not None else 0.0, 1 if began else 0, r["wait_s"] if began else 0.0)
+            for table, key in ((daily, (day, *(r[k] for k in DAY_KEY))), (nodes, (day, *(r[k] for k in NODE_KEY)))):
+                acc = table.setdefault(key, [0.0, 0.0, 0.0, 0, 0.0])
+                for i, v in enumerate(m):
+                    acc[i] += v
+        if busy is not None:
+            idle = max(0.0, gpus * length - busy)
+            j = jobs.setdefault(r["job_id"], [s, e, 0.0, r["tenant"], r["user"]])
+            j[0], j[1], j[2] = min(j[0], s), max(j[1], e), j[2] + idle
+    return daily, nodes, jobs
+
+
+def write_rollup(conn: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
+    """Add closed rows to the rollups (upserts: a group's day row grows)."""
+    daily, nodes, jobs = rollup(rows)
+    dialect = conn.dialect.name
+    for table, keys, values in ((_DAILY, DAY_KEY, daily), (_NODE_DAILY, NODE_KEY, nodes)):
+        if values:
+            conn.execute(_upsert(dialect, table, ("day", *keys)),
+                         [{"day": k[0], **dict(zip(keys, k[1:])), **dict(zip(MEASURES, v))} for k, v in values.items()])
+    if jobs:
+        conn.execute(_upsert_jobs(dialect), [{"job_id": j, "first_at": v[0], "last_at": v[1], "idle_gpu_s": v[2],
+                                              "tenant": v[3], "user": v[4]}
+                                             for j, v in jobs.items()])
+
+
+def _dialect_insert(dialect: str):
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    return dialect_insert
+
+
+def _upsert(dialect: str, table: Table, key: Sequence[str]):
+    stmt = _dialect_insert(dialect)(table)
+    return stmt.on_conflict_do_update(index_elements=list(key),
+                                      set_={m: table.c[m] + stmt.excluded[m] for m in MEASURES})
+
+
+def _upsert_jobs(dialect: str):
+    stmt = _dialect_insert(dialect)(_JOBS)
+    ex, c = stmt.excluded, _JOBS.c
+    return stmt.on_conflict_do_update(index_elements=["job_id"], set_={
+        "first_at": case((ex.first_at < c.first_at, ex.first_at), else_=c.first_at),
+        "last_at": case((ex.last_at > c.last_at, ex.last_at), else_=c.last_at),
+        "idle_gpu_s": c.idle_gpu_s + ex.idle_gpu_s})
+
+
+def add_busy(conn: Connection, items: Sequence[Mapping[str, Any]]) -> None:
+    """Sampled busy GPU-seconds onto the open rows: [{job_id, n, node, gpu_model, busy_s}]."""
+    if items:
+        conn.execute(_BUSY, [{"b_job": i["job_id"], "b_n": i["n"], "b_node": i["node"], "b_model": i["gpu_model"],
+                              "b_busy": i["busy_s"]} for i in items])
+
+
+_BUSY = (update(_USAGE).where(_USAGE.c.job_id == bindparam("b_job"), _USAGE.c.n == bindparam("b_n"),
+                              _USAGE.c.node == bindparam("b_node"), _USAGE.c.gpu_model == bindparam("b_model"),
+                              _USAGE.c.ended_at.is_(None))
+         .values(busy_gpu_s=func.coalesce(_USAGE.c.busy_gpu_s, 0.0) + bindparam("b_busy")))
 
 
 class UsageWrites:
@@ -51,14 +154,20 @@ class UsageWrites:
                                 "b_node": part["node"], "b_kind": part["kind"],
                                 "b_model": part["gpu_model"], "b_gpus": part["gpus"],
                                 "b_tenant": job.tenant, "b_user": job.user, "b_at": at,
-                                "b_submitted": job.submitted_at})
+                                "b_submitted": job.submitted_at, "b_sku": part["sku"],
+                                "b_labels": labels_text(getattr(job.spec, "labels", None))})
 
     def close(self, job: Job, at: float) -> None:
         self.closed.append({"b_job": job.id, "b_at": at})
 
     def write(self, conn: Connection) -> None:
         if self.closed:
+            ends = {c["b_job"]: c["b_at"] for c in self.closed}
+            cols = [_USAGE.c[k] for k in ROW_COLUMNS]
+            closing = [dict(r._mapping, ended_at=ends[r.job_id]) for r in conn.execute(
+                select(*cols).where(_USAGE.c.job_id.in_(list(ends)), _USAGE.c.ended_at.is_(None)))]
             conn.execute(_CLOSE, self.closed)
+            write_rollup(conn, closing)
         if self.opened:
             conn.execute(_open(conn.dialect.name), self.opened)
 
@@ -72,7 +181,7 @@ _VALUES = dict(
     job_id=bindparam("b_job"), n=bindparam("b_n"), part=bindparam("b_part"), node=bindparam("b_node"),
     kind=bindparam("b_kind"), gpu_model=bindparam("b_model"), gpus=bindparam("b_gpus"),
     tenant=bindparam("b_tenant"), user=bindparam("b_user"), started_at=bindparam("b_at"),
-    ended_at=None, wait_s=_WAIT, busy_gpu_s=None)
+    ended_at=None, wait_s=_WAIT, busy_gpu_s=None, sku=bindparam("b_sku"), labels=bindparam("b_labels"))
 _OPENS: dict[str, Any] = {}
 
 

@@ -12,15 +12,15 @@ from gpufleet.services import Ctx
 from gpufleet.services import usage as svc
 
 router = APIRouter(tags=["usage"])
-NO_BUSY = "no busy GPU data in this period: GPU utilisation is not sampled yet (idle = unknown)"
-NO_LABELS = "jobs carry no labels yet: usage by label is not available"
+NO_BUSY = ("no busy GPU data in this period: none of these attempts ran on a node whose GPU utilisation "
+           "gpufleet samples through NVML (idle = unknown)")
 
 
 @router.get("/usage", response_model=UsageOut)
 def usage(start: str | None = Query(None, alias="from"), end: str | None = Query(None, alias="to"),
           by: list[str] | None = Query(None), tenant: str | None = None,
           ctx: Ctx = Depends(get_ctx), user: User = Depends(current_user)):
-    """GPU-hours in [from, to) grouped by tenant, user, gpu_model, kind, node (non-admins: their
+    """GPU-hours in [from, to) grouped by tenant, user, gpu_model, sku, kind, node, label:KEY (non-admins: their
     own tenant only). Running attempts and attempts crossing the boundaries are cut there."""
     u = svc.usage(ctx, user, start, end, by, tenant)
     r = u.report
@@ -32,7 +32,7 @@ def usage(start: str | None = Query(None, alias="from"), end: str | None = Query
                     total=UsageGroupOut(**svc.group_out(r.total), share=1.0 if total else None),
                     idle=[IdleHolderOut(job_id=h.job_id, user=h.user, tenant=h.tenant, gpu_s=h.gpu_s,
                                         busy_gpu_s=h.busy_gpu_s, idle_gpu_s=h.idle_gpu_s) for h in r.idle],
-                    notes=notes + [NO_LABELS])
+                    notes=notes)
 
 
 @router.get("/usage/export")
