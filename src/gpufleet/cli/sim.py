@@ -2,6 +2,9 @@
 
     gpufleet sim --trace T.csv --cluster C.yaml --policy las [--backfill] [--json] [--plot out.png]
     gpufleet sim compare --trace T.csv --cluster C.yaml --policies fifo,sjf,las [--plot out.png]
+    gpufleet sim --trace T.csv --cluster C.yaml --failure-rate 2e-5 [--repair-time 4h]
+        [--checkpoint-interval 30m] [--checkpoint-cost 30s] [--restart-cost 5m] [--spares 2] [--seed 1]
+    gpufleet sim --trace T.csv --cluster C.yaml --failures MODEL.yaml   (docs/training-sim.md)
 
 Mounted into the main CLI as `gpufleet sim`; `python -m gpufleet.cli.sim ...` works on its own.
 Bad input exits 2 with one line naming the field.
@@ -30,6 +33,9 @@ TL_HELP = "Time-limit over-estimate model for jobs without one: buckets:1h,4h,1d
 SHARES_HELP = "Trace tenants missing from the cluster file get equal 'weight' (default) or 'quota' shares."
 RESTART_HELP = "A preempted job 'resume's its progress (default) or restarts from 'scratch'."
 INTERVAL_HELP = "Run cycles at most every S virtual seconds (default 0: at every event instant)."
+RATE_HELP = "Inject node faults: unexpected interruptions per GPU-hour (Llama 3: ~2e-5)."
+FAILURES_HELP = "Failure model YAML (inter-arrival, repair distribution, checkpoints, spares; flags win)."
+SEED_HELP = "Seed of the fault times (each node has its own stream)."
 
 
 class _Common:
@@ -46,6 +52,7 @@ class _Common:
         self.base = load_config(config)
         self.restart = restart
         self.interval = interval
+        self.failures = None
         from gpufleet.sim.runner import prepare
 
         self.trace, self.cluster = prepare(trace, cluster, fmt, time_limit_model, tenant_shares)
@@ -74,12 +81,26 @@ def sim(
     restart: str = typer.Option("resume", "--restart", help=RESTART_HELP),
     interval: float = typer.Option(0.0, "--cycle-interval", help=INTERVAL_HELP),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar (off under --json)."),
+    failure_rate: Optional[float] = typer.Option(None, "--failure-rate", help=RATE_HELP),
+    failures: Optional[str] = typer.Option(None, "--failures", help=FAILURES_HELP),
+    repair_time: Optional[str] = typer.Option(None, "--repair-time", help="Fixed repair time of a faulty node."),
+    checkpoint_interval: Optional[str] = typer.Option(None, "--checkpoint-interval",
+                                                      help="Default checkpoint interval of jobs (0: none)."),
+    checkpoint_cost: Optional[str] = typer.Option(None, "--checkpoint-cost", help="Wall time of one checkpoint."),
+    restart_cost: Optional[str] = typer.Option(None, "--restart-cost", help="Wall time a restart takes."),
+    spares: Optional[int] = typer.Option(None, "--spares", help="Hot spare nodes per topology domain."),
+    spare_domain: Optional[str] = typer.Option(None, "--spare-domain", help="Node label of a domain (rack)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help=SEED_HELP),
 ) -> None:
     """Replay one trace under one scheduler configuration."""
     if ctx.invoked_subcommand is not None:
         return
     with _errors():
+        model = failure_model(failure_rate, failures, repair_time=repair_time,
+                              checkpoint_interval=checkpoint_interval, checkpoint_cost=checkpoint_cost,
+                              restart_cost=restart_cost, spares=spares, spare_domain=spare_domain, seed=seed)
         common = _Common(trace, cluster, fmt, config, time_limit_model, tenant_shares, restart, interval)
+        common.failures = model
         cfg = common.config(policy, backfill)
         result = _replay(common, cfg, show=progress and not json_out)
         if plot:
@@ -126,6 +147,20 @@ def compare(
             _print_comparison(table)
 
 
+def failure_model(rate: float | None, path: str | None, **flags: Any):
+    """The failure model from --failures and the flags, or None when neither asks for faults."""
+    if rate is None and path is None:
+        given = [k for k, v in flags.items() if v is not None]
+        if given:
+            raise ValidationError("failure_rate", f"--{given[0].replace('_', '-')} needs --failure-rate R "
+                                                  "or --failures MODEL.yaml")
+        return None
+    from gpufleet.sim.failures import load_failure_model, make_failure_model
+
+    data = load_failure_model(path) if path else {}
+    return make_failure_model(data, rate=rate, **flags)
+
+
 def parse_policies(text: str) -> list[tuple[str, bool]]:
     out = []
     for raw in [p.strip().lower() for p in text.split(",") if p.strip()]:
@@ -158,7 +193,7 @@ def _replay(common: _Common, cfg: SchedulerConfig, show: bool):
     label = policy_label(cfg)
     if not show:
         return replay(common.trace, common.cluster, cfg, common.restart, label=label,
-                      cycle_interval_s=common.interval)
+                      cycle_interval_s=common.interval, failures=common.failures)
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -167,7 +202,7 @@ def _replay(common: _Common, cfg: SchedulerConfig, show: bool):
     with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task(label, total=len(common.trace.jobs))
         return replay(common.trace, common.cluster, cfg, common.restart, label=label,
-                      cycle_interval_s=common.interval,
+                      cycle_interval_s=common.interval, failures=common.failures,
                       progress=lambda done, total: bar.update(task, completed=done, total=total))
 
 
@@ -211,6 +246,15 @@ def _print_summary(s: dict[str, Any]) -> None:
         t.add_row(key, f"{s[key]:.3f}")
     for key in ("preemptions", "timeouts", "unfinished", "rejected", "cycles"):
         t.add_row(key, str(s[key]))
+    if s.get("failures"):
+        for key in ("goodput", "training_time_ratio"):
+            t.add_row(key, f"{s[key]:.4f}")
+        for key in ("lost_gpu_hours", "restart_gpu_hours", "checkpoint_gpu_hours"):
+            t.add_row(key, f"{s[key]:,.1f}")
+        for key in ("node_faults", "restarts", "spare_replacements"):
+            t.add_row(key, str(s[key]))
+        for key in ("time_to_restart_p50_s", "time_to_restart_p99_s"):
+            t.add_row(key, "-" if s[key] is None else f"{s[key]:.0f} s")
     t.add_row("wall_s", f"{s['wall_s']:.1f}")
     per = Table(title="per tenant")
     for col in ("tenant", "jobs", "avg JCT", "max queue", "avg slowdown", "GPU-time share"):

@@ -27,6 +27,8 @@ from gpufleet.domain import Allocation, Job, JobSpec, JobState, Node, NodeState,
 from gpufleet.scheduler import Decisions, Placement, Scheduler, SchedulerConfig, Snapshot
 from gpufleet.scheduler.queue import las_preempts
 from gpufleet.sim.cluster import Cluster
+from gpufleet.sim.failures import FailureModel
+from gpufleet.sim.faults import FAULT, INJECTED, FaultsMixin
 from gpufleet.sim.recorder import Recorder
 from gpufleet.sim.trace import Trace, TraceJob, gang_shape
 from gpufleet.sim.usage import DecayedUsage
@@ -47,9 +49,10 @@ class SimOptions:
     max_cycles_per_instant: int = 4  # cycles at one instant while each one preempts
     cycle_interval_s: float = 0.0  # 0: a cycle at every instant with news; S: at most one per S s
     progress_every: int = 2000  # events between progress callbacks
+    failures: FailureModel | None = None  # node faults, checkpoints, restarts, spares (sim/faults.py)
 
 
-class Simulation:
+class Simulation(FaultsMixin):
     def __init__(self, trace: Trace, cluster: Cluster, options: SimOptions | None = None,
                  scheduler: SchedulerFn | None = None):
         self.opt = options or SimOptions()
@@ -59,6 +62,10 @@ class Simulation:
         self.width = cluster.node_gpus  # GPUs of a whole node, for gangs
         self.trace: list[TraceJob] = []
         self.rejected: list[tuple[TraceJob, str]] = []
+        self.rec = Recorder(self.nodes, 0)  # all nodes count as capacity; sized after admission
+        self.out: set[str] = set()  # nodes the scheduler may not use (down or spare)
+        if self.opt.failures is not None:
+            self._setup_faults(self.opt.failures)  # takes the spares out before admission
         self._admit(trace)
         n = len(self.trace)
         self.jobs: list[Job | None] = [None] * n  # index = job id - 1
@@ -67,10 +74,15 @@ class Simulation:
         self.times_out = [False] * n  # the current run hits the time limit before the work is done
         self.pending: dict[int, Job] = {}
         self.running: dict[int, Job] = {}
-        self.events: list[tuple[float, int, int]] = []  # (time, job id, run token)
+        self.events: list[tuple[float, int, int]] = []  # (time, job id, run token); faults: < 0
+        self.live = 0  # events in the heap that keep the replay going (all but faults)
         self.used: dict[str, set[int]] = {nd.name: set() for nd in self.nodes}
         self.usage = DecayedUsage(self.opt.config.fairshare_half_life_s, list(cluster.tenants))
-        self.rec = Recorder(self.nodes, n)
+        self.rec.size_jobs(n)
+        self._job_params(self.opt.failures)
+        if self.opt.failures is not None:
+            self._arm_faults()
+            heapq.heapify(self.events)
         self.now = 0.0
         self.dirty = False  # something changed since the last cycle
         self.next_cycle = 0.0
@@ -120,11 +132,14 @@ class Simulation:
         wall0 = time.perf_counter()
         arrivals, n, ai, batches = self.trace, len(self.trace), 0, 0
         events = self.events
-        while ai < n or events:
+        while ai < n or self.live:
             t = min(arrivals[ai].submit_s if ai < n else math.inf, events[0][0] if events else math.inf)
             self._advance(t)
             while events and events[0][0] <= t:
-                self.dirty |= self._end(*heapq.heappop(events))
+                ev = heapq.heappop(events)
+                if ev[1] != FAULT and ev[1] != INJECTED:
+                    self.live -= 1
+                self.dirty |= self._end(*ev)
             while ai < n and arrivals[ai].submit_s <= t:
                 self._arrive(ai, t)
                 ai += 1
@@ -150,7 +165,7 @@ class Simulation:
         interval = self.opt.cycle_interval_s
         if interval > 0 and t < self.next_cycle:
             if not self.tick_queued:
-                heapq.heappush(self.events, (self.next_cycle, 0, 0))
+                self.events_push(self.next_cycle, 0, 0)
                 self.tick_queued = True
             return
         self.dirty = False
@@ -169,9 +184,16 @@ class Simulation:
         self.jobs[idx] = job
         self.pending[job.id] = job
 
+    def events_push(self, t: float, kind: int, token: int) -> None:
+        heapq.heappush(self.events, (t, kind, token))
+        if kind != FAULT and kind != INJECTED:
+            self.live += 1
+
     def _end(self, t: float, job_id: int, token: int) -> bool:
-        if job_id == 0:  # the cycle timer
-            self.tick_queued = False
+        if job_id <= 0:
+            if job_id < 0:
+                return self._node_event(job_id, token, t)
+            self.tick_queued = False  # the cycle timer
             return False
         idx = job_id - 1
         if token != self.tokens[idx]:
@@ -182,6 +204,9 @@ class Simulation:
         held = job.allocation
         transition(job, JobState.SUCCEEDED if done else JobState.TIMEOUT,
                    "" if done else "TimeLimit", t)
+        self._progress(idx, held, ran, saved_only=False)
+        if done:
+            self.remaining[idx] = 0.0
         self._release(job, held, ran)
         self.rec.finish(job, self.trace[idx], t)
         return True
@@ -225,8 +250,10 @@ class Simulation:
         requeue = requeue and job.spec.requeue
         transition(job, JobState.PENDING if requeue else JobState.FAILED, reason or "Preempted", t)
         self.tokens[idx] += 1
-        if self.opt.restart == "resume":
-            self.remaining[idx] = max(0.0, self.remaining[idx] - ran)
+        resume = self.opt.restart == "resume"
+        kept = self._progress(idx, held, ran, saved_only=False, keep=resume)
+        if resume:
+            self.remaining[idx] = max(0.0, self.remaining[idx] - kept)
         self._release(job, held, ran)
         self.rec.preempted(job)
         if requeue:
@@ -245,13 +272,14 @@ class Simulation:
         transition(job, JobState.RUNNING, "", t)
         self.running[job.id] = job
         idx = job.id - 1
-        run = self.remaining[idx]
+        run = self.remaining[idx] if self.opt.failures is None else self._run_wall(idx, t)
         limit = job.spec.time_limit_s
         self.times_out[idx] = limit is not None and run > limit
         if self.times_out[idx]:
             run = float(limit)
         self.tokens[idx] += 1
         heapq.heappush(self.events, (t + run, job.id, self.tokens[idx]))
+        self.live += 1
         gpus = job.gpus_held
         self.usage.change(job.tenant, gpus)
         self.rec.started(job, p.allocation, t)
@@ -264,6 +292,8 @@ class Simulation:
             used = self.used.get(a.node)
             if used is None:
                 raise SimError(f"job {job.id}: placed on unknown node {a.node}")
+            if a.node in self.out:
+                raise SimError(f"job {job.id}: placed on {a.node}, which is down or a spare")
             if len(set(a.gpus)) != spec.gpus:
                 raise SimError(f"job {job.id}: got {len(a.gpus)} GPUs on {a.node}, needs {spec.gpus}")
             if used.intersection(a.gpus):

@@ -4,6 +4,11 @@ JCT = end - submit. Queue time = JCT - time spent running (so waits after a pree
 Slowdown is the bounded slowdown max(1, JCT / max(duration, 10 s)) (Feitelson), so that 1-second
 jobs do not dominate the averages. Utilization and fragmentation are time averages over the
 makespan (first submit to last end).
+
+Failure replays (sim/failures.py): `goodput` = useful GPU-time / allocated GPU-time, where
+allocated = useful + lost (progress a fault took back to the last checkpoint) + restart costs +
+checkpoint writes; `training_time_ratio` = useful GPU-time of the succeeded jobs / their GPUs x
+(end - first start), the "effective training time" that counts waiting for a replacement too.
 """
 
 from __future__ import annotations
@@ -49,10 +54,33 @@ def summarize(rec: Recorder) -> dict[str, Any]:
         "gpu_utilization": rec.busy_gpu_s / capacity if capacity else 0.0,
         "avg_fragmentation": rec.frag_s / makespan if makespan else 0.0,
         "preemptions": rec.preemptions,
+        **resilience(rec, done, end, dur),
         "per_tenant": per_tenant(rec, done, jct, queue, dur),
         "cycles": rec.cycles,
         "scheduler_s": rec.scheduler_s,
         "wall_s": rec.wall_s,
+    }
+
+
+def resilience(rec: Recorder, done, end, dur) -> dict[str, Any]:
+    ttr = np.asarray(rec.time_to_restart, dtype=float)
+    ok = np.asarray(rec.state, dtype=object)[done] == "SUCCEEDED"
+    gpus = np.asarray(rec.gpus, dtype=float)[done][ok]
+    first = np.asarray(rec.first_start, dtype=float)[done][ok]
+    held = float((gpus * (end[ok] - first)).sum())
+    return {
+        "goodput": rec.useful_gpu_s / rec.alloc_gpu_s if rec.alloc_gpu_s else 1.0,
+        "training_time_ratio": float((gpus * dur[ok]).sum()) / held if held else 1.0,
+        "allocated_gpu_hours": rec.alloc_gpu_s / 3600,
+        "useful_gpu_hours": rec.useful_gpu_s / 3600,
+        "lost_gpu_hours": rec.lost_gpu_s / 3600,
+        "restart_gpu_hours": rec.restart_gpu_s / 3600,
+        "checkpoint_gpu_hours": rec.checkpoint_gpu_s / 3600,
+        "node_faults": rec.node_faults,
+        "restarts": rec.restarts,
+        "spare_replacements": rec.spare_replacements,
+        "time_to_restart_p50_s": _pct(ttr, 50) if ttr.size else None,
+        "time_to_restart_p99_s": _pct(ttr, 99) if ttr.size else None,
     }
 
 

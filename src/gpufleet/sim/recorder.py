@@ -24,15 +24,7 @@ class Recorder:
         self.free_total = self.total_gpus
         self.whole_free = self.total_gpus  # free GPUs on entirely free nodes
         self.busy = 0
-        # per job (index = id - 1)
-        self.first_start = [NAN] * n_jobs
-        self.end = [NAN] * n_jobs
-        self.run_s = [0.0] * n_jobs
-        self.gpus = [0] * n_jobs
-        self.state: list[str] = [""] * n_jobs
-        self.tenant: list[str] = [""] * n_jobs
-        self.submit = [NAN] * n_jobs
-        self.duration = [NAN] * n_jobs
+        self.size_jobs(n_jobs)
         self.finished = 0
         self.preemptions = 0
         self.unfinished = 0
@@ -49,6 +41,27 @@ class Recorder:
         self.cycles = 0
         self.scheduler_s = 0.0
         self.wall_s = 0.0
+        # goodput: allocated = useful + lost + restart + checkpoint GPU-seconds (sim/faults.py)
+        self.alloc_gpu_s = 0.0
+        self.useful_gpu_s = 0.0
+        self.lost_gpu_s = 0.0  # progress not checkpointed when a fault hit (or discarded: scratch)
+        self.restart_gpu_s = 0.0
+        self.checkpoint_gpu_s = 0.0
+        self.restarts = 0  # runs killed by a node fault (a gang counts once)
+        self.node_faults = 0
+        self.spare_replacements = 0
+        self.time_to_restart: list[float] = []  # fault -> the new attempt makes progress again
+
+    def size_jobs(self, n_jobs: int) -> None:
+        """Per-job arrays (index = id - 1)."""
+        self.first_start = [NAN] * n_jobs
+        self.end = [NAN] * n_jobs
+        self.run_s = [0.0] * n_jobs
+        self.gpus = [0] * n_jobs
+        self.state: list[str] = [""] * n_jobs
+        self.tenant: list[str] = [""] * n_jobs
+        self.submit = [NAN] * n_jobs
+        self.duration = [NAN] * n_jobs
 
     def accrue(self, t0: float, t1: float, queue: int) -> None:
         dt = t1 - t0
@@ -82,7 +95,22 @@ class Recorder:
             self.free_total -= n
             self.busy += n
 
+    def node_out(self, name: str) -> None:
+        """An idle node leaves the pool (down, or kept as a spare); it stays in the capacity."""
+        n = self.free[name]
+        if n == self.size[name]:
+            self.whole_free -= n
+        self.free_total -= n
+        self.free[name] = 0
+
+    def node_in(self, name: str) -> None:
+        n = self.size[name]
+        self.free[name] = n
+        self.free_total += n
+        self.whole_free += n
+
     def released(self, held: tuple[Allocation, ...], gpu_s: float) -> None:
+        self.alloc_gpu_s += gpu_s
         for a in held:
             n = len(a.gpus)
             self.free[a.node] += n

@@ -10,6 +10,7 @@ from typing import Any
 from gpufleet.domain import ValidationError
 from gpufleet.scheduler import SchedulerConfig
 from gpufleet.sim.cluster import Cluster, load_cluster, with_trace_tenants
+from gpufleet.sim.failures import FailureModel
 from gpufleet.sim.engine import RESTART_MODES, Progress, SchedulerFn, Simulation, SimOptions
 from gpufleet.sim.importers import load_trace
 from gpufleet.sim.metrics import summarize
@@ -36,12 +37,13 @@ def prepare(trace_path: str | Path, cluster_path: str | Path, fmt: str = "auto",
 
 def replay(trace: Trace, cluster: Cluster, config: SchedulerConfig, restart: str = "resume",
            progress: Progress | None = None, scheduler: SchedulerFn | None = None,
-           label: str | None = None, cycle_interval_s: float = 0.0) -> SimResult:
+           label: str | None = None, cycle_interval_s: float = 0.0,
+           failures: FailureModel | None = None) -> SimResult:
     if restart not in RESTART_MODES:
         raise ValidationError("restart", f"must be one of {list(RESTART_MODES)}, got {restart!r}")
     if not cycle_interval_s >= 0:
         raise ValidationError("cycle_interval", f"must be >= 0 seconds, got {cycle_interval_s!r}")
-    opts = SimOptions(config=config, restart=restart, cycle_interval_s=cycle_interval_s)
+    opts = SimOptions(config=config, restart=restart, cycle_interval_s=cycle_interval_s, failures=failures)
     sim = Simulation(trace, cluster, opts, scheduler)
     rec = sim.run(progress)
     summary = summarize(rec)
@@ -69,6 +71,7 @@ def describe(trace: Trace, cluster: Cluster, config: SchedulerConfig, restart: s
         "offered_load": demand / (gpus * span) if gpus and span else 0.0,
         "restart": restart,
         "cycle_interval_s": sim.opt.cycle_interval_s,
+        "failures": sim.opt.failures.describe() if sim.opt.failures is not None else None,
     }
 
 

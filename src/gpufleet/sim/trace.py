@@ -1,7 +1,9 @@
 """The canonical trace: one row per job, what the simulator replays.
 
 CSV columns (docs/trace-format.md): `id,submit_s,duration_s,gpus` required;
-`nodes,gpu_model,tenant,time_limit_s,priority` optional. `gpus` is the job's TOTAL GPU count.
+`nodes,gpu_model,tenant,time_limit_s,priority` optional, and for failure replays (sim/failures.py)
+`checkpoint_interval_s,checkpoint_cost_s,restart_cost_s` (empty: the failure model's defaults).
+`gpus` is the job's TOTAL GPU count.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from gpufleet.domain.node import normalise_model
 
 REQUIRED = ("id", "submit_s", "duration_s", "gpus")
 OPTIONAL = ("nodes", "gpu_model", "tenant", "time_limit_s", "priority")
-COLUMNS = REQUIRED + OPTIONAL
+RESILIENCE = ("checkpoint_interval_s", "checkpoint_cost_s", "restart_cost_s")
+COLUMNS = REQUIRED + OPTIONAL + RESILIENCE
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +37,10 @@ class TraceJob:
     tenant: str = "default"
     time_limit_s: int | None = None  # None: the importer's over-estimate model fills it
     priority: int = 0
+    # failure replays only; None: the failure model's default. 0 interval: never checkpoints
+    checkpoint_interval_s: float | None = None
+    checkpoint_cost_s: float | None = None
+    restart_cost_s: float | None = None
 
 
 @dataclass(slots=True)
@@ -50,7 +57,8 @@ class Trace:
         """Fill every missing time limit from the actual duration through `model`."""
         jobs = [j if j.time_limit_s is not None else
                 TraceJob(j.id, j.submit_s, j.duration_s, j.gpus, j.nodes, j.gpu_model, j.tenant,
-                         model(j.duration_s), j.priority)  # not dataclasses.replace: 3x faster
+                         model(j.duration_s), j.priority, j.checkpoint_interval_s, j.checkpoint_cost_s,
+                         j.restart_cost_s)  # not dataclasses.replace: 3x faster
                 for j in self.jobs]
         return Trace(jobs, self.source, self.skipped)
 
@@ -119,6 +127,7 @@ def _canonical_row(row: dict[str, str | None], line: int) -> TraceJob:
         tenant=get("tenant") or "default",
         time_limit_s=_num(limit, f"{where}: time_limit_s", int, minimum=1) if limit else None,
         priority=_num(get("priority"), f"{where}: priority", int) if get("priority") else 0,
+        **{k: _num(get(k), f"{where}: {k}", float, minimum=0) for k in RESILIENCE if get(k)},
     )
 
 
@@ -139,11 +148,15 @@ def _num(text: str, field: str, kind: type, minimum: float | None = None):
 
 
 def write_canonical(jobs: Iterable[TraceJob], fh: TextIO) -> None:
+    """The resilience columns are written only when some job has one of them."""
+    jobs = list(jobs)
+    extra = [k for k in RESILIENCE if any(getattr(j, k) is not None for j in jobs)]
     w = csv.writer(fh, lineterminator="\n")
-    w.writerow(COLUMNS)
+    w.writerow(REQUIRED + OPTIONAL + tuple(extra))
     for j in jobs:
+        opt = [_fmt(v) if (v := getattr(j, k)) is not None else "" for k in extra]
         w.writerow([j.id, _fmt(j.submit_s), _fmt(j.duration_s), j.gpus, j.nodes or "",
-                    j.gpu_model or "", j.tenant, j.time_limit_s or "", j.priority])
+                    j.gpu_model or "", j.tenant, j.time_limit_s or "", j.priority, *opt])
 
 
 def to_csv_text(jobs: Iterable[TraceJob]) -> str:
