@@ -14,7 +14,7 @@ from gpufleet.results.model import DEFAULT_SERIES_KEY, Result, check_series_key
 from gpufleet.services.context import Ctx
 from gpufleet.services.usage import visible_tenant
 from gpufleet.store.results import (
-    add_results, query_cases, query_results, series_summary, tenants_of_jobs,
+    add_results, query_cases, query_for_detection, query_results, series_summary, tenants_of_jobs,
 )
 
 MAX_IMPORT_LINES = 2_000_000
@@ -108,8 +108,11 @@ def _side(ctx: Ctx, tenant: str | None, ref: str, field: str) -> dict[str, list[
 def find_regressions(ctx: Ctx, user: User, since: str | float | None = None, key: str | None = None,
                      tenant: str | None = None, only_open: bool = False) -> list[Regression]:
     t0 = _since(ctx, since) if since not in (None, "") else None
-    rs = query_results(ctx.store.engine, visible_tenant(ctx, user, tenant))
-    found = regressions(rs, t0, key_fields(key))
+    fields = key_fields(key)
+    t = visible_tenant(ctx, user, tenant)
+    # the default key is stored with each result: the light query (no JSON columns) suffices
+    rs = query_for_detection(ctx.store.engine, t) if fields == DEFAULT_SERIES_KEY else query_results(ctx.store.engine, t)
+    found = regressions(rs, t0, fields)
     return [r for r in found if r.open] if only_open else found
 
 
