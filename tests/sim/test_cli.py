@@ -108,3 +108,41 @@ def test_module_entry_point_turns_usage_errors_into_one_line(files):
                         "--cluster", str(files / "cluster.yaml"), "--bogus"], capture_output=True, text=True)
     assert r.returncode == 2
     assert r.stderr.strip() == "error: No such option: --bogus"
+
+
+FAILURE_KEYS = {"goodput", "training_time_ratio", "lost_gpu_hours", "restarts", "node_faults",
+                "time_to_restart_p50_s", "time_to_restart_p99_s", "failures"}
+
+
+def test_failure_flags_add_goodput_and_restarts_to_the_json(files):
+    base = ["--trace", files / "trace.csv", "--cluster", files / "cluster.yaml", "--json"]
+    plain = json.loads(invoke(*base).stdout)
+    assert FAILURE_KEYS <= set(plain) and plain["failures"] is None and plain["goodput"] == 1.0
+    args = [*base, "--failure-rate", "10", "--repair-time", "1m", "--checkpoint-interval", "1m",
+            "--checkpoint-cost", "5s", "--restart-cost", "30s", "--seed", "4"]
+    r = invoke(*args)
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["failures"]["rate_per_gpu_hour"] == 10 and out["failures"]["restart_cost_s"] == 30
+    assert out["node_faults"] > 0 and 0 < out["goodput"] < 1
+    assert json.loads(invoke(*args).stdout)["goodput"] == out["goodput"]  # the seed decides
+    (files / "model.yaml").write_text("rate_per_gpu_hour: 0.05\nrepair: {distribution: exponential, mean: 1h}\n"
+                                      "checkpoint_interval: 1m\nspares: {per_domain: 0}\nseed: 4\n")
+    r = invoke(*base, "--failures", files / "model.yaml", "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["failures"]["repair"]["distribution"] == "exponential"
+    human = invoke(*base[:-1], "--failure-rate", "0.05", "--no-progress")
+    assert human.exit_code == 0 and "goodput" in human.stdout
+
+
+@pytest.mark.parametrize("extra, field", [
+    (["--failure-rate", "-1"], "failure_rate"),
+    (["--failure-rate", "1e-5", "--repair-time", "never"], "repair_time"),
+    (["--failure-rate", "1e-5", "--spares", "-1"], "spares"),
+    (["--restart-cost", "5m"], "failure_rate"),
+    (["--failures", "nope.yaml"], "failures"),
+])
+def test_bad_failure_flags_exit_2_naming_the_field(files, extra, field):
+    r = invoke("--trace", files / "trace.csv", "--cluster", files / "cluster.yaml", "--json", *extra)
+    assert r.exit_code == 2, r.output
+    assert f"error: {field}" in r.stderr and "Traceback" not in r.output
