@@ -53,6 +53,8 @@ def build_executor(settings: Settings, nodes: list | None = None, accounts: Acco
         if settings.executor in ("slurm", "kubernetes", "labgrid") else {}
     if settings.executor in ("local", "slurm", "kubernetes"):
         options["accounts"] = accounts  # who jobs run as (executors/accounts.py)
+    if settings.executor in ("local", "slurm"):
+        options.setdefault("containers", settings.containers)  # podman, per-tenant authfiles
     if settings.executor == "local":
         options["addresses"] = {n.name: n.address for n in nodes or []}
         options["lang"] = lang

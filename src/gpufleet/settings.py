@@ -47,6 +47,9 @@ class Settings:
     # label says where it belongs (docs/boards.md "Several engines")
     pools: dict[str, Any] = field(default_factory=dict)
     health: dict[str, Any] = field(default_factory=dict)
+    # how jobs with an `image` run on the local engine and in Slurm without pyxis: podman (path),
+    # authfiles {tenant: registry auth file}, cdi_dirs, extra_args (docs/containers.md)
+    containers: dict[str, Any] = field(default_factory=dict)
     log_format: str = "auto"  # auto | json | console
     # who jobs run as and who is admin on the local socket (see README "Security model")
     accounts: dict[str, str] = field(default_factory=dict)  # gpufleet user -> Unix account (default: same name)

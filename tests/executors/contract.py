@@ -29,6 +29,9 @@ shell expands them) but no quotes, backslashes or backticks. Jobs made are cance
 Knobs (class attributes): RUNS_COMMANDS, TIME_LIMIT_S (the limit the time-limit case sets), SLACK_S
 (how long to wait beyond what the job itself takes), POLL_S, CANCEL_PHASES (what cancel may end as),
 CANCELLED_LOGS_KEPT (whether a cancelled attempt's logs stay readable).
+IMAGE: an image holding /gpufleet-image-marker (scripts/dev-images.sh builds localhost/gpufleet-test)
+for the container cases; None (or an engine without Ability.IMAGES) skips them. `containers_left()`
+names the job's containers still there after a cancel (None: the engine cannot tell).
 Engines whose time is not wall time override `clock()` and `sleep()`; `times_started()` proves
 "launch twice -> runs once" (default: count the job's output line in rank 0's log). An engine that
 cannot do one case overrides that test method with `pytest.skip("why")`.
@@ -39,6 +42,7 @@ from __future__ import annotations
 import itertools
 import re
 import time
+from pathlib import Path
 from typing import Callable, Collection, Iterator
 
 import pytest
@@ -81,7 +85,8 @@ def wait_for(
 
 def build_job(job_id: int, allocation: list[Allocation], *, seconds: float | None = 0,
               exit_code: int = 0, output: str = "", time_limit_s: int | None = None,
-              restarted_seconds: float | None = None) -> Job:
+              restarted_seconds: float | None = None, image: str | None = None,
+              mounts: tuple[str, ...] = ()) -> Job:
     """A RUNNING job (as the control loop hands it to `launch`) that behaves as described.
     `restarted_seconds` given: attempts after the first (GPUFLEET_RESTART_COUNT > 0) run that long."""
     if re.search(r'["\\`]', output):
@@ -98,7 +103,8 @@ def build_job(job_id: int, allocation: list[Allocation], *, seconds: float | Non
     if restarted_seconds is not None:
         env["GPUFLEET_FAKE_RESTARTED_SECONDS"] = format(restarted_seconds, "g")
     spec = JobSpec(command=("sh", "-c", script), gpus=len(allocation[0].gpus), nodes=len(allocation),
-                   time_limit_s=time_limit_s, name=f"contract-{job_id}", env=env)
+                   time_limit_s=time_limit_s, name=f"contract-{job_id}", env=env, image=image,
+                   mounts=tuple(mounts))
     return Job(job_id, spec, state=JobState.RUNNING, allocation=tuple(allocation),
                submitted_at=time.time(), started_at=time.time())
 
@@ -124,6 +130,8 @@ class ExecutorContract:
     POLL_S = 0.05
     CANCEL_PHASES: frozenset[Phase] = frozenset({Phase.CANCELLED})
     CANCELLED_LOGS_KEPT = True  # False: cancel removes the engine's objects and their logs (Kubernetes)
+    IMAGE: str | None = None  # an image with /gpufleet-image-marker: the container cases run
+    IMAGE_MARKER = "gpufleet-test-image"  # what that file holds
 
     # -- what an engine provides -------------------------------------------------------------------
     @pytest.fixture
@@ -143,6 +151,18 @@ class ExecutorContract:
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
 
+    def containers_left(self, executor: Executor, job: Job) -> list[str] | None:
+        """The job's containers the engine still has (running or not); None: cannot tell."""
+        return None
+
+    def mount_source(self, tmp_path: Path) -> Path:
+        """A host directory holding in.txt (engines whose jobs run as another account override
+        this with a place that account can read)."""
+        src = tmp_path / "mount-src"
+        src.mkdir()
+        (src / "in.txt").write_text("mounted-data\n")
+        return src
+
     def times_started(self, executor: Executor, job: Job) -> int | None:
         """How many times the job really started (None: this engine cannot tell)."""
         if not (self.RUNS_COMMANDS and Ability.LOGS in executor.abilities):
@@ -156,10 +176,12 @@ class ExecutorContract:
         made: list[Job] = []
 
         def build(seconds: float | None = 0, exit_code: int = 0, output: str = "", ranks: int = 1,
-                  time_limit_s: int | None = None, restarted_seconds: float | None = None) -> Job:
+                  time_limit_s: int | None = None, restarted_seconds: float | None = None,
+                  image: str | None = None, mounts: tuple[str, ...] = ()) -> Job:
             assert len(nodes) >= ranks, f"the `nodes` fixture has fewer than {ranks} nodes"
             job = build_job(next(_ids), nodes[:ranks], seconds=seconds, exit_code=exit_code,
-                            output=output, time_limit_s=time_limit_s, restarted_seconds=restarted_seconds)
+                            output=output, time_limit_s=time_limit_s, restarted_seconds=restarted_seconds,
+                            image=image, mounts=mounts)
             made.append(job)
             return job
 
@@ -284,6 +306,51 @@ class ExecutorContract:
             assert env["job"] == str(job.id), env
         assert seen[0]["master"] == seen[1]["master"]
         assert seen[0]["master"].endswith(f":{master_port_for(job.id)}")
+
+    # -- containers (`image`) ----------------------------------------------------------------------
+    def _needs_image(self, executor: Executor) -> str:
+        if self.IMAGE is None or Ability.IMAGES not in executor.abilities:
+            pytest.skip(f"the {executor.name} engine runs no container image in this test setup")
+        return self.IMAGE
+
+    def test_image_runs_the_command_inside_it_with_gpus_env_mounts_and_exit_code(self, executor, make_job,
+                                                                                  tmp_path):
+        image = self._needs_image(executor)
+        src = self.mount_source(tmp_path)
+        out = ("rank=$NODE_RANK world=$WORLD_SIZE marker=$(cat /gpufleet-image-marker) "
+               "data=$(cat /data/in.txt) gpus=$GPUFLEET_GPUS cuda=$CUDA_VISIBLE_DEVICES job=$GPUFLEET_JOB_ID")
+        job = make_job(seconds=0, exit_code=7, output=out, image=image, mounts=(f"{src}:/data:ro",))
+        self.launch(executor, job)
+        obs = self.wait(executor, job, {Phase.FAILED}, self.SLACK_S)
+        assert obs.exit_code == 7, obs
+        if not (self.RUNS_COMMANDS and Ability.LOGS in executor.abilities):
+            return
+        env = _fields(read_logs(executor, job, sleep=self.sleep))
+        assert env["marker"] == self.IMAGE_MARKER, env  # only the image has that file
+        assert env["data"] == "mounted-data", env
+        planned = job.allocation[0].gpus
+        assert env["rank"] == "0" and env["world"] == "1" and env["job"] == str(job.id), env
+        self.check_container_gpus(env, planned)
+
+    def check_container_gpus(self, env: dict[str, str], planned: tuple[int, ...]) -> None:
+        """Inside a container only its GPUs exist, renumbered from 0: CUDA_VISIBLE_DEVICES counts
+        them, GPUFLEET_GPUS keeps the host's indices."""
+        assert env["gpus"] == ",".join(map(str, planned)), env
+        assert env["cuda"] == ",".join(str(i) for i in range(len(planned))), env
+
+    def test_cancel_stops_the_container(self, executor, make_job):
+        image = self._needs_image(executor)
+        job = make_job(seconds=None, output="container-up marker=$(cat /gpufleet-image-marker)", image=image)
+        self.launch(executor, job)
+        self.wait(executor, job, {Phase.RUNNING}, self.SLACK_S)
+        if Ability.LOGS in executor.abilities:
+            self.wait_for_output(executor, job, f"container-up marker={self.IMAGE_MARKER}")
+        executor.cancel(job)
+        self.wait(executor, job, self.CANCEL_PHASES, self.SLACK_S)
+        deadline = self.clock() + self.SLACK_S
+        while (left := self.containers_left(executor, job)):
+            assert self.clock() < deadline, f"containers still there after the cancel: {left}"
+            self.sleep(self.POLL_S)
 
 
 def _fields(log: bytes) -> dict[str, str]:

@@ -19,6 +19,8 @@ from gpufleet.executors.base import Phase
 from gpufleet.executors.local import LaunchError, LocalExecutor
 from gpufleet.executors.local.files import alive, read_json
 from tests.executors.contract import ExecutorContract, build_job, read_logs, wait_for
+from tests.executors.images import TEST_IMAGE, containers_named, require_test_image
+from gpufleet.executors.local.container import name_of
 
 pytestmark = pytest.mark.e2e
 GRACE_S = 1.0
@@ -40,6 +42,14 @@ class TestLocalContract(ExecutorContract):
 
     def reopen(self, executor):
         return LocalExecutor(executor.run_dir, grace_s=GRACE_S)
+
+    IMAGE = TEST_IMAGE
+
+    def _needs_image(self, executor):
+        return require_test_image()
+
+    def containers_left(self, executor, job):
+        return containers_named(f"{name_of(executor.run_dir, job.id, job.attempt, 0)[:-2]}-")
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ class JobCreate(BaseModel):
     requeue: bool = True
     image: str | None = None
     perf: bool | dict[str, Any] | None = None  # a clean-room run: true or {clocks, max_temp_c, sample_s}
+    label: dict[str, str] | list[str] | str | None = None  # K=V job labels (usage --by label:KEY)
 
 
 class JobOut(BaseModel):

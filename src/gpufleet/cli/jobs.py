@@ -34,6 +34,8 @@ def submit(
     env: Optional[list[str]] = typer.Option(None, "--env", "-e", help="K=V (repeatable)"),
     workdir: Optional[str] = typer.Option(None, "--workdir", "-C"),
     constraint: Optional[list[str]] = typer.Option(None, "--constraint", help="K=V[,K=V] node attributes"),
+    label: Optional[list[str]] = typer.Option(None, "--label", help="K=V job label, e.g. purpose=dev "
+                                              "(repeatable; `gpufleet usage --by label:K`)"),
     booking: Optional[int] = typer.Option(None, "--booking", help="run inside this booking"),
     no_requeue: bool = typer.Option(False, "--no-requeue", help="fail instead of requeue when preempted"),
     image: Optional[str] = typer.Option(None, "--image", help="container image (Kubernetes engine)"),
@@ -59,6 +61,8 @@ def submit(
         spec["env"] = {**_as_env(spec.get("env")), **dict(_kv(e, "env") for e in env)}
     if constraint:
         spec["constraint"] = ",".join(constraint)
+    if label:
+        spec["label"] = ",".join(label)
     if no_requeue:
         spec["requeue"] = False
     policy = {k: v for k, v in (("clocks", perf_clocks), ("max_temp_c", perf_max_temp),

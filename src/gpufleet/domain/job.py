@@ -30,6 +30,7 @@ class JobSpec:
     requeue: bool = True  # when preempted: back to the queue (True) or FAILED
     image: str | None = None  # container image (Kubernetes executor)
     perf: PerfPolicy | None = None  # a clean-room performance run (whole nodes, prolog/epilog checks)
+    labels: Mapping[str, str] = field(default_factory=dict)  # purpose=dev, project=...: what usage groups by
 
     @property
     def total_gpus(self) -> int:

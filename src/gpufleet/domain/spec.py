@@ -20,9 +20,9 @@ from gpufleet.domain.units import MAX_INT, parse_duration, parse_mem_mb
 
 SPEC_FIELDS = (
     "command", "gpus", "nodes", "gpu_model", "cpus", "mem", "time_limit", "tenant", "priority",
-    "name", "env", "workdir", "constraint", "booking", "requeue", "image", "perf",
+    "name", "env", "workdir", "constraint", "booking", "requeue", "image", "perf", "label",
 )
-_ALIASES = {"gpu-model": "gpu_model", "time-limit": "time_limit", "constraints": "constraint",
+_ALIASES = {"gpu-model": "gpu_model", "time-limit": "time_limit", "constraints": "constraint", "labels": "label",
             "mem_mb": "mem", "time_limit_s": "time_limit", "no_requeue": None}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")  # always fullmatch: `$` lets "x\n" pass
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -60,6 +60,7 @@ def build_spec(data: Mapping[str, Any], default_tenant: str = "default") -> JobS
         requeue=_bool(data.get("requeue", True), "requeue"),
         image=_text(data["image"], "image") if data.get("image") else None,
         perf=parse_perf(data.get("perf")),
+        labels=_labels(data.get("label")),
     )
     _check_exec_size(spec)
     return spec
@@ -73,7 +74,7 @@ def spec_to_dict(spec: JobSpec) -> dict[str, Any]:
         "time_limit": spec.time_limit_s, "tenant": spec.tenant, "priority": spec.priority,
         "name": spec.name, "env": dict(spec.env), "workdir": spec.workdir,
         "constraint": dict(spec.constraints), "booking": spec.booking, "requeue": spec.requeue,
-        "image": spec.image, "perf": spec.perf.to_dict() if spec.perf else None,
+        "image": spec.image, "perf": spec.perf.to_dict() if spec.perf else None, "label": dict(spec.labels),
     }
 
 
@@ -85,7 +86,7 @@ def spec_from_dict(d: Mapping[str, Any]) -> JobSpec:
         tenant=d["tenant"], priority=d.get("priority", 0), name=d.get("name"),
         env=d.get("env") or {}, workdir=d.get("workdir"), constraints=d.get("constraint") or {},
         booking=d.get("booking"), requeue=d.get("requeue", True), image=d.get("image"),
-        perf=perf_from_dict(d.get("perf")),
+        perf=perf_from_dict(d.get("perf")), labels=d.get("label") or {},
     )
 
 
@@ -223,6 +224,37 @@ def _constraints(value: Any) -> dict[str, str]:
             if op in (">=", "<=", ">", "<") and not re.fullmatch(r"\d+(\.\d+)*", want):
                 raise ValidationError("constraint", f"{key}{op}{want}: comparisons need a version like 550 or 12.4")
             out[key] = want if op in ("=", "==") else op + want
+    return out
+
+
+_LABEL_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-/]{0,62}")
+MAX_LABELS = 32
+
+
+def _labels(value: Any) -> dict[str, str]:
+    """`purpose=dev`, `project=x,purpose=ci` or {key: value}: what `gpufleet usage --by label:KEY`
+    groups by. Keys: letters, digits, _.-/ (up to 63); values up to 128 characters."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, Mapping):
+        items = [f"{k}={v}" for k, v in value.items()]
+    elif isinstance(value, str):
+        items = value.split(",")
+    elif isinstance(value, (list, tuple)):
+        items = [p for item in value for p in str(item).split(",")]
+    else:
+        raise ValidationError("label", "must be K=V[,K=V...]")
+    out: dict[str, str] = {}
+    for item in (i for i in items if str(i).strip()):
+        key, v = _split_pair(item, "label")
+        v = _text(v.strip(), "label")
+        if not _LABEL_KEY.fullmatch(key):
+            raise ValidationError("label", f"{key!r}: a label key is letters, digits and _.-/ (up to 63)")
+        if len(v) > 128:
+            raise ValidationError("label", f"{key}: a label value is at most 128 characters")
+        out[key] = v
+    if len(out) > MAX_LABELS:
+        raise ValidationError("label", f"at most {MAX_LABELS} labels")
     return out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from gpufleet.executors.local.container import ContainerConfig
 from gpufleet.executors.local.executor import LaunchError, LocalExecutor
 
 __all__ = ["LaunchError", "LocalExecutor", "create"]
@@ -18,4 +19,5 @@ def create(options: dict[str, Any], home: Path) -> LocalExecutor:
         grace_s=float(options.get("grace_s", 5.0)),
         accounts=options.get("accounts"),
         lang=options.get("lang"),
+        containers=ContainerConfig.of(options.get("containers")),
     )

@@ -32,6 +32,7 @@ from gpufleet.executors.base import (
 )
 from gpufleet.executors.logfile import UnsafeLog, read_chunk, refusal
 from gpufleet.executors.local.results import RESULTS, make_results_dir, read_results
+from gpufleet.executors.local.container import CONTAINER, ContainerConfig, name_of, podman_env, prepare
 from gpufleet.executors.accounts import (
     DEFAULT_PATH, RUN_AS, Account, Accounts, job_env, this_account,
 )
@@ -58,7 +59,7 @@ class LaunchError(RuntimeError):
 class LocalExecutor(ExecutorBase):
     name = "local"
     abilities = frozenset({Ability.LOGS, Ability.ADOPT, Ability.HOST_PATHS, Ability.RUN_AS_OWNER,
-                           Ability.RESULTS})
+                           Ability.RESULTS, Ability.IMAGES})
     launch_timeout_s = 5.0  # a marker without a shim for this long: the launcher died mid-launch
 
     def __init__(
@@ -69,6 +70,7 @@ class LocalExecutor(ExecutorBase):
         python: str = sys.executable,
         accounts: Accounts | None = None,
         lang: str | None = None,
+        containers: ContainerConfig | None = None,
     ):
         self.run_dir = Path(run_dir)
         self.addresses = dict(addresses or {})
@@ -76,6 +78,7 @@ class LocalExecutor(ExecutorBase):
         self.python = python
         self.accounts = accounts  # None: jobs run as this process, HOME etc. of its account
         self.lang = lang
+        self.containers = containers or ContainerConfig()  # a job's `image` runs in podman (container.py)
         self._lock = threading.Lock()
         self._children: dict[tuple[int, int], subprocess.Popen[bytes]] = {}  # reaped in poll
         (self.run_dir / "jobs").mkdir(parents=True, exist_ok=True)
@@ -120,12 +123,19 @@ class LocalExecutor(ExecutorBase):
             account, drop = self._account(job)  # no account (root server): FAILED with why
             workdir = job.spec.workdir or str(_own_workdir(rp, account if drop else None))
             make_results_dir(rp.dir, *((account.uid, account.gid) if drop else (None, None)))
-            _write_private(rp.env, _env_file(self._rank_env(job, r, account)))
+            env, command, cwd = self._rank_env(job, r, account), list(job.spec.command), workdir
+            if job.spec.image:  # the shim supervises `podman run` instead (container.py)
+                command = prepare(self.containers, job, r, rp.dir, self.run_dir, workdir=workdir,
+                                  results_dir=env["GPUFLEET_RESULTS_DIR"], env=env,
+                                  account=account if drop else None, write=_write_private)
+                env, cwd = podman_env(this_account()), str(rp.dir)
+            _write_private(rp.env, _env_file(env))
             if drop:
-                _write_private(rp.dir / RUN_AS, account.run_as_text(cwd_first=not job.spec.workdir))
+                first = not job.spec.workdir or bool(job.spec.image)
+                _write_private(rp.dir / RUN_AS, account.run_as_text(cwd_first=first))
             argv = [
                 self.python, "-I", "-S", str(SHIM), str(rp.dir), str(job.spec.time_limit_s or 0),
-                str(self.grace_s), workdir, "--", *job.spec.command,
+                str(self.grace_s), cwd, "--", *command,
             ]
             with open(rp.shim_log, "ab") as log:
                 proc = subprocess.Popen(
@@ -193,8 +203,19 @@ class LocalExecutor(ExecutorBase):
                 if paths.rank(v.rank).dir.is_dir():
                     create_exclusive(paths.rank(v.rank).stop, "lost")  # a late shim must not run it
                 kill_group(v.pids.get("child_pgid"), v.pids.get("child_start"))
+                self._remove_container(paths, v.rank)
             elif v.active:
                 _stop_rank(paths.rank(v.rank), "gang")
+
+    def _remove_container(self, paths: JobPaths, r: int) -> None:
+        """A lost rank's container (its shim died: nobody else will stop it)."""
+        if not (paths.rank(r).dir / CONTAINER).exists():
+            return
+        meta = read_json(paths.meta) or {}
+        name = name_of(self.run_dir, int(meta.get("id", 0)), int(meta.get("attempt", 1)), r)
+        subprocess.run([self.containers.podman, "rm", "--force", "--time", "0", "--ignore", name],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       check=False, timeout=30)
 
     def _reap(self) -> None:
         with self._lock:

@@ -17,6 +17,16 @@ It is started in its own session (so it survives a kill -9 of the server) and:
      RANK_DIR/exit.json {exit_code (128+signal for signals), timed_out, cancelled, stopped_by,
      started_at, ended_at, error}.
 
+A container job (RANK_DIR/container exists, see executors/local/container.py) is the same with
+COMMAND = `podman run --rm --name NAME ... IMAGE CMD`: podman is the child, in the foreground, and
+forwards TERM to the container (--init: its pid 1 passes it on). Differences: with `run_as`, the
+bind-mount sources the user named are first checked in a grandchild that has dropped to the
+user's account (the user must be able to reach them himself), then podman runs as root and starts
+the container as that account (`--user`, no capabilities, no-new-privileges); at KILL time and
+when the child has ended, `podman rm -f NAME` makes sure no container outlives the shim (conmon,
+not podman, is the container's parent); a podman failure (exit 125-127 with an `Error:` line, e.g.
+an image that cannot be pulled) becomes the rank's error.
+
 Start latency matters (it is submit->running latency), so this module imports only builtin /
 C modules: no json, no subprocess, no enum-based `signal` wrapper, nothing of gpufleet.
 """
@@ -112,6 +122,92 @@ def read_run_as(rank_dir):
             "home": d.get("home", "/"), "cwd_first": d.get("cwd_first") == "1"}
 
 
+def read_container(rank_dir):
+    """The container of this rank (a container job), None for a bare command.
+    {"podman": path, "name": container name, "ro": [paths], "rw": [paths]}: the paths are the
+    bind-mount sources the user named, checked with the user's own rights before podman runs."""
+    d = _read_pairs(os.path.join(rank_dir, "container"))
+    if d is None:
+        return None
+    return {"podman": d.get("podman", "podman"), "name": d["name"],
+            "ro": [p for p in d.get("ro", "").split("\n") if p],
+            "rw": [p for p in d.get("rw", "").split("\n") if p]}
+
+
+def check_paths_as(run_as, container):
+    """In a grandchild that has dropped to `run_as`: can the user reach every mount source
+    (read, and write where mounted read-write)? Raises OSError naming the first that fails."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            drop_privileges(run_as)
+            for path, write in [(p, False) for p in container["ro"]] + [(p, True) for p in container["rw"]]:
+                try:
+                    st = os.stat(path)
+                except OSError as e:
+                    raise RuntimeError(f"{path}: {e.strerror}") from None
+                mode = os.R_OK | (os.W_OK if write else 0) | (os.X_OK if (st.st_mode & 0o170000) == 0o040000 else 0)
+                if not os.access(path, mode):
+                    raise RuntimeError(f"{path}: not {'writable' if write else 'readable'}")
+        except BaseException as e:  # noqa: BLE001
+            os.write(w, str(e).encode(errors="replace") or b"error")
+        finally:
+            os._exit(0)
+    os.close(w)
+    msg = b""
+    while True:
+        b = os.read(r, 4096)
+        if not b:
+            break
+        msg += b
+    os.close(r)
+    os.waitpid(pid, 0)
+    if msg:
+        raise RuntimeError("mount source " + msg.decode(errors="replace"))
+
+
+def run_podman(container, *args):
+    """`podman ARGS` (as the shim: root on a root server), output to the shim's log; waits."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)
+            execvpe([container["podman"], *args], {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"})
+        finally:
+            os._exit(127)
+    try:
+        return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    except ChildProcessError:
+        return None
+
+
+def podman_error(rank_dir, code, cmd):
+    """(exit code, podman's own reason) when it failed before or instead of the command: its last
+    `Error:` line with exit 125 (podman: e.g. the image could not be pulled), 126/127 (cannot
+    invoke), or the init's (catatonit) when the command could not be executed (then 127 or 126,
+    as a shell gives). None: the command ran."""
+    if code not in (1, 125, 126, 127):
+        return None
+    try:
+        with open(os.path.join(rank_dir, "output.log"), "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - 4096))
+            tail = f.read().decode(errors="replace").strip().splitlines()
+    except OSError:
+        return None
+    last = tail[-1] if tail else ""
+    if code != 1 and last.startswith("Error: "):
+        return code, "container: " + last[7:][:500]
+    if code == 1 and last.startswith("ERROR (catatonit") and "failed to exec pid1: " in last:
+        why = last.split("failed to exec pid1: ", 1)[1][:200]
+        arg0 = cmd[cmd.index("--") + 2] if "--" in cmd and len(cmd) > cmd.index("--") + 2 else "?"
+        return 126 if "ermission" in why else 127, f"container: cannot run {arg0!r}: {why}"
+    return None
+
+
 def drop_privileges(run_as):
     """setgroups, setgid, setuid, in that order (all of real, effective and saved ids)."""
     uid, gid = run_as["uid"], run_as["gid"]
@@ -145,11 +241,12 @@ def execvpe(cmd, env):
     raise error or FileNotFoundError(2, "No such file or directory")
 
 
-def spawn(cmd, env, cwd, log_fd, run_as=None):
+def spawn(cmd, env, cwd, log_fd, run_as=None, container=None):
     """fork+exec `cmd` in a new process group, as `run_as` (see read_run_as) when given: the log
     is handed to that account, the child drops privileges before exec (the shim stays root to
     supervise). The default workdir (`cwd_first`, the executor's own directory) is entered before
-    the drop, a workdir the user named only after it, with the user's own rights.
+    the drop, a workdir the user named only after it, with the user's own rights. A container
+    (see read_container): the mount sources are checked as `run_as`, podman itself is not dropped.
     Returns (pid, None) or (None, (exit_code, error))."""
     if run_as is not None:
         os.fchown(log_fd, run_as["uid"], run_as["gid"])
@@ -166,7 +263,11 @@ def spawn(cmd, env, cwd, log_fd, run_as=None):
                 sig.signal(s, sig.SIG_DFL)
             if cwd and first:
                 os.chdir(cwd)
-            if run_as is not None:
+            if run_as is not None and container is not None:
+                where = "mount"
+                check_paths_as(run_as, container)
+                where = "workdir"
+            elif run_as is not None:
                 where = "identity"
                 drop_privileges(run_as)
                 where = "workdir"
@@ -203,6 +304,8 @@ def spawn(cmd, env, cwd, log_fd, run_as=None):
         return None, (1, f"workdir {cwd!r} is not usable: {msg}")
     if where == "identity":
         return None, (1, f"cannot run as {run_as['name'] or run_as['uid']}: {msg}")
+    if where == "mount":
+        return None, (1, f"{msg} for {run_as['name'] or run_as['uid']}")
     code = 126 if errno_ in ("13", "8") else 127  # EACCES/ENOEXEC like a shell
     return None, (code, f"cannot run {cmd[0]!r}: {msg}")
 
@@ -210,8 +313,9 @@ def spawn(cmd, env, cwd, log_fd, run_as=None):
 class Supervisor:
     """Waits for the child, enforcing the time limit and stops."""
 
-    def __init__(self, rank_dir, pid, limit_s, grace_s, wake_fd, signals):
+    def __init__(self, rank_dir, pid, limit_s, grace_s, wake_fd, signals, container=None):
         self.rank_dir, self.pid, self.grace_s, self.wake_fd = rank_dir, pid, grace_s, wake_fd
+        self.container = container
         self.signals = signals  # appended to by the stop-signal handler
         self.started = time.monotonic()
         self.deadline = self.started + limit_s if limit_s > 0 else None
@@ -251,6 +355,8 @@ class Supervisor:
         if self.deadline is not None and now >= self.deadline:
             self.begin_stop("timeout", now)
         if self.kill_at is not None and now >= self.kill_at:
+            if self.container is not None:  # the container is conmon's child, not podman's
+                run_podman(self.container, "kill", "--signal", "KILL", self.container["name"])
             self.killpg(sig.SIGKILL)
             self.kill_at = None
         if self.exited():
@@ -273,6 +379,10 @@ class Supervisor:
         self.killpg(sig.SIGKILL)  # leftovers of the group; the leader is a zombie: pgid not reused
         status = self.status if self.status is not None else os.waitpid(self.pid, 0)[1]
         code = os.waitstatus_to_exitcode(status)
+        if self.container is not None and (code < 0 or self.stopped_by or self.timed_out):
+            # `podman run --rm` removed it when it ended by itself; a podman that was stopped or
+            # killed may have left it running under conmon
+            run_podman(self.container, "rm", "--force", "--time", "0", "--ignore", self.container["name"])
         return 128 - code if code < 0 else code
 
 
@@ -312,7 +422,8 @@ def main(argv):
     if early:
         return finish(rank_dir, None, stopped_by=early, error="stopped before it started")
     log_fd = os.open(os.path.join(rank_dir, "output.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    pid, failure = spawn(cmd, read_env(rank_dir), workdir, log_fd, read_run_as(rank_dir))
+    container = read_container(rank_dir)
+    pid, failure = spawn(cmd, read_env(rank_dir), workdir, log_fd, read_run_as(rank_dir), container)
     started_at = time.time()
     if failure:
         os.write(log_fd, f"gpufleet: {failure[1]}\n".encode(errors="replace"))
@@ -322,9 +433,12 @@ def main(argv):
     write_json(os.path.join(rank_dir, "pid.json"), {
         "shim_pid": me, "shim_start": proc_start(me), "child_pid": pid, "child_pgid": pid,
         "child_start": proc_start(pid), "started_at": started_at})
-    sup = Supervisor(rank_dir, pid, limit_s, grace_s, wake_fd, signals)
+    sup = Supervisor(rank_dir, pid, limit_s, grace_s, wake_fd, signals, container)
     code = sup.run()
-    return finish(rank_dir, started_at, exit_code=code, timed_out=sup.timed_out, stopped_by=sup.stopped_by)
+    failed = podman_error(rank_dir, code, cmd) if container is not None and not sup.stopped_by else None
+    code, error = failed or (code, None)
+    return finish(rank_dir, started_at, exit_code=code, timed_out=sup.timed_out, stopped_by=sup.stopped_by,
+                  error=error)
 
 
 if __name__ == "__main__":
