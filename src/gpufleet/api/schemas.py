@@ -30,6 +30,8 @@ class JobCreate(BaseModel):
     booking: int | None = None
     requeue: bool = True
     image: str | None = None
+    mounts: list[str] | str | None = None  # SRC:DST[:ro] bind mounts into the image
+    pull: str | None = None  # image pull policy: always | missing | never (default missing)
     perf: bool | dict[str, Any] | None = None  # a clean-room run: true or {clocks, max_temp_c, sample_s}
     label: dict[str, str] | list[str] | str | None = None  # K=V job labels (usage --by label:KEY)
 

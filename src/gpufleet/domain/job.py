@@ -28,7 +28,9 @@ class JobSpec:
     constraints: Mapping[str, str] = field(default_factory=dict)  # kind=server, driver=560.35, rack=r1 ...
     booking: int | None = None
     requeue: bool = True  # when preempted: back to the queue (True) or FAILED
-    image: str | None = None  # container image (Kubernetes executor)
+    image: str | None = None  # container image: podman (local), pyxis/podman (Slurm), the pod (Kubernetes)
+    mounts: tuple[str, ...] = ()  # bind mounts into the image, canonical "SRC:DST[:ro]" (domain/image.py)
+    pull: str = "missing"  # image pull policy: always | missing | never
     perf: PerfPolicy | None = None  # a clean-room performance run (whole nodes, prolog/epilog checks)
     labels: Mapping[str, str] = field(default_factory=dict)  # purpose=dev, project=...: what usage groups by
 

@@ -2,7 +2,8 @@
 
 The YAML file mirrors the CLI flags one to one: `gpus`, `nodes`, `gpu_model`, `cpus`, `mem`,
 `time_limit`, `tenant`, `priority`, `name`, `env`, `workdir`, `constraint`, `booking`,
-`requeue`, `image`, `perf` (true or {clocks, max_temp_c, sample_s}), `command`.
+`requeue`, `image`, `mounts` (SRC:DST[:ro], with an image), `pull` (always|missing|never, with an
+image), `perf` (true or {clocks, max_temp_c, sample_s}), `command`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import shlex
 from typing import Any, Mapping
 
 from gpufleet.domain.errors import ValidationError
+from gpufleet.domain.image import DEFAULT_PULL, parse_image, parse_mounts, parse_pull
 from gpufleet.domain.job import JobSpec
 from gpufleet.domain.node import normalise_model
 from gpufleet.domain.perf import parse_perf, perf_from_dict
@@ -20,7 +22,7 @@ from gpufleet.domain.units import MAX_INT, parse_duration, parse_mem_mb
 
 SPEC_FIELDS = (
     "command", "gpus", "nodes", "gpu_model", "cpus", "mem", "time_limit", "tenant", "priority",
-    "name", "env", "workdir", "constraint", "booking", "requeue", "image", "perf", "label",
+    "name", "env", "workdir", "constraint", "booking", "requeue", "image", "mounts", "pull", "perf", "label",
 )
 _ALIASES = {"gpu-model": "gpu_model", "time-limit": "time_limit", "constraints": "constraint", "labels": "label",
             "mem_mb": "mem", "time_limit_s": "time_limit", "no_requeue": None}
@@ -58,10 +60,13 @@ def build_spec(data: Mapping[str, Any], default_tenant: str = "default") -> JobS
         constraints=_constraints(data.get("constraint")),
         booking=_count(data["booking"], "booking", minimum=1) if data.get("booking") else None,
         requeue=_bool(data.get("requeue", True), "requeue"),
-        image=_text(data["image"], "image") if data.get("image") else None,
+        image=parse_image(_text(data["image"], "image")) if data.get("image") else None,
+        mounts=parse_mounts(data.get("mounts")),
+        pull=parse_pull(data.get("pull")),
         perf=parse_perf(data.get("perf")),
         labels=_labels(data.get("label")),
     )
+    _check_container_fields(spec, data)
     _check_exec_size(spec)
     return spec
 
@@ -74,7 +79,8 @@ def spec_to_dict(spec: JobSpec) -> dict[str, Any]:
         "time_limit": spec.time_limit_s, "tenant": spec.tenant, "priority": spec.priority,
         "name": spec.name, "env": dict(spec.env), "workdir": spec.workdir,
         "constraint": dict(spec.constraints), "booking": spec.booking, "requeue": spec.requeue,
-        "image": spec.image, "perf": spec.perf.to_dict() if spec.perf else None, "label": dict(spec.labels),
+        "image": spec.image, "mounts": list(spec.mounts), "pull": spec.pull,
+        "perf": spec.perf.to_dict() if spec.perf else None, "label": dict(spec.labels),
     }
 
 
@@ -86,6 +92,7 @@ def spec_from_dict(d: Mapping[str, Any]) -> JobSpec:
         tenant=d["tenant"], priority=d.get("priority", 0), name=d.get("name"),
         env=d.get("env") or {}, workdir=d.get("workdir"), constraints=d.get("constraint") or {},
         booking=d.get("booking"), requeue=d.get("requeue", True), image=d.get("image"),
+        mounts=tuple(d.get("mounts") or ()), pull=d.get("pull") or DEFAULT_PULL,
         perf=perf_from_dict(d.get("perf")), labels=d.get("label") or {},
     )
 
@@ -120,6 +127,16 @@ def _command(value: Any) -> tuple[str, ...]:
         if len(a.encode()) > MAX_ARG_BYTES:
             raise ValidationError("command", f"argument {i} is longer than {MAX_ARG_BYTES} bytes (the OS limit)")
     return args
+
+
+def _check_container_fields(spec: JobSpec, data: Mapping[str, Any]) -> None:
+    """`mounts` and `pull` say how to run an image: without one they would silently mean nothing."""
+    if spec.image:
+        return
+    if spec.mounts:
+        raise ValidationError("mounts", "bind mounts need a container image (--image)")
+    if data.get("pull") not in (None, "", DEFAULT_PULL):
+        raise ValidationError("pull", "a pull policy needs a container image (--image)")
 
 
 def _check_exec_size(spec: JobSpec) -> None:
