@@ -30,6 +30,7 @@ from gpufleet.listeners import Listeners, bind_all, socket_paths
 from gpufleet.ownership import DatabaseLock, HomeLock
 from gpufleet.settings import Settings
 from gpufleet.store import Store, make_engine, migrate
+from gpufleet.control.busy import BusySampler
 from gpufleet.control.perf import PerfGuard
 from gpufleet.services.hardware import refresh_identity
 from gpufleet.store.hardware import HardwareRepo
@@ -99,9 +100,12 @@ class Server:
     wake: threading.Event
     accounts: Accounts | None = None
     locks: list = field(default_factory=list)  # HomeLock, DatabaseLock: released by close()
+    busy: BusySampler | None = None  # busy GPU-seconds through NVML, once a control cycle (control/busy.py)
 
     def close(self) -> None:
         self.executor.close()
+        if self.busy is not None:
+            self.busy.close()
         for lock in reversed(self.locks):
             lock.release()
 
@@ -118,6 +122,11 @@ class Server:
 
     def on_cycle(self, report: CycleReport) -> None:
         self.metrics.observe_cycle(report.duration_s)
+        if self.busy is not None:
+            try:
+                self.busy.sample(report.jobs, report.nodes, self.ctx.clock())
+            except Exception as e:  # accounting must not stop the control loop
+                log.warning("busy sampling failed", error=str(e))
         self.metrics.update_fleet(report.jobs, report.nodes, self.ctx.clock(), self.health.unhealthy)
 
 
@@ -183,6 +192,7 @@ def _build(settings: Settings, locks: list) -> Server:
     server = Server(settings, store, executor, ctx, loop, discovered, token, metrics, health, schedules,
                     stop, wake, accounts, locks)
     loop.on_cycle = server.on_cycle
+    server.busy = BusySampler(health.runner.nvml, store, metrics.add_busy)
     loop.on_attempt_end = lambda job: collect_results(store, executor, job, ctx.clock(), perf_lookup(hardware))
     return server
 

@@ -242,6 +242,11 @@ class FakeNvmlFleet:
             g = self._gpu(self._state(node), gpu)
             g.clock_cap_mhz = int(sm_mhz) if sm_mhz is not None else g.base_sm_mhz // 2
 
+    def set_utilization(self, node: str, gpu: int, pct: int) -> None:
+        """What nvmlDeviceGetUtilizationRates reports for the GPU from now on (busy accounting)."""
+        with self._lock:
+            self._gpu(self._state(node), gpu).util_pct = max(0, min(100, int(pct)))
+
     def clear(self, node: str) -> None:
         """Heal the node: every GPU back to the healthy default, pending events dropped."""
         with self._lock:
@@ -273,6 +278,7 @@ class FakeNvmlFleet:
             "stray_process": lambda: self.stray_process(node, gpu, int(fault.get("pid", 4242))),
             "throttle": lambda: self.throttle(node, gpu, str(fault.get("reason", "sw_power_cap"))),
             "clock_drop": lambda: self.clock_drop(node, gpu, fault.get("sm_mhz")),
+            "utilization": lambda: self.set_utilization(node, gpu, int(fault.get("pct", 100))),
             "clear": lambda: self.clear(node),
         }
         if kind not in actions:

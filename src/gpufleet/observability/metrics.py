@@ -5,6 +5,7 @@
     control loop:  metrics.update_fleet(jobs, nodes, now, unhealthy_nodes)   # every cycle (gauges,
                                                                    # and gpufleet_gpu_seconds_total)
                    metrics.observe_cycle(seconds)
+                   metrics.add_busy(tenant, user, model, s)   # control/busy.py (gpufleet_gpu_busy_seconds_total)
     health loop:   metrics.observe_health(node_health)
     remediation:   metrics.observe_remediation(rem)       # from Remediator(on_change=...)
     recurring:     metrics.observe_schedule_run(name, outcome)
@@ -126,6 +127,9 @@ class Metrics:
         self.gpu_seconds = Counter("gpufleet_gpu_seconds", "GPU-seconds allocated to running jobs "
                                    "(counted each control cycle; `gpufleet usage` has the exact figures)",
                                    ["tenant", "user", "gpu_model"], registry=r)
+        self.gpu_busy_seconds = Counter("gpufleet_gpu_busy_seconds", "GPU-seconds sampled busy (NVML "
+                                        "utilisation) on the nodes this server samples", ["tenant", "user", "gpu_model"],
+                                        registry=r)
         self._gpu_counted: dict[tuple[int, int], float] = {}  # (job, attempt) -> counted up to
         self._counted_steps: dict[tuple[str, float], int] = {}
         self._finished: set[tuple[str, float]] = set()
@@ -160,6 +164,11 @@ class Metrics:
                     self.gpu_seconds.labels(j.tenant, j.user, model).inc(gpus * (upto - since))
             seen[key] = max(since, upto)  # an ended one is kept while reported: never counted twice
         self._gpu_counted = seen
+
+    def add_busy(self, tenant: str, user: str, gpu_model: str, seconds: float) -> None:
+        """Busy GPU-seconds sampled by control/busy.py (BusySampler.on_busy)."""
+        if seconds > 0:
+            self.gpu_busy_seconds.labels(tenant, user, gpu_model).inc(seconds)
 
     def observe_cycle(self, seconds: float) -> None:
         self.cycle_seconds.observe(seconds)
