@@ -7,14 +7,14 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from gpufleet.results.changes import Change, change_points, guard, may_change
+from gpufleet.results.changes import Change, change_points, change_regions, guard
 from gpufleet.results.model import DEFAULT_SERIES_KEY, Result, series_key
 from gpufleet.results.outliers import (
     RECENT, Cause, NodeOutlier, classify_change, node_outliers, relative_to_fleet, robust_cv,
 )
 
 SIDE = 20  # results each side of a change used to say which nodes moved
-PRETEST = True  # run E-Divisive only on series where the cheap pre-test sees a possible change
+PRETEST = True  # run E-Divisive only where the cheap pre-test sees a possible change (False: everywhere)
 MIN_OFFSET_RUNS = 5  # results a node needs before its offset is taken out of a series
 GUARD_MIN_OWN = 10  # results of the newest result's own node the guard compares it with
 STATS: dict[str, int] = {}  # series seen / sent to E-Divisive (the bench reads it)
@@ -54,9 +54,11 @@ def series_regressions(key: str, rs: Sequence[Result]) -> list[Regression]:
     STATS["series"] = STATS.get("series", 0) + 1
     changes: list[Change] = []
     level = without_node_offsets(rs)
-    if not PRETEST or may_change(level):
+    regions = change_regions(level) if PRETEST else [(0, len(level))]
+    if regions:
         STATS["e_divisive"] = STATS.get("e_divisive", 0) + 1
-        changes = change_points(level, hib)
+        STATS["e_divisive_points"] = STATS.get("e_divisive_points", 0) + sum(hi - lo for lo, hi in regions)
+        changes = change_points(level, hib, regions=regions)
     bounds = [0] + [c.index for c in changes] + [len(rs)]
     out = [_regression(key, rs, c, i == len(changes) - 1, (bounds[i], bounds[i + 2]))
            for i, c in enumerate(changes)]
@@ -134,13 +136,14 @@ class Outlier:
 
 
 def outliers(results: Iterable[Result]) -> list[Outlier]:
-    """Nodes outside the fleet's distribution, per benchmark x metric x params x SKU (valid runs).
+    """Nodes outside the fleet's distribution, per benchmark x metric x params x SKU x driver (valid
+    runs; another driver is other software, with its own level).
     Each result is first taken relative to the whole fleet's level at its time (a software change
     or driver upgrade moves every node and is no node's fault), then the nodes' medians compared."""
     groups: dict[tuple, list[Result]] = defaultdict(list)
     for r in results:
         if r.valid:
-            groups[(r.benchmark, r.metric, series_key(r, ("params",)), r.sku or r.gpu_model)].append(r)
+            groups[(r.benchmark, r.metric, series_key(r, ("params",)), r.sku or r.gpu_model, r.driver)].append(r)
     out = []
     for k, rs in groups.items():
         rs.sort(key=lambda r: (r.at, r.id or 0))

@@ -27,6 +27,7 @@ MIN_Z = 4.5  # and the shift of the means, in standard errors (the series' noise
 # hundreds of successive differences; 4.5 pays for E-Divisive having tried every position)
 MIN_EFFECT = 1.5  # a change moves the level by at least this many sigmas of the series' noise
 SEGMENT_LIMIT = 100  # results each side a change is tested on (a level from long ago says little)
+REGION_PAD = 75  # results each side of a possible change E-Divisive looks at
 PRETEST_MARGIN = 0.7  # the pre-test asks for 70 % of a change's bar before E-Divisive runs
 SPIKE_HALF = 3  # despiking: the median of the 7 results around each one (a step of >= 4 survives it)
 SPIKE_SIGMAS = 5.0  # a result further than this from that median (in the series' noise) is a spike
@@ -47,16 +48,22 @@ class Change:
 
 
 def change_points(values: Sequence[float], higher_is_better: bool = True, window: int = WINDOW,
-                  max_pvalue: float = MAX_PVALUE, min_magnitude: float = MIN_MAGNITUDE) -> list[Change]:
+                  max_pvalue: float = MAX_PVALUE, min_magnitude: float = MIN_MAGNITUDE,
+                  regions: Sequence[tuple[int, int]] | None = None) -> list[Change]:
     """The significant changes of one series (oldest first): E-Divisive's candidates on the
-    despiked series, each then confirmed between its kept neighbours (t-test, magnitude, and a
+    despiked series (only within `regions`, [lo, hi) slices, when given: see `change_regions`),
+    each then confirmed on the whole series between its kept neighbours (z-test, magnitude, and a
     shift of at least MIN_EFFECT times the series' noise)."""
     if len(values) < MIN_POINTS:
         return []
     clean = despiked(values)
-    cps, _weak = compute_change_points(list(clean), window_len=window, max_pvalue=max_pvalue,
-                                       min_magnitude=min_magnitude)
-    candidates = [int(cp.index) for cp in _without_spikes(cps, len(values))]
+    candidates = []
+    for lo, hi in regions if regions is not None else [(0, len(clean))]:
+        if hi - lo < MIN_POINTS:
+            continue
+        cps, _weak = compute_change_points(list(clean[lo:hi]), window_len=window, max_pvalue=max_pvalue,
+                                           min_magnitude=min_magnitude)
+        candidates += [lo + int(cp.index) for cp in _without_spikes(cps, hi - lo)]
     out = []
     for index, (before, after, p) in confirmed(clean, candidates, max_pvalue, min_magnitude).items():
         pct = (after / before - 1) * 100 if before else 0.0
@@ -137,41 +144,50 @@ def guard(window: Sequence[float], new: float, higher_is_better: bool = True, z_
     return GuardHit(change_pct=rel * 100, z=z, regression=(rel < 0) == higher_is_better)
 
 
-def may_change(values: Sequence[float], margin: float = PRETEST_MARGIN) -> bool:
-    """A cheap, vectorised pre-test: could `change_points` confirm anything here? Interior changes
-    need MIN_HOLD results each side, so windows of 10, 20, 50 and 100 results each side of every
-    position; the newest level may be short, so the last 3-9 results against the 100 before. A
-    change is possible when some difference of means reaches `margin` times the bar a change must
-    pass (MIN_EFFECT sigmas, MIN_Z standard errors, MIN_MAGNITUDE). Only a series that passes is
-    handed to E-Divisive (the bench checks the verdicts equal E-Divisive run on every series)."""
+def change_regions(values: Sequence[float], margin: float = PRETEST_MARGIN,
+                   pad: int = REGION_PAD) -> list[tuple[int, int]]:
+    """A cheap, vectorised pre-test: where could `change_points` confirm a change? Interior
+    changes need MIN_HOLD results each side, so windows of 10, 20, 50 and 100 results each side of
+    every position; the newest level may be short, so the last 3-9 results against the 100 before.
+    A change is possible where some difference of means reaches `margin` times the bar a change
+    must pass (MIN_EFFECT sigmas, MIN_Z standard errors, MIN_MAGNITUDE). Returns the [lo, hi)
+    slices (each such position +- `pad`, merged) E-Divisive is run on: none for a steady series.
+    The bench checks the verdicts against E-Divisive over every whole series."""
     v = despiked(values)
     n = len(v)
     if n < MIN_POINTS:
-        return False
+        return []
     sigma = noise(v)
     level = abs(float(np.median(v)))
     if sigma <= 0:
-        return bool(np.ptp(v) > 0)
+        return [(0, n)] if np.ptp(v) > 0 else []
     cs = np.concatenate([[0.0], np.cumsum(v)])
 
     def bar(a: int, b: int) -> float:
         return margin * max(MIN_EFFECT * sigma, MIN_Z * sigma * (1 / a + 1 / b) ** 0.5, MIN_MAGNITUDE * level)
 
+    hits: list[np.ndarray] = []
     for w in (MIN_HOLD, 2 * MIN_HOLD, 50, SEGMENT_LIMIT):
         if 2 * w > n:
             break
         i = np.arange(w, n - w + 1)
         diff = np.abs((cs[i + w] - cs[i]) - (cs[i] - cs[i - w])) / w
-        if float(diff.max()) >= bar(w, w):
-            return True
+        hits.append(i[diff >= bar(w, w)])
     for k in range(MIN_SEGMENT, MIN_HOLD):
         before = min(SEGMENT_LIMIT, n - k)
         if before < MIN_HOLD:
             break
-        diff = abs((cs[n] - cs[n - k]) / k - (cs[n - k] - cs[n - k - before]) / before)
-        if diff >= bar(k, before):
-            return True
-    return False
+        if abs((cs[n] - cs[n - k]) / k - (cs[n - k] - cs[n - k - before]) / before) >= bar(k, before):
+            hits.append(np.array([n - k]))
+    found = np.unique(np.concatenate(hits)) if hits else np.array([], dtype=int)
+    regions: list[list[int]] = []
+    for i in found.tolist():
+        lo, hi = max(0, i - pad), min(n, i + pad)
+        if regions and lo <= regions[-1][1]:
+            regions[-1][1] = hi
+        else:
+            regions.append([lo, hi])
+    return [(lo, hi) for lo, hi in regions]
 
 
 def noise(values: Sequence[float]) -> float:

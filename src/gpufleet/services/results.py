@@ -4,7 +4,8 @@ Tenant isolation as for jobs: a non-admin sees the results of their own tenant o
 from __future__ import annotations
 
 import statistics
-from typing import Iterable, Sequence
+import time
+from typing import Any, Iterable, Sequence
 
 from gpufleet.domain import User, ValidationError, parse_duration
 from gpufleet.domain.units import parse_time
@@ -14,7 +15,7 @@ from gpufleet.results.model import DEFAULT_SERIES_KEY, Result, check_series_key
 from gpufleet.services.context import Ctx
 from gpufleet.services.usage import visible_tenant
 from gpufleet.store.results import (
-    add_results, query_cases, query_for_detection, query_results, series_summary, tenants_of_jobs,
+    add_results, latest_values, query_cases, query_for_detection, query_results, series_summary, tenants_of_jobs,
 )
 
 MAX_IMPORT_LINES = 2_000_000
@@ -114,6 +115,18 @@ def find_regressions(ctx: Ctx, user: User, since: str | float | None = None, key
     rs = query_for_detection(ctx.store.engine, t) if fields == DEFAULT_SERIES_KEY else query_results(ctx.store.engine, t)
     found = regressions(rs, t0, fields)
     return [r for r in found if r.open] if only_open else found
+
+
+def watch_metrics(ctx: Ctx, metrics: Any) -> None:
+    """Prometheus series of results on `metrics` (gpufleet.observability.Metrics): the latest value
+    per series, the open regressions of every tenant (recomputed every 10 minutes at most)."""
+    from gpufleet.observability.results_metrics import ResultsCollector
+
+    system = User("metrics", "ops", admin=True)
+    metrics.registry.register(ResultsCollector(
+        latest=lambda: latest_values(ctx.store.engine),
+        regressions=lambda: find_regressions(ctx, system, only_open=True),
+        clock=time.monotonic))
 
 
 def _since(ctx: Ctx, value: str | float) -> float:

@@ -1,0 +1,72 @@
+"""Prometheus series of benchmark results: the latest value per series and the open regressions.
+
+    metrics.registry.register(ResultsCollector(latest=..., regressions=..., clock=time.monotonic))
+
+Cardinality is bounded: at most MAX_SERIES `gpufleet_result_latest_value` series (the first by
+series key; `gpufleet_result_series` says how many exist, so a cut is visible), and
+open regressions are counted per benchmark x SKU x direction x cause, never per result. The latest
+values are read at scrape time (one grouped SQL query); regressions, which mean change-point
+detection over the whole history, are recomputed at most every `regressions_ttl_s` (the last
+answer is served in between, and a failure keeps the previous one).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter as Tally
+from typing import Any, Callable, Iterable, Iterator
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+MAX_SERIES = 500
+REGRESSIONS_TTL_S = 600.0
+
+
+class ResultsCollector(Collector):
+    def __init__(self, latest: Callable[[], Iterable[tuple]], regressions: Callable[[], Iterable[Any]],
+                 clock: Callable[[], float], regressions_ttl_s: float = REGRESSIONS_TTL_S,
+                 max_series: int = MAX_SERIES):
+        """latest(): (series, benchmark, metric, sku, value) per series (store.results.latest_values);
+        regressions(): open Regression objects (gpufleet.results.analysis)."""
+        self._latest, self._regressions, self._clock = latest, regressions, clock
+        self._ttl, self._max = regressions_ttl_s, max_series
+        self._lock = threading.Lock()
+        self._open: dict[tuple[str, str, str, str], int] = {}
+        self._computed_at: float | None = None
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        rows = sorted(self._latest(), key=lambda r: r[0])
+        total = GaugeMetricFamily("gpufleet_result_series", "Result series with at least one valid result")
+        total.add_metric([], len(rows))
+        yield total
+        fam = GaugeMetricFamily("gpufleet_result_latest_value",
+                                f"Newest valid result per series (at most {self._max} series)",
+                                labels=["series", "benchmark", "metric", "sku"])
+        for row in rows[:self._max]:
+            series, benchmark, metric, sku, value = row[:5]
+            fam.add_metric([series, benchmark, metric, sku or "-"], float(value))
+        yield fam
+        opened = GaugeMetricFamily("gpufleet_result_open_regressions",
+                                   "Changes a series still sits at, by benchmark, SKU, direction and cause "
+                                   "(software: every node moved; node: some nodes)",
+                                   labels=["benchmark", "sku", "direction", "cause"])
+        for (benchmark, sku, direction, cause), n in sorted(self._open_regressions().items()):
+            opened.add_metric([benchmark, sku, direction, cause], n)
+        yield opened
+
+    def _open_regressions(self) -> dict[tuple[str, str, str, str], int]:
+        now = self._clock()
+        with self._lock:
+            if self._computed_at is not None and now - self._computed_at < self._ttl:
+                return self._open
+            self._computed_at = now  # one scrape recomputes; a failing one is not retried each scrape
+            try:
+                self._open = dict(Tally((g.benchmark, g.first.sku or "-", g.direction, g.cause.cause)
+                                        for g in self._regressions() if g.open))
+            except Exception:
+                pass  # keep the last answer; the next interval tries again
+            return self._open
+
+    def describe(self) -> Iterator[Any]:
+        return iter(())
