@@ -34,6 +34,7 @@ class JobCreate(BaseModel):
     pull: str | None = None  # image pull policy: always | missing | never (default missing)
     perf: bool | dict[str, Any] | None = None  # a clean-room run: true or {clocks, max_temp_c, sample_s}
     label: dict[str, str] | list[str] | str | None = None  # K=V job labels (usage --by label:KEY)
+    board: dict[str, Any] | None = None  # embedded boards: {image, flash, power_cycle} (docs/boards.md)
 
 
 class JobOut(BaseModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from gpufleet.domain.board import BoardPolicy
 from gpufleet.domain.perf import PerfPolicy
 from gpufleet.domain.states import JobState
 
@@ -33,6 +34,7 @@ class JobSpec:
     pull: str = "missing"  # image pull policy: always | missing | never
     perf: PerfPolicy | None = None  # a clean-room performance run (whole nodes, prolog/epilog checks)
     labels: Mapping[str, str] = field(default_factory=dict)  # purpose=dev, project=...: what usage groups by
+    board: BoardPolicy | None = None  # embedded boards: flash an image / power-cycle first (labgrid)
 
     @property
     def total_gpus(self) -> int:

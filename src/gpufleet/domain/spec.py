@@ -3,7 +3,8 @@
 The YAML file mirrors the CLI flags one to one: `gpus`, `nodes`, `gpu_model`, `cpus`, `mem`,
 `time_limit`, `tenant`, `priority`, `name`, `env`, `workdir`, `constraint`, `booking`,
 `requeue`, `image`, `mounts` (SRC:DST[:ro], with an image), `pull` (always|missing|never, with an
-image), `perf` (true or {clocks, max_temp_c, sample_s}), `command`.
+image), `perf` (true or {clocks, max_temp_c, sample_s}), `board` ({image, flash, power_cycle}:
+embedded boards, docs/boards.md), `command`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import re
 import shlex
 from typing import Any, Mapping
 
+from gpufleet.domain.board import board_from_dict, parse_board
 from gpufleet.domain.errors import ValidationError
 from gpufleet.domain.image import DEFAULT_PULL, parse_image, parse_mounts, parse_pull
 from gpufleet.domain.job import JobSpec
@@ -23,6 +25,7 @@ from gpufleet.domain.units import MAX_INT, parse_duration, parse_mem_mb
 SPEC_FIELDS = (
     "command", "gpus", "nodes", "gpu_model", "cpus", "mem", "time_limit", "tenant", "priority",
     "name", "env", "workdir", "constraint", "booking", "requeue", "image", "mounts", "pull", "perf", "label",
+    "board",
 )
 _ALIASES = {"gpu-model": "gpu_model", "time-limit": "time_limit", "constraints": "constraint", "labels": "label",
             "mem_mb": "mem", "time_limit_s": "time_limit", "no_requeue": None}
@@ -65,6 +68,7 @@ def build_spec(data: Mapping[str, Any], default_tenant: str = "default") -> JobS
         pull=parse_pull(data.get("pull")),
         perf=parse_perf(data.get("perf")),
         labels=_labels(data.get("label")),
+        board=parse_board(data.get("board")),
     )
     _check_container_fields(spec, data)
     _check_exec_size(spec)
@@ -81,6 +85,7 @@ def spec_to_dict(spec: JobSpec) -> dict[str, Any]:
         "constraint": dict(spec.constraints), "booking": spec.booking, "requeue": spec.requeue,
         "image": spec.image, "mounts": list(spec.mounts), "pull": spec.pull,
         "perf": spec.perf.to_dict() if spec.perf else None, "label": dict(spec.labels),
+        "board": spec.board.to_dict() if spec.board else None,
     }
 
 
@@ -94,6 +99,7 @@ def spec_from_dict(d: Mapping[str, Any]) -> JobSpec:
         booking=d.get("booking"), requeue=d.get("requeue", True), image=d.get("image"),
         mounts=tuple(d.get("mounts") or ()), pull=d.get("pull") or DEFAULT_PULL,
         perf=perf_from_dict(d.get("perf")), labels=d.get("label") or {},
+        board=board_from_dict(d.get("board")),
     )
 
 
