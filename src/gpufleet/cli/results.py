@@ -131,10 +131,10 @@ def regressions(since: Optional[str] = typer.Option(None, "--since", help="-7d, 
         rows = c.results("regressions", since=since, key=key, open=only_open, tenant=tenant)["regressions"]
     if as_json:
         return print_json(rows)
-    table(("SERIES", "DIRECTION", "CHANGE", "CONF", "FIRST", "COMMIT", "JOB", "CAUSE", "METHOD"),
+    table(("SERIES", "DIRECTION", "CHANGE", "CONF", "FIRST", "COMMIT", "JOB", "METHOD", "CAUSE"),
           [(g["series"], g["direction"], f"{g['change_pct']:+.1f}%", f"{g['confidence']:.3f}",
-            when(g["first"]["at"]), g["first"]["commit"] or "-", g["first"]["job"] or "-", g["cause"], g["method"])
-           for g in rows])
+            when(g["first"]["at"]), g["first"]["commit"] or "-", g["first"]["job"] or "-", g["method"],
+            g["verdict"]) for g in rows])
 
 
 @results_app.command("outliers")

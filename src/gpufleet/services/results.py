@@ -158,7 +158,18 @@ def regression_out(g: Regression) -> dict:
             "method": g.method, "open": g.open, "mean_before": g.mean_before, "mean_after": g.mean_after,
             "first": {"at": g.first.at, "commit": g.first.commit, "job": g.first.job_id,
                       "node": g.first.node, "value": g.first.value},
-            "cause": g.cause.cause, "nodes_moved": list(g.cause.moved), "nodes_steady": list(g.cause.steady)}
+            "cause": g.cause.cause, "nodes_moved": list(g.cause.moved), "nodes_steady": list(g.cause.steady),
+            "verdict": verdict(g)}
+
+
+def verdict(g: Regression) -> str:
+    """Software change or node fault, in words: a change seen on every node of the SKU is software."""
+    sku = g.first.sku or g.first.gpu_model or "the SKU"
+    if g.cause.cause == "software":
+        return f"software change: every node of {sku} moved ({len(g.cause.moved)} nodes)"
+    if g.cause.cause == "node":
+        return f"node fault: {', '.join(g.cause.moved) or '?'} moved, {len(g.cause.steady)} node(s) of {sku} did not"
+    return "unknown: too few nodes on both sides of the change to say"
 
 
 def outlier_out(o: Outlier) -> dict:
