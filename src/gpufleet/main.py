@@ -25,6 +25,7 @@ from gpufleet.services.health import HealthService, build_health_service
 from gpufleet.services.schedules import ScheduleService
 from gpufleet.services.tenants import bootstrap, mint_token
 from gpufleet.services.results_collect import collect as collect_results, perf_lookup
+from gpufleet.services import results as results_svc
 from gpufleet.executors.accounts import Accounts
 from gpufleet.listeners import Listeners, bind_all, socket_paths
 from gpufleet.ownership import DatabaseLock, HomeLock
@@ -178,6 +179,7 @@ def _build(settings: Settings, locks: list) -> Server:
     if isinstance(executor, PoolRouter):
         loop.node_sync = executor.sync
     metrics = Metrics()
+    results_svc.watch_metrics(ctx, metrics)  # latest value per series, open regressions
     local = [n.name for n in discovered.inventory.nodes] if discovered and discovered.source == "nvml" else []
     # the local engine's nodes all execute here; Slurm/Kubernetes nodes are elsewhere
     host = [n.name for n in discovered.inventory.nodes] if discovered else []
