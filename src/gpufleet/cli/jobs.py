@@ -17,7 +17,7 @@ from gpufleet.domain.spec import build_spec
 
 ACTIVE = ("PENDING", "RUNNING")  # logs -f follows a job through requeues until it is not one of these
 FLAG_FIELDS = ("gpus", "nodes", "gpu_model", "cpus", "mem", "time_limit", "tenant", "priority",
-               "name", "workdir", "booking", "image")
+               "name", "workdir", "booking", "image", "pull")
 
 
 def submit(
@@ -38,7 +38,9 @@ def submit(
                                               "(repeatable; `gpufleet usage --by label:K`)"),
     booking: Optional[int] = typer.Option(None, "--booking", help="run inside this booking"),
     no_requeue: bool = typer.Option(False, "--no-requeue", help="fail instead of requeue when preempted"),
-    image: Optional[str] = typer.Option(None, "--image", help="container image (Kubernetes engine)"),
+    image: Optional[str] = typer.Option(None, "--image", help="container image, e.g. nvcr.io/nvidia/pytorch:24.05-py3"),
+    mount: Optional[list[str]] = typer.Option(None, "--mount", help="SRC:DST[:ro] bind mount into the image (repeatable)"),
+    pull: Optional[str] = typer.Option(None, "--pull", help="with --image: always, missing (default) or never"),
     perf: bool = typer.Option(False, "--perf", help="clean-room performance run: whole nodes, prolog/epilog checks"),
     perf_clocks: Optional[str] = typer.Option(None, "--perf-clocks", help="with --perf: as_is, base, max or MHz"),
     perf_max_temp: Optional[int] = typer.Option(None, "--perf-max-temp", help="with --perf: start below this C"),
@@ -63,6 +65,9 @@ def submit(
         spec["constraint"] = ",".join(constraint)
     if label:
         spec["label"] = ",".join(label)
+    if mount:
+        given = spec.get("mounts")
+        spec["mounts"] = [*([given] if isinstance(given, str) else given or []), *mount]
     if no_requeue:
         spec["requeue"] = False
     policy = {k: v for k, v in (("clocks", perf_clocks), ("max_temp_c", perf_max_temp),

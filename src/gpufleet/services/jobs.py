@@ -114,7 +114,7 @@ def _check_engine(executor, spec) -> None:
     """What the engine declares it can do (abilities), never probed."""
     if spec.image and Ability.IMAGES not in executor.abilities:
         raise ValidationError("image", f"the {executor.name} engine does not run container images "
-                                       "(the kubernetes engine does); submit without an image")
+                                       "(the local, slurm and kubernetes engines do); submit without an image")
     if spec.workdir and Ability.HOST_PATHS in executor.abilities:
         if not os.path.isabs(spec.workdir):
             raise ValidationError("workdir", f"must be an absolute path, got {spec.workdir!r}")

@@ -12,6 +12,7 @@ import pytest
 from gpufleet.domain import Allocation, Booking, Job, JobSpec, JobState, NodeState
 from gpufleet.executors.base import FOREIGN_GPUS_LABEL, Phase
 from gpufleet.executors.slurm import SlurmConfig, SlurmExecutor
+from tests.executors.images import TEST_IMAGE, containers_named, require_test_image
 from tests.executors.contract import ExecutorContract, build_job, read_logs, wait_for
 
 from .conftest import ROOT, sh
@@ -37,6 +38,16 @@ class TestSlurmContract(ExecutorContract):
     def reopen(self, executor):
         return SlurmExecutor(executor.config)
 
+    # images: podman inside the allocation (no pyxis here), run as the job's account (root here)
+    IMAGE = TEST_IMAGE
+
+    def _needs_image(self, executor):
+        assert executor.container_runtime() == "podman"  # the dev cluster has no pyxis
+        return require_test_image()
+
+    def containers_left(self, executor, job):
+        return containers_named(f"gpufleet-slurm-{job.handle}-")
+
 
 class TestSlurmRestContract(TestSlurmContract):
     """The same contract with jobs submitted, polled and cancelled through slurmrestd (v0.0.38,
@@ -46,6 +57,10 @@ class TestSlurmRestContract(TestSlurmContract):
     def executor(self, make_executor, slurm_cluster):
         return make_executor(api="rest", rest_url="unix:" + slurm_cluster["rest_socket"],
                              rest_user=slurm_cluster["rest_user"])
+
+    def _needs_image(self, executor):
+        pytest.skip("REST jobs run as the REST user, whose rootless podman has its own image store "
+                    "without the test image; the same script path runs in TestSlurmContract")
 
 
 # ------------------------------------------------------------------------------------------ helpers

@@ -34,6 +34,9 @@ class SlurmConfig:
     reservation_prefix: str = "gpufleet_b"  # booking 7 -> reservation gpufleet_b7
     bin_dir: str = ""  # where sbatch & co live ("" = PATH)
     env: Mapping[str, str] = field(default_factory=dict)  # e.g. {"SLURM_CONF": "/etc/slurm/slurm.conf"}
+    # how a job's `image` runs: "pyxis" (srun --container-image), "podman" (inside the allocation),
+    # "auto": pyxis when `srun --help` offers --container-image, else podman (container.py)
+    container_runtime: str = "auto"
     command_timeout_s: float = 30.0
     log_chunk_bytes: int = 1 << 20
 

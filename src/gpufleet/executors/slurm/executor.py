@@ -27,6 +27,7 @@ from gpufleet.executors.base import (
 from gpufleet.executors.logfile import UnsafeLog, read_chunk, refusal
 from gpufleet.executors.slurm.client import Admin, CliApi, JobApi, RestApi, Runner, SlurmError, SlurmUnavailable
 from gpufleet.executors.slurm.config import SlurmConfig
+from gpufleet.executors.slurm.container import RUNTIMES, SlurmContainers, container_command, has_pyxis
 from gpufleet.executors.slurm.parse import HOLDING_STATES, SlurmJob, job_from_json, node_from_json, phase_of
 from gpufleet.executors.slurm.script import (
     Identity, SubmitRequest, account_name, build_script, constraint_of, gres_of, job_name, rank_log, time_minutes,
@@ -64,17 +65,23 @@ class SlurmExecutor(ExecutorBase):
 
     name = "slurm"
     abilities = frozenset({Ability.NODES, Ability.DRAIN, Ability.LOGS, Ability.BOOKINGS, Ability.ADOPT,
-                           Ability.RUN_AS_OWNER})
+                           Ability.RUN_AS_OWNER, Ability.IMAGES})
 
     def __init__(self, config: SlurmConfig | None = None, *, api: JobApi | None = None, admin: Admin | None = None,
-                 clock: Callable[[], float] = time.time, accounts: Accounts | None = None):
+                 clock: Callable[[], float] = time.time, accounts: Accounts | None = None,
+                 containers: SlurmContainers | None = None):
         self.config = cfg = config or SlurmConfig()
+        if cfg.container_runtime not in RUNTIMES:
+            raise ValueError(f"slurm container_runtime must be one of {', '.join(RUNTIMES)}")
+        self.containers = containers or SlurmContainers()
+        self._runtime: str | None = None if cfg.container_runtime == "auto" else cfg.container_runtime
         if cfg.api == "rest":
             self.abilities = SlurmExecutor.abilities - {Ability.RUN_AS_OWNER}
             self.runs_jobs_as = cfg.rest_user or "the slurmrestd user"
         self.accounts = accounts.for_engine(self.abilities, self.runs_jobs_as) if accounts is not None else None
         run = Runner(cfg.bin_dir, dict(cfg.env), cfg.command_timeout_s)
         self.admin = admin or Admin(run)
+        self._run = run
         if api is not None:
             self.api = api
         elif cfg.api == "rest":
@@ -169,7 +176,9 @@ class SlurmExecutor(ExecutorBase):
         log_dir = self._log_dir(job, account if as_owner else None)
         main_log = rank_log(log_dir, job, 0)
         return SubmitRequest(
-            script=build_script(job, dict(self._addresses), log_dir, placed),
+            script=build_script(job, dict(self._addresses), log_dir, placed,
+                                command=container_command(job, self.container_runtime(), self.containers)
+                                if spec.image else None),
             name=job_name(job),
             comment=ident.comment(),
             account=self._account(job.tenant, account.name if as_owner else self.user),
@@ -188,6 +197,15 @@ class SlurmExecutor(ExecutorBase):
             uid=account.uid if as_owner else None,
             gid=account.gid if as_owner else None,
         )
+
+    def container_runtime(self) -> str:
+        """pyxis or podman (container.py); `auto` asks `srun --help` once."""
+        if self._runtime is None:
+            try:
+                self._runtime = "pyxis" if has_pyxis(self._run("srun", "--help", check=False)) else "podman"
+            except SlurmUnavailable:
+                return "podman"
+        return self._runtime
 
     def _runs_as(self, job: Job) -> tuple[Account, bool]:
         """(the account `job` runs as, whether sbatch must submit it as that account). Raises

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from gpufleet.domain import Job
@@ -210,11 +210,14 @@ fi
 """
 
 
-def build_script(job: Job, addresses: dict[str, str], log_dir: str, placed: bool) -> str:
+def build_script(job: Job, addresses: dict[str, str], log_dir: str, placed: bool,
+                 command: Sequence[str] | None = None) -> str:
     """The batch script. It runs on the first node of the allocation; a multi-node job starts one
     task per node with srun. Each task works out its rank (gpufleet's rank order when gpufleet placed
     the job, else SLURM_NODEID), exports the job's env, then the rank environment, and keeps Slurm's
     own GPU ids (CUDA_VISIBLE_DEVICES as Slurm set it is what the devices are allocated under).
+
+    `command`: what each rank execs instead of the job's command (its container: container.py).
 
     Raises ValueError for what no process can be given: a NUL byte in an argument, env key or value."""
     port = master_port_for(job.id)
@@ -235,7 +238,7 @@ def build_script(job: Job, addresses: dict[str, str], log_dir: str, placed: bool
         "#!/bin/bash",
         f"# gpufleet job {int(job.id)} run {int(job.restarts)}: its command, env and rank plan are the base64",
         "# payloads below (NUL-terminated strings); the rest of this script is the same for every job.",
-        f"gpufleet_argv={_payload('command', job.spec.command)}",
+        f"gpufleet_argv={_payload('command', job.spec.command if command is None else command)}",
         f"gpufleet_env={_payload('env', [f'{k}={v}' for k, v in env.items()])}",
         f"gpufleet_plan={_payload('plan', plan)}",
         f"gpufleet_ranks={int(ranks)}",
