@@ -6,6 +6,8 @@ env, and its output comes back through the apiserver's pod log API.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from gpufleet.domain import Allocation
@@ -35,6 +37,58 @@ class TestKubernetesContract(ExecutorContract):
 
     def reopen(self, executor):
         return self._make(pod_annotations=EXEC, default_image=IMAGE)
+
+    # -- images. No kubelet and no container runtime here: the fake kubelet runs a pod's command on
+    # this host (the image is never pulled), so what can honestly be checked is what Kubernetes is
+    # told (the pod spec as the API server stored it: image, pull policy, hostPath mounts, env) and
+    # the exit code and cancel through the real API server. That a command runs INSIDE its image is
+    # shown on the local engine and on Slurm (same contract cases), not here.
+    IMAGE = IMAGE
+
+    def _needs_image(self, executor):
+        return IMAGE
+
+    def containers_left(self, executor, job):
+        return [p.metadata.name for p in self._core.list_namespaced_pod(
+            executor.cfg.namespace, label_selector=f"gpufleet.io/job-id={job.id}").items]
+
+    @pytest.fixture(autouse=True)
+    def _keep_core(self, core):
+        self._core = core
+
+    def test_image_runs_the_command_inside_it_with_gpus_env_mounts_and_exit_code(self, executor, make_job,
+                                                                                  tmp_path):
+        src = self.mount_source(tmp_path)
+        out = "rank=$NODE_RANK gpus=$GPUFLEET_GPUS cuda=$CUDA_VISIBLE_DEVICES job=$GPUFLEET_JOB_ID"
+        job = make_job(seconds=0, exit_code=7, output=out, image=IMAGE, mounts=(f"{src}:/data:ro",))
+        job.spec = replace(job.spec, pull="never")
+        self.launch(executor, job)
+        obs = self.wait(executor, job, {Phase.FAILED}, self.SLACK_S)
+        assert obs.exit_code == 7, obs
+        pod = self._core.list_namespaced_pod(executor.cfg.namespace,
+                                             label_selector=f"gpufleet.io/job-id={job.id}").items[0]
+        c = pod.spec.containers[0]
+        assert c.image == IMAGE and c.image_pull_policy == "Never"
+        assert [(v.name, v.host_path.path) for v in pod.spec.volumes] == [("gpufleet-mount-0", str(src))]
+        assert [(m.name, m.mount_path, m.read_only) for m in c.volume_mounts] == [("gpufleet-mount-0", "/data", True)]
+        env = {e.name: e.value for e in c.env}
+        planned = job.allocation[0].gpus
+        assert env["GPUFLEET_GPUS"] == ",".join(map(str, planned)) and env["NODE_RANK"] == "0"
+        fields = _fields(read_logs(executor, job))  # printed by the command the fake kubelet ran
+        assert fields["rank"] == "0" and fields["job"] == str(job.id), fields
+        self.check_container_gpus(fields, planned)
+
+    def test_cancel_stops_the_container(self, executor, make_job):
+        job = make_job(seconds=None, output="container-up", image=IMAGE)
+        self.launch(executor, job)
+        self.wait(executor, job, {Phase.RUNNING}, self.SLACK_S)
+        self.wait_for_output(executor, job, "container-up")
+        executor.cancel(job)
+        self.wait(executor, job, self.CANCEL_PHASES, self.SLACK_S)
+        deadline = self.clock() + self.SLACK_S
+        while (left := self.containers_left(executor, job)):
+            assert self.clock() < deadline, f"pods still there after the cancel: {left}"
+            self.sleep(self.POLL_S)
 
     def test_two_ranks_get_their_own_rank_env(self, executor, make_job):
         """Kubernetes variant. The device plugin, not gpufleet, picks WHICH GPUs of a node a pod gets

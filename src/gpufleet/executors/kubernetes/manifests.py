@@ -15,11 +15,13 @@ from __future__ import annotations
 from typing import Any
 
 from gpufleet.domain import Job, ValidationError
+from gpufleet.domain.image import DEFAULT_PULL, parse_mount
 from gpufleet.executors.base import master_port_for, rank_env
 from gpufleet.executors.kubernetes import names as n
 from gpufleet.executors.kubernetes.config import KubernetesConfig
 
 RunAs = tuple[int, int]  # (uid, gid) a job's pods run as
+PULL_POLICY = {"always": "Always", "missing": "IfNotPresent", "never": "Never"}  # spec `pull` -> imagePullPolicy
 
 # Inside a container the device plugin exposes exactly the GPUs it assigned, renumbered from 0, and
 # sets NVIDIA_VISIBLE_DEVICES itself. Setting it from the pod spec would bypass GPU isolation.
@@ -72,6 +74,20 @@ def literal(text: str) -> str:
     return text.replace("$", "$$")
 
 
+def volumes(job: Job) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The spec's `mounts` as (pod volumes, container volumeMounts): hostPath volumes, the SRC on
+    the node the pod lands on (as the local and Slurm engines bind the node's path); read-only ones
+    mounted readOnly. Clusters whose Pod Security admission forbids hostPath refuse such pods: the
+    job FAILs with the API server's reason."""
+    vols, mounts = [], []
+    for i, text in enumerate(job.spec.mounts):
+        m = parse_mount(text)
+        name = f"gpufleet-mount-{i}"
+        vols.append({"name": name, "hostPath": {"path": m.source}})
+        mounts.append({"name": name, "mountPath": m.target, "readOnly": m.read_only})
+    return vols, mounts
+
+
 def _resources(cfg: KubernetesConfig, job: Job, rank: int) -> dict[str, Any]:
     limits: dict[str, str] = {}
     requests: dict[str, str] = {}
@@ -102,10 +118,14 @@ def pod_spec(cfg: KubernetesConfig, job: Job, rank: int, run_as: RunAs | None = 
     container: dict[str, Any] = {
         "name": cfg.container_name,
         "image": image(cfg, job),
+        "imagePullPolicy": PULL_POLICY[job.spec.pull or DEFAULT_PULL],
         "command": [literal(arg) for arg in job.spec.command],
         "env": container_env(cfg, job, rank),
         "resources": _resources(cfg, job, rank),
     }
+    vols, mounts = volumes(job)
+    if mounts:
+        container["volumeMounts"] = mounts
     if job.spec.workdir:
         container["workingDir"] = job.spec.workdir
     spec: dict[str, Any] = {
@@ -115,6 +135,8 @@ def pod_spec(cfg: KubernetesConfig, job: Job, rank: int, run_as: RunAs | None = 
         "containers": [container],
         "tolerations": [dict(t) for t in cfg.tolerations],
     }
+    if vols:
+        spec["volumes"] = vols
     if run_as is not None:
         uid, gid = run_as
         if uid == 0:
