@@ -52,8 +52,8 @@ def test_a_flash_job_replaces_the_image_before_the_command(executor, farm, tmp_p
     marker = image.read_text().strip()
     assert (farm.dir / "board1" / "marker").read_text().strip() == marker
     log = executor.logs(job).data.decode()
-    assert f"flashed board1 with {marker}" in log and f"\n{marker}\n" in log  # the board booted the new image
-    assert f"booting image: {marker}" in log  # on its console
+    assert f"flashed board1 with {marker}" in log and f"\n{marker}\n" in log, log  # the board booted the new image
+    assert f"booting image: {marker}" in log, log  # on its console
 
 
 def test_a_board_whose_power_on_fails_is_drained_with_the_reason(executor, farm):
@@ -104,3 +104,17 @@ def test_launch_is_idempotent_and_a_restarted_executor_readopts_the_running_job(
     finally:
         again.close()
     assert farm.acquired("board2") is None
+
+
+def test_a_place_left_locked_by_a_crashed_server_is_released_by_the_next_sync(executor, farm):
+    from gpufleet.executors.labgrid.coordinator import Coordinator
+
+    crashed = Coordinator(farm.coordinator, "gpufleet")  # acquired, then the server died before its runner
+    try:
+        crashed.acquire("board2")
+        assert farm.acquired("board2") == holder("gpufleet")
+    finally:
+        crashed.close()
+    nodes = {n.name: n for n in executor.nodes()}
+    assert farm.acquired("board2") is None
+    assert nodes["board2"].state is NodeState.UP
