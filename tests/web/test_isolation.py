@@ -4,7 +4,13 @@ bob (tenant speech, not admin) walks every page and tries every action on what b
 
 from __future__ import annotations
 
+import json
+import re
+from urllib.parse import quote
+
 import pytest
+
+from gpufleet.services import results
 
 SECRET = "alice-secret-run"
 # (method, path, form, expected status); {job} alice's job, {booking} alice's booking
@@ -31,7 +37,10 @@ WEB_ISOLATION = [
     ("GET", "/usage?tenant=vision", None, 403),
     ("GET", "/health", None, 200),
     ("GET", "/performance", None, 200),
+    ("GET", "/performance?series={series}", None, 200),  # alice's series: no trend, no points
+    ("GET", "/performance?series={series}&tenant=vision", None, 200),
 ]
+SERIES = f"{SECRET}/images_per_s/batch=256/A100-SXM4-80GB/550.54"
 
 
 def _alice_world(lab):
@@ -44,6 +53,10 @@ def _alice_world(lab):
                                                 "name": "alice-booking"},
                      headers={"Authorization": f"Bearer {alice}"})
     assert r.status_code == 201, r.text
+    lines = [json.dumps({"benchmark": SECRET, "metric": "images_per_s", "value": 2800.0 - (60 if i > 8 else 0) + i % 3,
+                         "unit": "img/s", "params": {"batch": 256}, "node": f"perfnode{i % 3}", "sku": "A100-SXM4-80GB",
+                         "driver": "550.54", "timestamp": 1_790_000_000 + i * 3600}) for i in range(16)]
+    assert results.import_lines(lab.ctx, lab.ctx.store.get_user("alice"), lines) == 16
     return job, r.json()["id"]
 
 
@@ -59,11 +72,15 @@ def test_foreign_tenant_sees_and_changes_nothing(lab, method, path, data, status
     job, booking = _alice_world(lab)
     bob = lab.browser(lab.token("bob", "speech"))
     before = _snapshot(lab)
-    url = path.format(job=job, booking=booking)
+    url = path.format(job=job, booking=booking, series=quote(SERIES))
     r = bob.get(url) if method == "GET" else bob.post(url, data)
     assert r.status_code == status, r.text[:500]
-    for leak in (SECRET, "alice-booking", f'href="/jobs/{job}"', ">alice<", ">vision<"):
-        assert leak not in r.text, leak
+    text = r.text
+    if "{series}" in path:  # the heading repeats the series asked for; nothing else may name it
+        text = re.sub(r"<h1>.*?</h1>", "", text, flags=re.S)
+        assert "No valid results in this series" in text
+    for leak in (SECRET, "alice-booking", f'href="/jobs/{job}"', ">alice<", ">vision<", "<polyline", "perfnode"):
+        assert leak not in text, leak
     if method == "POST" and status == 422 and "desk-001" in str(data):
         assert "by another tenant" in r.text
     after = _snapshot(lab)
@@ -83,3 +100,5 @@ def test_admin_sees_everything(lab):
     assert SECRET in admin.get("/queue").text
     assert SECRET in admin.get(f"/jobs/{job}").text
     assert "alice-booking" in admin.get("/bookings").text
+    assert SECRET in admin.get("/performance").text
+    assert "<polyline" in admin.get(f"/performance?series={quote(SERIES)}").text
