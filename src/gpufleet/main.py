@@ -195,8 +195,26 @@ def _build(settings: Settings, locks: list) -> Server:
                     stop, wake, accounts, locks)
     loop.on_cycle = server.on_cycle
     server.busy = BusySampler(health.runner.nvml, store, metrics.add_busy)
-    loop.on_attempt_end = lambda job: collect_results(store, executor, job, ctx.clock(), perf_lookup(hardware))
+    ctx.artifacts = build_artifacts(settings, store, ctx)
+
+    def on_attempt_end(job) -> None:
+        try:
+            collect_results(store, executor, job, ctx.clock(), perf_lookup(hardware))
+        finally:  # a bad results file does not cost the job its artifacts
+            ctx.artifacts.collect(executor, job)
+
+    loop.on_attempt_end = on_attempt_end
     return server
+
+
+def build_artifacts(settings: Settings, store: Store, ctx: Ctx):
+    """The artifact service over the configured store (settings.artifacts)."""
+    from gpufleet.artifacts.config import build_store, limits
+    from gpufleet.services.artifacts import ArtifactService
+
+    max_bytes, retention_s = limits(settings.artifacts or {})
+    return ArtifactService(store, build_store(settings.artifacts or {}, settings.home), lambda: ctx.clock(),
+                           max_bytes=max_bytes, retention_s=retention_s)
 
 
 def _private_home(home: Path) -> None:

@@ -60,6 +60,9 @@ class Settings:
     # what a non-admin may book without an admin's approval: max_duration, max_horizon,
     # node_hours_per_week, and per-tenant overrides under `tenants:` (examples/server.yaml)
     bookings: dict[str, Any] = field(default_factory=dict)
+    # the artifact store: local (default, <home>/artifacts) or http (Artifactory / WebDAV), quota
+    # and expiry defaults (src/gpufleet/artifacts/config.py, docs/ci.md "Artifacts")
+    artifacts: dict[str, Any] = field(default_factory=dict)
 
     @property
     def db_url(self) -> str:

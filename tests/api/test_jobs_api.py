@@ -92,6 +92,17 @@ ISOLATION = [
     ("GET", "/api/v1/results/outliers?tenant=vision", None, 403, None),
     ("GET", "/api/v1/results/show?job={job}", None, 200,
      lambda body, ids: body == {"results": [], "test_cases": []}),
+    ("GET", "/api/v1/jobs/{job}/artifacts", None, 404, None),
+    ("GET", "/api/v1/jobs/{job}/artifacts/file?path=out.txt", None, 404, None),
+    ("POST", "/api/v1/artifacts/gc", None, 403, None),
+    ("PUT", "/api/v1/artifacts/policies/vision", {"max_bytes": 0}, 403, None),
+    ("GET", "/api/v1/artifacts/policies", None, 200,
+     lambda body, ids: [p["tenant"] for p in body["policies"]] == ["speech"]),
+    ("GET", "/api/v1/groups/{group}", None, 404, None),
+    ("POST", "/api/v1/groups/{group}/cancel", None, 404, None),
+    ("GET", "/api/v1/groups", None, 200, lambda body, ids: body["groups"] == []),
+    ("POST", "/api/v1/jobs", {"command": ["true"], "dependency": "afterok:{job}"}, 422,
+     lambda body, ids: (body["field"], body["message"]) == ("dependency", f"no job {ids['job']}")),  # as for none
 ]
 
 
@@ -103,9 +114,18 @@ def test_tenant_isolation_per_endpoint(api, method, path, body, status, check):
     r = api.post("/api/v1/bookings", json={"start": "+1h", "duration": "20h", "nodes": ["desk-001"]},
                  headers=alice)  # 20 node-hours: within the default limits
     ids["booking"] = r.json()["id"]
-    ids["job"] = api.http.post("/api/v1/jobs", json={"command": ["true"]},
+    ids["job"] = api.http.post("/api/v1/jobs", json={"command": ["true"], "artifacts": ["out.txt"],
+                                                          "env": {"GPUFLEET_FAKE_SECONDS": "1"}},
                                headers={**alice, "Idempotency-Key": "k1"}).json()["id"]
+    api.server.executor.world.files[(ids["job"], 1)] = {0: {"out.txt": b"alice's"}}
+    ids["group"] = api.post("/api/v1/groups", json={"command": ["true"], "array": "0-1"}, headers=alice).json()["id"]
+    api.cycle()
+    api.clock.advance(2)
+    api.cycle()  # alice's job has run: its artifact is stored
+    assert api.get(f"/api/v1/jobs/{ids['job']}/artifacts", headers=alice).json()["artifacts"]
     url, _, tag = path.format(**ids).partition("#")
+    if isinstance(body, dict):
+        body = {k: v.format(**ids) if isinstance(v, str) else v for k, v in body.items()}
     r = api.request(method, url, json=body, headers={**bob, **({"Idempotency-Key": "k1"} if tag == "key" else {})})
     assert r.status_code == status, r.text
     if check is not None:

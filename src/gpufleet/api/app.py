@@ -12,6 +12,7 @@ from gpufleet.api.limits import DEFAULT_MAX_BODY_BYTES, BodySizeLimit
 from gpufleet.api.routers import accounts, bookings, health, jobs, nodes, schedules, tenants
 from gpufleet.api.routers import results, usage
 from gpufleet.api.routers import hardware
+from gpufleet.api.routers import artifacts, groups
 from gpufleet.domain import Conflict, Forbidden, IllegalTransition, NotFound, ValidationError
 from gpufleet.services import Ctx
 
@@ -34,7 +35,8 @@ def create_app(ctx: Ctx, metrics: Callable[[], tuple[bytes, str]] | None = None,
     app.state.health = health_service
     app.state.schedules = schedule_service
     for r in (jobs.router, nodes.router, tenants.router, accounts.router, bookings.router, health.router,
-              schedules.router, usage.router, results.router, hardware.router):
+              schedules.router, usage.router, results.router, hardware.router, artifacts.router,
+              groups.router):
         app.include_router(r, prefix=API_PREFIX)
     _errors(app)
     from gpufleet.web import mount as mount_dashboard

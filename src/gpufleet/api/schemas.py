@@ -34,6 +34,8 @@ class JobCreate(BaseModel):
     pull: str | None = None  # image pull policy: always | missing | never (default missing)
     perf: bool | dict[str, Any] | None = None  # a clean-room run: true or {clocks, max_temp_c, sample_s}
     label: dict[str, str] | list[str] | str | None = None  # K=V job labels (usage --by label:KEY)
+    artifacts: list[str] | str | None = None  # globs relative to the workdir, kept after every attempt
+    dependency: str | list[str] | list[list[Any]] | None = None  # afterok:ID[:ID],afterany:ID,afternotok:ID
     board: dict[str, Any] | None = None  # embedded boards: {image, flash, power_cycle} (docs/boards.md)
 
 

@@ -45,6 +45,14 @@ def submit(
     perf_clocks: Optional[str] = typer.Option(None, "--perf-clocks", help="with --perf: as_is, base, max or MHz"),
     perf_max_temp: Optional[int] = typer.Option(None, "--perf-max-temp", help="with --perf: start below this C"),
     perf_sample: Optional[float] = typer.Option(None, "--perf-sample", help="with --perf: seconds between samples"),
+    artifact: Optional[list[str]] = typer.Option(None, "--artifact", help="GLOB relative to the workdir, "
+                                                 "kept when each attempt ends (repeatable)"),
+    matrix: Optional[list[str]] = typer.Option(None, "--matrix", help="KEY=V1,V2: one job per cell of "
+                                               "the product (repeatable); values become constraints"),
+    array: Optional[str] = typer.Option(None, "--array", help="0-99[%10]: one job per index "
+                                        "(GPUFLEET_ARRAY_INDEX), at most 10 running"),
+    dependency: Optional[str] = typer.Option(None, "--dependency", "-d",
+                                             help="afterok:ID[:ID],afterany:ID,afternotok:ID"),
     as_json: bool = typer.Option(False, "--json", help="print {\"id\": ...} as JSON"),
     idempotency_key: Optional[str] = typer.Option(
         None, "--idempotency-key", help="submitting again with the same key returns the same job "
@@ -75,17 +83,47 @@ def submit(
     if perf or policy:
         base = spec.get("perf") if isinstance(spec.get("perf"), dict) else {}
         spec["perf"] = {**base, **policy} if (base or policy) else True
+    if artifact:
+        spec["artifacts"] = [*_as_list(spec.get("artifacts")), *artifact]
+    if dependency:
+        spec["dependency"] = dependency
+    group = {k: spec.pop(k) for k in ("matrix", "array") if spec.get(k) not in (None, "", [], {})}
+    if matrix:
+        group["matrix"] = list(matrix)
+    if array:
+        group["array"] = array
     if "workdir" not in spec:
         spec["workdir"] = str(Path.cwd())
     if not spec.get("command"):
         raise ValidationError("command", "must not be empty (gpufleet submit [flags] -- CMD ARGS...)")
     build_spec(spec)  # the server checks again; this names a bad field without a round trip
+    if group:
+        return _submit_group({**spec, **group}, idempotency_key, as_json)
     with Client.from_env() as c:
         job = c.submit(spec, idempotency_key=idempotency_key)
     if as_json:
         print_json({"id": job.id, "state": job.state})
     else:
         print(job.id)
+
+
+def _submit_group(body: dict[str, Any], key: str | None, as_json: bool) -> None:
+    """A matrix or an array: one group; prints its id, its jobs, and the cells that cannot run."""
+    with Client.from_env() as c:
+        g = c.submit_group(body, idempotency_key=key)
+    if as_json:
+        print_json(g)
+        return
+    jobs = [str(x["job_id"]) for x in g["cells"] if x["job_id"]]
+    print(f"group {g['id']}: {len(jobs)} job(s) {' '.join(jobs)}")
+    for x in g["cells"]:
+        if not x["job_id"]:
+            where = ",".join(f"{k}={v}" for k, v in x["cell"].items())
+            print(f"cell {where}: cannot run here: {x['reason']}", file=sys.stderr)
+
+
+def _as_list(value: Any) -> list[str]:
+    return [value] if isinstance(value, str) else list(value or [])
 
 
 def _kv(item: str, field: str) -> tuple[str, str]:

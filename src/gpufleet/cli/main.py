@@ -11,6 +11,8 @@ from gpufleet.cli import accounts, admin, hardware, health, jobs, sim
 from gpufleet.cli.usage import usage_app
 from gpufleet.cli.results import results_app
 from gpufleet.cli.ci import ci_app
+from gpufleet.cli.artifacts import artifacts as artifacts_cmd
+from gpufleet.cli.groups import group_app
 from gpufleet.cli.output import err
 from gpufleet.client import ApiError, ServerUnreachable
 from gpufleet.domain import ValidationError
@@ -44,6 +46,8 @@ app.add_typer(health.schedule_app, name="schedule")
 app.add_typer(usage_app, name="usage")
 app.add_typer(results_app, name="results")
 app.add_typer(ci_app, name="ci")
+app.command("artifacts")(artifacts_cmd)
+app.add_typer(group_app, name="group")
 
 
 @app.command()

@@ -4,13 +4,14 @@ token, the server's Unix socket on this host, where the kernel tells the server 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, BinaryIO, Sequence
 
 import httpx
 
@@ -290,6 +291,56 @@ class Client:
         """GET /results[/<path>] (list, show, trend, compare, regressions, outliers)."""
         clean = {k: v for k, v in params.items() if v is not None and v is not False}
         return self._call("GET", "/results" + (f"/{path}" if path else ""), params=clean, timeout=600).json()
+
+    # artifacts
+    def artifacts(self, job_id: int, attempt: int | None = None) -> list[dict[str, Any]]:
+        params = {"attempt": attempt} if attempt is not None else {}
+        return self._call("GET", f"/jobs/{job_id}/artifacts", params=params).json()["artifacts"]
+
+    def download_artifact(self, job_id: int, path: str, out: BinaryIO, attempt: int | None = None,
+                          rank: int | None = None) -> dict[str, Any]:
+        """Write one artifact's bytes to `out`, checking them against the sha256 the server has;
+        returns {size, sha256, attempt, rank}. Raises ApiError when they differ."""
+        params: dict[str, Any] = {"path": path}
+        params |= {k: v for k, v in (("attempt", attempt), ("rank", rank)) if v is not None}
+        h, size = hashlib.sha256(), 0
+        try:
+            with self._http.stream("GET", f"/jobs/{job_id}/artifacts/file", params=params, timeout=600) as r:
+                if r.status_code >= 400:
+                    r.read()
+                    raise _error(r)
+                for chunk in r.iter_bytes(1 << 20):
+                    h.update(chunk)
+                    size += len(chunk)
+                    out.write(chunk)
+                want = r.headers.get("X-Checksum-Sha256", "")
+                meta = {"size": size, "sha256": h.hexdigest(), "attempt": int(r.headers.get("X-Gpufleet-Attempt", 0)),
+                        "rank": int(r.headers.get("X-Gpufleet-Rank", 0))}
+        except httpx.TransportError as e:
+            raise ServerUnreachable(f"cannot reach gpufleet at {self.url} ({e.__class__.__name__})") from None
+        if want and want != meta["sha256"]:
+            raise ApiError(502, f"{path}: received sha256 {meta['sha256']}, the server recorded {want}")
+        return meta
+
+    def artifacts_gc(self) -> dict[str, int]:
+        return self._call("POST", "/artifacts/gc").json()
+
+    def artifact_policies(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/artifacts/policies").json()["policies"]
+
+    def set_artifact_policy(self, tenant: str, max_bytes: str | int | None, retention: str | None) -> dict[str, Any]:
+        body = {k: v for k, v in (("max_bytes", max_bytes), ("retention", retention)) if v is not None}
+        return self._call("PUT", f"/artifacts/policies/{tenant}", json=body).json()
+
+    # job groups (matrices, arrays)
+    def submit_group(self, body: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:
+        return self._submit("/groups", body, idempotency_key).json()
+
+    def group(self, group_id: int) -> dict[str, Any]:
+        return self._call("GET", f"/groups/{group_id}").json()
+
+    def groups(self, limit: int = 100) -> list[dict[str, Any]]:
+        return self._call("GET", "/groups", params={"limit": limit}).json()["groups"]
 
     # generic access for routers mounted by other modules (health, schedules)
     def get(self, path: str, **params: Any) -> Any:

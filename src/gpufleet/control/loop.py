@@ -20,6 +20,8 @@ from typing import Any, Callable
 from gpufleet.domain import Job, JobState, Node, NodeState, transition
 from gpufleet.executors.base import FOREIGN_GPUS_LABEL, Ability, EngineUnavailable, Executor
 from gpufleet.control.apply import apply_observation
+from gpufleet.control.gating import gate
+from gpufleet.store import groups as groups_repo
 from gpufleet.scheduler import Decisions, SchedulerConfig, Snapshot, schedule
 from gpufleet.observability.logs import loop_context, loop_logger
 from gpufleet.store import Store
@@ -76,12 +78,13 @@ class ControlLoop:
             self.perf.sample(running, now)
         nodes = self._nodes(now)  # 3
         self._requeue_on_down_nodes(running, nodes)
-        pending = [j for j in jobs if j.state is JobState.PENDING]
+        waiting = [j for j in jobs if j.state is JobState.PENDING]
+        pending = self._gate(waiting, running, now)
         self._account_usage(running, now)
         snap = self._snapshot(nodes, running, pending, now)
         decisions = schedule(snap, now)  # 4
         report.started, report.preempted = self._record(decisions, pending, running, now)  # 5
-        report.pending, report.running = len(pending) - report.started, len(running) + report.started
+        report.pending, report.running = len(waiting) - report.started, len(running) + report.started
         report.duration_s = time.perf_counter() - t0
         report.decisions = decisions
         report.jobs, report.nodes = jobs, nodes
@@ -209,6 +212,30 @@ class ControlLoop:
                     self._signal(job)
 
     # 4. schedule -----------------------------------------------------------------------------
+    def _gate(self, pending: list[Job], running: list[Job], now: float) -> list[Job]:
+        """Hold back jobs waiting for a dependency or over their array's %N limit (their reason
+        says so); end those whose dependency can never be met. The rest go to the scheduler."""
+        with_deps = [j.id for j in pending if j.spec.dependency]
+        groups_seen = {j.extra["group_id"] for j in (*pending, *running) if j.extra.get("group_id") is not None}
+        if not with_deps and not groups_seen:
+            return pending
+        deps = groups_repo.dependencies(self.store.engine, with_deps)
+        limits = groups_repo.array_limits(self.store.engine, sorted(groups_seen))
+        g = gate(pending, running, deps, limits)
+        by_id = {j.id: j for j in pending}
+        changed: list = []
+        for job_id, why in g.doomed.items():
+            job = by_id[job_id]
+            changed.append((job, JobState.PENDING, transition(job, JobState.FAILED, why, now)))
+        for job_id, why in g.held.items():
+            job = by_id[job_id]
+            if job.reason != why:
+                job.reason = why
+                changed.append((job, JobState.PENDING, None))
+        if changed:
+            self.store.save_jobs(changed)
+        return g.eligible
+
     def _account_usage(self, running: list[Job], now: float) -> None:
         """Fair-share usage: GPU-seconds per tenant, decayed with the configured half-life.
         Kept in memory every cycle, persisted at most every USAGE_SAVE_S."""

@@ -34,6 +34,8 @@ class JobSpec:
     pull: str = "missing"  # image pull policy: always | missing | never
     perf: PerfPolicy | None = None  # a clean-room performance run (whole nodes, prolog/epilog checks)
     labels: Mapping[str, str] = field(default_factory=dict)  # purpose=dev, project=...: what usage groups by
+    artifacts: tuple[str, ...] = ()  # globs relative to the workdir, collected when an attempt ends
+    dependency: tuple[tuple[str, int], ...] = ()  # (afterok|afternotok|afterany, job id): start after
     board: BoardPolicy | None = None  # embedded boards: flash an image / power-cycle first (labgrid)
 
     @property

@@ -3,8 +3,9 @@
 The YAML file mirrors the CLI flags one to one: `gpus`, `nodes`, `gpu_model`, `cpus`, `mem`,
 `time_limit`, `tenant`, `priority`, `name`, `env`, `workdir`, `constraint`, `booking`,
 `requeue`, `image`, `mounts` (SRC:DST[:ro], with an image), `pull` (always|missing|never, with an
-image), `perf` (true or {clocks, max_temp_c, sample_s}), `board` ({image, flash, power_cycle}:
-embedded boards, docs/boards.md), `command`.
+image), `perf` (true or {clocks, max_temp_c, sample_s}), `artifacts` (globs relative to the
+workdir), `dependency` (afterok:ID[:ID],afterany:ID,afternotok:ID), `board` ({image, flash,
+power_cycle}: embedded boards, docs/boards.md), `command`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any, Mapping
 
 from gpufleet.domain.board import board_from_dict, parse_board
 from gpufleet.domain.errors import ValidationError
+from gpufleet.domain.globs import check_globs
+from gpufleet.domain.group import parse_dependency
 from gpufleet.domain.image import DEFAULT_PULL, parse_image, parse_mounts, parse_pull
 from gpufleet.domain.job import JobSpec
 from gpufleet.domain.node import normalise_model
@@ -24,8 +27,8 @@ from gpufleet.domain.units import MAX_INT, parse_duration, parse_mem_mb
 
 SPEC_FIELDS = (
     "command", "gpus", "nodes", "gpu_model", "cpus", "mem", "time_limit", "tenant", "priority",
-    "name", "env", "workdir", "constraint", "booking", "requeue", "image", "mounts", "pull", "perf", "label",
-    "board",
+    "name", "env", "workdir", "constraint", "booking", "requeue", "image", "mounts", "pull", "perf",
+    "artifacts", "dependency", "label", "board",
 )
 _ALIASES = {"gpu-model": "gpu_model", "time-limit": "time_limit", "constraints": "constraint", "labels": "label",
             "mem_mb": "mem", "time_limit_s": "time_limit", "no_requeue": None}
@@ -68,6 +71,8 @@ def build_spec(data: Mapping[str, Any], default_tenant: str = "default") -> JobS
         pull=parse_pull(data.get("pull")),
         perf=parse_perf(data.get("perf")),
         labels=_labels(data.get("label")),
+        artifacts=check_globs(data.get("artifacts"), "artifacts"),
+        dependency=parse_dependency(data.get("dependency")),
         board=parse_board(data.get("board")),
     )
     _check_container_fields(spec, data)
@@ -85,6 +90,7 @@ def spec_to_dict(spec: JobSpec) -> dict[str, Any]:
         "constraint": dict(spec.constraints), "booking": spec.booking, "requeue": spec.requeue,
         "image": spec.image, "mounts": list(spec.mounts), "pull": spec.pull,
         "perf": spec.perf.to_dict() if spec.perf else None, "label": dict(spec.labels),
+        "artifacts": list(spec.artifacts), "dependency": [list(d) for d in spec.dependency],
         "board": spec.board.to_dict() if spec.board else None,
     }
 
@@ -99,6 +105,8 @@ def spec_from_dict(d: Mapping[str, Any]) -> JobSpec:
         booking=d.get("booking"), requeue=d.get("requeue", True), image=d.get("image"),
         mounts=tuple(d.get("mounts") or ()), pull=d.get("pull") or DEFAULT_PULL,
         perf=perf_from_dict(d.get("perf")), labels=d.get("label") or {},
+        artifacts=tuple(d.get("artifacts") or ()),
+        dependency=tuple((k, int(i)) for k, i in d.get("dependency") or ()),
         board=board_from_dict(d.get("board")),
     )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import ClassVar, Protocol, Sequence, runtime_checkable
+from typing import BinaryIO, ClassVar, Iterator, Protocol, Sequence, runtime_checkable
 
 from gpufleet.domain import Booking, Job, JobState, Node, ValidationError
 
@@ -35,6 +35,9 @@ class Ability(str, Enum):
     RUN_AS_OWNER = "run-as-owner"
     # `results(job, attempt)` returns the files the job wrote into $GPUFLEET_RESULTS_DIR
     RESULTS = "results"
+    # `artifacts(job, attempt, globs, notes)` yields the files of each rank's workdir matching the
+    # job's artifact globs (collected into the artifact store when an attempt ends)
+    ARTIFACTS = "artifacts"
 
 
 class Phase(str, Enum):
@@ -80,6 +83,17 @@ class ResultFile:
     rank: int
     name: str
     data: bytes
+
+
+@dataclass(slots=True)
+class ArtifactFile:
+    """One file of a rank's workdir that matched the job's artifact globs, open for reading
+    (closed by the consumer)."""
+
+    rank: int
+    path: str  # relative to the workdir, with `/`
+    size: int
+    file: BinaryIO
 
 
 @runtime_checkable
@@ -152,6 +166,12 @@ class ExecutorBase:
     def results(self, job: Job, attempt: int) -> tuple[list[ResultFile], list[str]]:
         """(files of $GPUFLEET_RESULTS_DIR, notes); engines with Ability.RESULTS override it."""
         return [], [f"results are not collected from the {self.name} engine yet"]
+
+    def artifacts(self, job: Job, attempt: int, globs: Sequence[str], notes: list[str]) -> Iterator[ArtifactFile]:
+        """The files matching `globs` in the workdir of every rank of run `attempt`; what was
+        skipped is appended to `notes`. Engines with Ability.ARTIFACTS override it."""
+        notes.append(f"artifacts are not collected from the {self.name} engine yet")
+        return iter(())
 
     def close(self) -> None:
         return None

@@ -15,14 +15,16 @@ the proof that nothing was launched twice.
 
 from __future__ import annotations
 
+import io
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from gpufleet.domain import Job, ValidationError
+from gpufleet.domain.globs import matches
 from gpufleet.executors.base import (
-    Ability, ExecutorBase, LogChunk, Observation, Phase, attempt_view, master_port_for, rank_env,
+    Ability, ArtifactFile, ExecutorBase, LogChunk, Observation, Phase, attempt_view, master_port_for, rank_env,
 )
 
 ENV_SECONDS = "GPUFLEET_FAKE_SECONDS"
@@ -67,16 +69,25 @@ class FakeWorld:
     runs: dict[tuple[int, int], FakeRun] = field(default_factory=dict)  # (job id, attempt)
     launches: list[int] = field(default_factory=list)  # job ids, one entry per real start
     cancels: list[int] = field(default_factory=list)
+    # what each rank's workdir holds when a run ends: (job id, attempt) -> {rank: {path: bytes}}
+    files: dict[tuple[int, int], dict[int, dict[str, bytes]]] = field(default_factory=dict)
 
 
 class FakeExecutor(ExecutorBase):
     name = "fake"
-    abilities = frozenset({Ability.LOGS, Ability.ADOPT})
+    abilities = frozenset({Ability.LOGS, Ability.ADOPT, Ability.ARTIFACTS})
 
     def __init__(self, clock: Callable[[], float] = time.time, world: FakeWorld | None = None):
         self.clock = clock
         self.world = world if world is not None else FakeWorld()
         self.launch_error: Exception | None = None  # set it: the next launches raise it
+
+    def artifacts(self, job: Job, attempt: int, globs: Sequence[str], notes: list[str]) -> Iterator[ArtifactFile]:
+        """The files of `world.files` for that run that match `globs`, rank by rank."""
+        for rank, files in sorted(self.world.files.get((job.id, attempt), {}).items()):
+            for path in sorted(files):
+                if matches(path, globs):
+                    yield ArtifactFile(rank, path, len(files[path]), io.BytesIO(files[path]))
 
     def restarted(self) -> FakeExecutor:
         """A new executor over the same engine state: what a restarted server sees."""

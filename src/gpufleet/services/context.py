@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from gpufleet.domain import BookingLimits, Forbidden, Node, Tenant, User
 from gpufleet.executors.base import Executor
@@ -30,6 +30,7 @@ class Ctx:
     login_caches: list[dict] = field(default_factory=list, repr=False)
     # what non-admins may book without approval, per tenant ("*": everyone else); from the settings
     booking_limits: dict[str, BookingLimits] = field(default_factory=lambda: {"*": BookingLimits()})
+    artifacts: Any = None  # services.artifacts.ArtifactService (None: this server keeps no artifacts)
 
     def tenant_names(self) -> set[str]:
         """Known tenants, cached briefly for the submit path (invalidated by tenant writes)."""

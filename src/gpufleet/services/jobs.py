@@ -93,7 +93,18 @@ def _validate(ctx: Ctx, user: User, data: Mapping[str, Any]):
     _check_fits(spec, ctx.nodes())
     if spec.booking is not None:
         _check_booking(ctx, spec.booking, spec.tenant)
+    if spec.dependency:
+        _check_dependencies(ctx, user, spec.dependency)
     return spec
+
+
+def _check_dependencies(ctx: Ctx, user: User, deps) -> None:
+    """A job may wait only for jobs its user can see (another tenant's are unknown here)."""
+    ids = sorted({i for _, i in deps})
+    seen = {j.id for j in ctx.store.list_jobs(ids=ids, limit=len(ids)) if can_see(user, j.tenant)}
+    missing = [i for i in ids if i not in seen]
+    if missing:
+        raise ValidationError("dependency", f"no job {missing[0]}")
 
 
 def whole_nodes(spec, nodes: Sequence[Node]):

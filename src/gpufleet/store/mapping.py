@@ -25,6 +25,8 @@ def job_from_light(r, spec: JobSpec) -> Job:
     if r.pending_action:
         job.extra["pending_action"] = r.pending_action
         job.extra["action_reason"] = r.action_reason
+    if getattr(r, "group_id", None) is not None:  # a member of a job group (store/groups.py)
+        job.extra["group_id"] = r.group_id
     return job
 
 

@@ -13,6 +13,7 @@ from gpufleet.domain import (
     Attempt, Booking, Job, JobSpec, JobState, Node, NotFound, StateChange, Tenant, User,
 )
 from gpufleet.domain.spec import spec_from_dict
+from gpufleet.store import groups
 from gpufleet.store.attempts import Attempts
 from gpufleet.store.tokens import TokenRepo, hash_token  # noqa: F401 (hash_token: re-exported)
 from gpufleet.store.usage import add_busy
@@ -45,12 +46,12 @@ class Store(TokenRepo):
 
     # ---- jobs -------------------------------------------------------------------------------
     def add_jobs(self, jobs: Sequence[Job], now: float, audit_user: str,
-                 keys: Sequence[str | None] | None = None) -> None:
+                 keys: Sequence[str | None] | None = None, group: dict | None = None) -> None:
         # (the submit audit lines are written here, in the same transaction, not via Ctx.audit)
         """Insert new jobs, their first events and the audit lines in ONE transaction. `keys`:
         idempotency keys, unique per user: a key taken meanwhile raises DuplicateKey (nothing stored)."""
         try:
-            self._add_jobs(jobs, now, audit_user, keys or [None] * len(jobs))
+            self._add_jobs(jobs, now, audit_user, keys or [None] * len(jobs), group)
         except IntegrityError as e:
             if not any(keys or ()):
                 raise
@@ -62,13 +63,22 @@ class Store(TokenRepo):
             rows = s.scalars(select(JobRow).where(JobRow.user == user, JobRow.idempotency_key.in_(list(keys))))
             return {r.idempotency_key: job_from_row(r) for r in rows}
 
-    def _add_jobs(self, jobs: Sequence[Job], now: float, audit_user: str, keys: Sequence[str | None]) -> None:
+    def _add_jobs(self, jobs: Sequence[Job], now: float, audit_user: str, keys: Sequence[str | None],
+                  group: dict | None = None) -> None:
+        """`group`: a job group's row (store/groups.py) written with its jobs, its id set in it."""
         with self.tx() as s:
             rows = [job_to_row(j) for j in jobs]
             for row, key in zip(rows, keys):
                 row.idempotency_key = key
+            if group is not None:
+                groups.insert_group(s, group, jobs, rows)
             s.add_all(rows)
             s.flush()
+            for job, row in zip(jobs, rows):
+                job.id = row.id
+            groups.insert_dependencies(s, jobs)
+            if group is not None:
+                groups.finish_group(s, group, jobs)
             for job, row in zip(jobs, rows):
                 job.id = row.id
                 s.add(EventRow(kind="job", key=str(row.id), at=now, old="", new=job.state.value,
@@ -308,7 +318,8 @@ class Store(TokenRepo):
 
 
 _LIGHT = ("id", "user", "state", "reason", "submitted_at", "started_at", "ended_at", "exit_code",
-          "allocation", "handle", "restarts", "attained_gpu_s", "pending_action", "action_reason")
+          "allocation", "handle", "restarts", "attained_gpu_s", "pending_action", "action_reason",
+          "group_id")
 _MUTABLE = ("state", "reason", "submitted_at", "started_at", "ended_at", "exit_code", "allocation",
             "handle", "restarts", "attained_gpu_s")
 _JOBS = JobRow.__table__

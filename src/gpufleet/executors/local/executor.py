@@ -16,11 +16,12 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from gpufleet.domain import Job, ValidationError
 from gpufleet.executors.base import (
     Ability,
+    ArtifactFile,
     ExecutorBase,
     LogChunk,
     Observation,
@@ -33,6 +34,7 @@ from gpufleet.executors.base import (
 from gpufleet.executors.logfile import UnsafeLog, read_chunk, refusal
 from gpufleet.executors.local.results import RESULTS, make_results_dir, read_results
 from gpufleet.executors.local.container import CONTAINER, ContainerConfig, name_of, podman_env, prepare
+from gpufleet.executors.local.artifacts import MAX_FILES as MAX_ARTIFACTS, find_artifacts
 from gpufleet.executors.accounts import (
     DEFAULT_PATH, RUN_AS, Account, Accounts, job_env, this_account,
 )
@@ -59,7 +61,7 @@ class LaunchError(RuntimeError):
 class LocalExecutor(ExecutorBase):
     name = "local"
     abilities = frozenset({Ability.LOGS, Ability.ADOPT, Ability.HOST_PATHS, Ability.RUN_AS_OWNER,
-                           Ability.RESULTS, Ability.IMAGES})
+                           Ability.RESULTS, Ability.IMAGES, Ability.ARTIFACTS})
     launch_timeout_s = 5.0  # a marker without a shim for this long: the launcher died mid-launch
 
     def __init__(
@@ -264,6 +266,19 @@ class LocalExecutor(ExecutorBase):
             files += f
             notes += n
         return files, notes
+
+    def artifacts(self, job: Job, attempt: int, globs: Sequence[str], notes: list[str]) -> Iterator[ArtifactFile]:
+        """Files matching `globs` in each rank's workdir of run `attempt`: the job's own `work/`
+        per rank, or the workdir it named (shared by its ranks here: collected once, as rank 0)."""
+        paths = self.paths(job.id, attempt)
+        budget = [MAX_ARTIFACTS]
+        if job.spec.workdir:
+            yield from find_artifacts(Path(os.path.realpath(job.spec.workdir)), globs, 0, notes, budget)
+            return
+        for r in paths.existing_ranks():
+            work = paths.rank(r).dir / "work"
+            if work.is_dir() and not work.is_symlink():
+                yield from find_artifacts(work, globs, r, notes, budget)
 
     def close(self) -> None:
         self._reap()
