@@ -1,9 +1,12 @@
 """A real `gpufleet serve` (local engine, fake NVML fed from the inventory) and the real CLI:
 hardware identity shown and usable as constraints; a perf job refused by the prolog on a node with
-a stray process runs elsewhere; throttling during a run ends it perf_valid=false."""
+a stray process runs elsewhere, and the clean run's JSON Lines results appear in `results show`
+with the node's SKU, driver and VBIOS; throttling during a run ends it perf_valid=false, and its
+results are kept but marked invalid (never in change-point detection)."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -41,6 +44,11 @@ def wait(predicate, timeout=30.0, what=""):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+MEASURE = json.dumps({"benchmark": "gemm-bf16", "metric": "tflops", "value": 291.5, "unit": "TFLOP/s",
+                      "params": {"m": 8192}, "node": "forged", "sku": "forged"})  # provenance: the server's
+REPORT = f"echo '{MEASURE}' > \"$GPUFLEET_RESULTS_DIR/gemm.jsonl\""
+
+
 def state_of(s: ServerProc, name: str) -> str:
     return next(n["state"] for n in s.cli_json("nodes") if n["name"] == name)
 
@@ -67,7 +75,7 @@ def test_stray_process_refuses_the_node_and_the_job_runs_elsewhere(server):
     s = server
     s.cli("node", "drain", "n2", "--reason", "keep out while n1 is tried")
     s.cli("health", "inject", "n1", "stray_process", "--gpu", "1", "--pid", "31337")
-    job = s.submit("--perf", "--", "true")
+    job = s.submit("--perf", "--label", "commit=abc123", "--", "sh", "-c", REPORT)
     j = wait(lambda: (lambda x: x if x["restarts"] >= 1 else None)(s.cli_json("show", str(job))),
              what="the prolog refusal")
     assert j["state"] == "PENDING"
@@ -81,11 +89,18 @@ def test_stray_process_refuses_the_node_and_the_job_runs_elsewhere(server):
     by_attempt = {r["attempt"]: r for r in runs}
     assert by_attempt[1]["perf_valid"] is False and by_attempt[1]["node"] == "n1"
     assert by_attempt[2]["perf_valid"] is True and by_attempt[2]["identity"]["gpus"][0]["sku"] == "A100-SXM4-80GB"
+    ident = s.cli_json("show-node", "n2")["identity"]
+    [r] = wait(lambda: s.cli_json("results", "show", "--job", str(job))["results"], what="the results")
+    assert (r["benchmark"], r["value"], r["attempt"], r["node"], r["perf_valid"]) == ("gemm-bf16", 291.5, 2, "n2", True)
+    assert (r["sku"], r["driver"], r["vbios"]) == ("A100-SXM4-80GB", ident["driver"], ident["gpus"][0]["vbios"])
+    assert r["commit"] == "abc123" and r["series"] == f"gemm-bf16/tflops/m=8192/A100-SXM4-80GB/{ident['driver']}"
+    table = s.cli("results", "show", r["series"], env={"COLUMNS": "250"}).stdout
+    assert "n2" in table and "A100-SXM4-80GB" in table and ident["gpus"][0]["vbios"] in table and "abc123" in table
 
 
 def test_throttling_during_the_run_ends_it_perf_valid_false(server):
     s = server
-    job = s.submit("--perf", "--perf-sample", "0.2", "--", "sleep", "3")
+    job = s.submit("--perf", "--perf-sample", "0.2", "--", "sh", "-c", "sleep 6; " + REPORT)
     j = s.wait_state(job, {"RUNNING"})
     node = wait(lambda: s.cli_json("show", str(job))["nodes"], what="a node")[0]
     s.cli("health", "inject", node, "throttle", "--gpu", "0", "--reason", "hw_slowdown")
@@ -96,3 +111,6 @@ def test_throttling_during_the_run_ends_it_perf_valid_false(server):
     assert run["conditions"]["samples"] >= 2 and "hw_slowdown" in run["conditions"]["throttle"]
     table = s.cli("perf", "show", str(job), env={"COLUMNS": "200"}).stdout
     assert "hw_slowdown" in table and j["state"] == "RUNNING"
+    [r] = wait(lambda: s.cli_json("results", "show", "--job", str(job))["results"], what="the results")
+    assert r["perf_valid"] is False and "hw_slowdown" in r["invalid_reason"], (r, s.cli_json("perf", "show", str(job)))
+    assert s.cli_json("results", "regressions") == [] and s.cli_json("results", "outliers") == []
