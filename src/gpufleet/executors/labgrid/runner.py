@@ -156,8 +156,11 @@ class Runner:
                           board=shlex.quote(self.job.get("tags", {}).get("board", "")))
         self.out.note(f"flashing {board.get('image', '')}")
         try:
+            # labgrid-client in the flash script acts on the place as gpufleet (same host, identity)
+            env = {**os.environ, "LG_COORDINATOR": self.job["coordinator"], "LG_PLACE": self.job["place"],
+                   "LG_USERNAME": self.job["identity"], "GPUFLEET_BOARD_IMAGE": board.get("image", "")}
             r = subprocess.run(["sh", "-c", line], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               timeout=self.job.get("flash_timeout_s", 1800))
+                               timeout=self.job.get("flash_timeout_s", 1800), env=env)
         except subprocess.TimeoutExpired:
             return {"phase": "failed", "exit_code": None, "reason": "flash timed out", "drain": "flash timed out"}
         self.out.write(r.stdout)
