@@ -138,11 +138,14 @@ class ArtifactService:
         ctx.audit(user, "artifacts-gc", "artifacts", deleted=len(removed), bytes=freed, failed=failed)
         return {"deleted": len(removed), "bytes": freed, "failed": failed}
 
-    def set_policy(self, ctx: Ctx, user: User, tenant: str, max_bytes: int | None,
-                   retention_s: float | None) -> ArtifactPolicy:
+    def set_policy(self, ctx: Ctx, user: User, tenant: str, changes: dict) -> ArtifactPolicy:
+        """`changes`: max_bytes and/or retention_s; one not given stays, None means the default."""
         require_admin(user, "an artifact policy")
         if tenant not in ctx.tenant_names():
             raise ValidationError("tenant", f"unknown tenant {tenant!r}")
+        own = self.repo.policy(tenant) or ArtifactPolicy(tenant)
+        max_bytes = changes.get("max_bytes", own.max_bytes)
+        retention_s = changes.get("retention_s", own.retention_s)
         if max_bytes is not None and max_bytes < 0:
             raise ValidationError("max_bytes", "must be >= 0")
         if retention_s is not None and retention_s <= 0:

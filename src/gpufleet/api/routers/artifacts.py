@@ -67,6 +67,11 @@ def policies(ctx: Ctx = Depends(get_ctx), user: User = Depends(current_user)):
 
 @router.put("/artifacts/policies/{tenant}")
 def set_policy(tenant: str, body: PolicyIn, ctx: Ctx = Depends(get_ctx), user: User = Depends(current_user)):
-    p = _service(ctx).set_policy(ctx, user, tenant, parse_bytes(body.max_bytes, "max_bytes"),
-                                 parse_duration(body.retention, "retention"))
+    """Admin: a tenant's quota and expiry; a field left out stays, null means the server default."""
+    changes: dict[str, Any] = {}
+    if "max_bytes" in body.model_fields_set:
+        changes["max_bytes"] = parse_bytes(body.max_bytes, "max_bytes")
+    if "retention" in body.model_fields_set:
+        changes["retention_s"] = parse_duration(body.retention, "retention")
+    p = _service(ctx).set_policy(ctx, user, tenant, changes)
     return {"tenant": p.tenant, "max_bytes": p.max_bytes, "retention_s": p.retention_s}
