@@ -28,6 +28,7 @@ def exposed_names() -> set[str]:
     m.health_checks.labels("xid", "ok").inc()
     m.health_status.labels("n", "xid").set(0)
     m.gpu_seconds.labels("t", "u", "a100").inc()
+    m.add_busy("t", "u", "a100", 1.0)
     return {s.name for fam in m.registry.collect() for s in fam.samples}
 
 
