@@ -27,8 +27,11 @@ from gpufleet.health.types import NodeHealth, Status
 from gpufleet.services import nodes as node_svc
 from gpufleet.services.context import Ctx, require_admin
 from gpufleet.store.health import HealthRepo
+from gpufleet.observability.logs import get_logger
 
 SYSTEM_USER = User("health", "ops", admin=True)
+OUTLIER_INTERVAL_S = 3600.0
+log = get_logger("gpufleet.health")
 WEEK_S = 7 * 86400
 
 
@@ -45,6 +48,9 @@ class HealthService:
     workers: RemediationWorkers | None = field(default=None, init=False)
     unhealthy: set[str] = field(default_factory=set, init=False)  # nodes whose latest run failed
     hardware: Any = None  # store.hardware.HardwareRepo: identity refreshed each tick (None: not)
+    outlier_interval_s: float = OUTLIER_INTERVAL_S  # how often results are scanned for slow nodes
+    _outliers_at: float | None = field(default=None, init=False)
+    _outlier_drained: dict[str, frozenset] = field(default_factory=dict, init=False)  # node -> findings
 
     def __post_init__(self) -> None:
         rs = self.settings.remediation
@@ -67,7 +73,39 @@ class HealthService:
 
             nodes = [n for n in self.ctx.store.nodes() if only is None or n.name in set(only)]
             refresh_identity(self.hardware, self.runner.nvml, nodes, self.ctx.clock())
-        return self.cycle.tick(only)
+        out = self.cycle.tick(only)
+        if only is None:
+            self.drain_outliers()
+        return out
+
+    def drain_outliers(self, force: bool = False) -> list[str]:
+        """Results as a health signal: a node whose benchmark results sit outside its fleet's
+        (slow or noisy, `results outliers`) is drained with that reason, at most every
+        `outlier_interval_s`. A node is drained once for the same findings: after an admin resumes
+        it, only a new finding (another benchmark or kind) drains it again."""
+        from gpufleet.results.analysis import quarantine
+        from gpufleet.services.results import find_outliers
+
+        now = self.ctx.clock()
+        if not force and self._outliers_at is not None and now - self._outliers_at < self.outlier_interval_s:
+            return []
+        self._outliers_at = now
+        try:
+            found = quarantine(find_outliers(self.ctx, SYSTEM_USER))
+        except Exception as e:  # the results must not stop the health loop
+            log.warning("results outlier scan failed", error=str(e))
+            return []
+        drained = []
+        known = {n.name: n for n in self.ctx.store.nodes()}
+        for q in found:
+            node = known.get(q.node)
+            findings = frozenset((o.benchmark, o.metric, o.params, o.stats.kind) for o in q.outliers)
+            if node is None or node.state is not NodeState.UP or findings <= self._outlier_drained.get(q.node, frozenset()):
+                continue
+            self._drain(node.name, f"results: {q.reason}"[:240], False)
+            self._outlier_drained[q.node] = findings | self._outlier_drained.get(q.node, frozenset())
+            drained.append(node.name)
+        return drained
 
     def close(self) -> None:
         if self.workers is not None:
