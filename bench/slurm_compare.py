@@ -135,7 +135,13 @@ def rate_gpufleet(c: httpx.Client, n: int, batch: int) -> dict:
     accepted = time.perf_counter() - t0
 
     def states() -> list[dict]:
-        return c.get("/jobs", params={"all": True, "limit": 100000}).raise_for_status().json()
+        out, params = [], {"all": True, "limit": 1000}
+        while True:  # follow the keyset pages
+            r = c.get("/jobs", params=params).raise_for_status()
+            out += r.json()
+            if "next" not in r.links:
+                return out
+            params["after"] = httpx.URL(r.links["next"]["url"]).params["after"]
 
     wait_until(lambda: all(j["handle"] or j["state"] not in ("PENDING", "RUNNING")
                            for j in states() if j["id"] in set(ids)), 600, 0.05)

@@ -61,3 +61,51 @@ def test_the_newest_result_alone_is_reported_by_the_guard():
     rs[-1].value *= 0.85
     [g] = regressions(rs)
     assert g.method == "guard" and g.direction == "regression" and g.first is rs[-1]
+
+
+def test_a_spike_is_not_a_change_and_a_step_survives_despiking():
+    from gpufleet.results.changes import despiked
+
+    rng = random.Random(7)
+    v = [rng.gauss(100, 1) for _ in range(100)]
+    v[40] = 140.0
+    v[41] = 60.0
+    assert max(despiked(v)) < 105 and min(despiked(v)) > 95
+    step = [100.0 + rng.gauss(0, 1) for _ in range(50)] + [90.0 + rng.gauss(0, 1) for _ in range(4)]
+    assert list(despiked(step)[-4:]) == step[-4:]  # a new level of 4 results is kept as it is
+    rs = stepped(200, None, 0.0, cv=0.01, seed=8)
+    rs[100].value *= 1.4
+    rs[101].value *= 1.4
+    assert regressions(rs) == []
+
+
+def test_the_pre_test_sends_only_possible_changes_to_e_divisive():
+    from gpufleet.results.changes import change_regions
+
+    rng = random.Random(3)
+    steady = [rng.gauss(100, 2) for _ in range(500)]
+    assert change_regions(steady) == []
+    stepped_v = steady[:300] + [v * 0.95 for v in steady[300:]]
+    [(lo, hi)] = change_regions(stepped_v)
+    assert lo <= 300 < hi and hi - lo < 300
+    assert change_regions(steady[:-4] + [90.0] * 4)  # a short newest level is looked at
+
+
+def test_a_slow_node_in_the_mix_is_no_change():
+    # every 8th run on a node 12 % slower, at 1 % noise: no regression, it is the outlier report's
+    rs = stepped(400, None, 0.0, cv=0.01, seed=9, nodes=8, slow={"n5": 0.88})
+    assert regressions(rs) == []
+
+
+def test_detection_of_a_new_level_within_five_results():
+    rs = stepped(200, change_at=195, step=-0.10, cv=0.01, seed=10)
+    found = regressions(rs)
+    assert found and all(g.direction == "regression" for g in found)
+    assert any(abs(rs.index(g.first) - 195) <= 1 for g in found if g.method == "e-divisive")
+
+
+def test_an_excursion_that_came_back_is_no_change():
+    rs = stepped(300, None, 0.0, cv=0.01, seed=11)
+    for r in rs[150:156]:
+        r.value *= 0.9  # six bad results, then back
+    assert [g for g in regressions(rs) if g.method == "e-divisive"] == []

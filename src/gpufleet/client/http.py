@@ -23,6 +23,7 @@ from gpufleet.api.usage_schemas import UsageOut
 DEFAULT_URL = "http://127.0.0.1:8765"
 SUBMIT_RETRIES = 3  # after a connection error a submission is sent again, with the same key
 RETRY_PAUSE_S = 0.5
+PAGE_MAX = 1000  # the largest page the server gives (api/params.py MAX_PAGE)
 
 
 class ApiError(Exception):
@@ -172,12 +173,26 @@ class Client:
 
     def jobs(self, state: Sequence[str] | None = None, tenant: str | None = None,
              all: bool = False, limit: int = 1000) -> list[JobOut]:
-        params: dict[str, Any] = {"all": all, "limit": limit}
+        """Newest first, up to `limit`, following the server's pages (`Link: rel="next"`)."""
+        params: dict[str, Any] = {"all": all}
         if state:
             params["state"] = list(state)
         if tenant:
             params["tenant"] = tenant
-        return [JobOut.model_validate(j) for j in self._call("GET", "/jobs", params=params).json()]
+        return [JobOut.model_validate(j) for j in self._pages("/jobs", params, limit)]
+
+    def _pages(self, path: str, params: dict[str, Any], limit: int) -> list[Any]:
+        out: list[Any] = []
+        after = None
+        while len(out) < limit:
+            page = {**params, "limit": min(PAGE_MAX, limit - len(out))} | ({"after": after} if after else {})
+            r = self._call("GET", path, params=page)
+            out.extend(r.json())
+            nxt = r.links.get("next", {}).get("url")
+            if not nxt:
+                break
+            after = httpx.URL(nxt).params.get("after")
+        return out
 
     def job(self, job_id: int) -> JobDetail:
         return JobDetail.model_validate(self._call("GET", f"/jobs/{job_id}").json())

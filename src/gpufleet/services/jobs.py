@@ -193,7 +193,7 @@ def get(ctx: Ctx, user: User, job_id: int) -> Job:
 
 
 def list_jobs(ctx: Ctx, user: User, states: Sequence[str] | None = None, tenant: str | None = None,
-              all_states: bool = False, limit: int = 1000) -> list[Job]:
+              all_states: bool = False, limit: int = 1000, after: int | None = None) -> list[Job]:
     if not user.admin:
         if tenant and tenant != user.tenant:
             return []
@@ -205,7 +205,7 @@ def list_jobs(ctx: Ctx, user: User, states: Sequence[str] | None = None, tenant:
         states = [s.upper() for s in states]
     elif not all_states:
         states = [JobState.PENDING.value, JobState.RUNNING.value]
-    return ctx.store.list_jobs(states=states, tenant=tenant, limit=limit)
+    return ctx.store.list_jobs(states=states, tenant=tenant, limit=limit, after=after)
 
 
 def cancel(ctx: Ctx, user: User, job_id: int, reason: str = "") -> Job:

@@ -94,17 +94,26 @@ class Store(TokenRepo):
             return job_from_row(row)
 
     def list_jobs(self, states: Sequence[str] | None = None, tenant: str | None = None,
-                  limit: int = 1000, ids: Sequence[int] | None = None) -> list[Job]:
-        q = select(JobRow)
-        if states:
-            q = q.where(JobRow.state.in_(list(states)))
-        if tenant:
-            q = q.where(JobRow.tenant == tenant)
-        if ids is not None:
-            q = q.where(JobRow.id.in_(list(ids)))
-        q = q.order_by(JobRow.id.desc()).limit(limit)
+                  limit: int = 1000, ids: Sequence[int] | None = None, after: int | None = None) -> list[Job]:
+        """Newest first; `after`: the page after the job with that id (keyset: ids below it).
+        Several states are read as one index-ordered query each (an IN list would sort the
+        matches), merged here."""
+        def query(state: str | None):
+            q = select(JobRow)
+            if state is not None:
+                q = q.where(JobRow.state == state)
+            if tenant:
+                q = q.where(JobRow.tenant == tenant)
+            if ids is not None:
+                q = q.where(JobRow.id.in_(list(ids)))
+            if after is not None:
+                q = q.where(JobRow.id < after)
+            return q.order_by(JobRow.id.desc()).limit(limit)
+
         with self.tx() as s:
-            return [job_from_row(r) for r in s.scalars(q)]
+            rows = [r for st in (list(dict.fromkeys(states)) if states else [None]) for r in s.scalars(query(st))]
+            rows.sort(key=lambda r: r.id, reverse=True)
+            return [job_from_row(r) for r in rows[:limit]]
 
     def active_jobs(self) -> list[Job]:
         """PENDING and RUNNING jobs, oldest first. The control loop calls this every cycle, so it

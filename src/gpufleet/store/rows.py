@@ -84,7 +84,8 @@ class JobRow(Base):
     group_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     group_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
     __table_args__ = (
-        Index("ix_jobs_state_tenant", "state", "tenant"),
+        Index("ix_jobs_state_id", "state", "id"),  # keyset pages: ORDER BY id under each filter
+        Index("ix_jobs_tenant_state_id", "tenant", "state", "id"),
         Index("ix_jobs_user_idempotency_key", "user", "idempotency_key", unique=True),
         Index("ix_jobs_group", "group_id"),
     )
