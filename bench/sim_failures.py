@@ -22,6 +22,8 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import random
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -49,6 +51,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--restart-cost", type=float, default=180.0, help="seconds per restart")
     p.add_argument("--repair-median", default="4h", help="lognormal repair time, median (sigma 1)")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seeds", type=int, default=5, help="replay the first configuration under this many seeds")
     p.add_argument("--only", choices=("all", "best"), default="all")
     p.add_argument("--out-md", default=None, help="rewrite the table in this markdown file")
     return p.parse_args(argv)
@@ -61,31 +64,50 @@ def cluster(nodes: int, blocks: int):
     return cluster_from_inventory(inv)
 
 
-def one_run(args, label: str, nodes: int, spares: int, interval_s: float, restart_s: float) -> dict:
+def other_work(nodes: int, days: float, seed: int, mean_h: float = 12.0, load: float = 0.9) -> list[TraceJob]:
+    """One-node jobs of another tenant (priority class 0) offering `load` of `nodes` nodes."""
+    rnd, out, t = random.Random(seed), [], 1.0
+    while t < days * DAY:
+        t += rnd.expovariate(load * nodes / (mean_h * H))
+        d = rnd.expovariate(1 / (mean_h * H))
+        out.append(TraceJob(f"w{len(out)}", t, d, 8, gpu_model="h100", tenant="research",
+                            time_limit_s=int(d) + 1, priority=0))
+    return out
+
+
+def one_run(args, label: str, nodes: int, spares: int, interval_s: float, restart_s: float,
+            others: int = 0, preemption: bool = True, seed: int | None = None) -> dict:
+    seed = args.seed if seed is None else seed
     cl = cluster(nodes, args.job_nodes // args.block)
     gpus = args.job_nodes * 8
-    trace = Trace([TraceJob("llama", 0.0, args.days * DAY, gpus, nodes=args.job_nodes, gpu_model="h100",
-                            tenant="training", time_limit_s=10 ** 9, priority=100)])
+    jobs = [TraceJob("llama", 0.0, args.days * DAY, gpus, nodes=args.job_nodes, gpu_model="h100",
+                     tenant="training", time_limit_s=10 ** 9, priority=100)]
+    trace = Trace(jobs + other_work(others, args.days * 1.2, seed) if others else jobs)
     cl = with_trace_tenants(cl, trace.tenants)
     fm = make_failure_model(
         {"repair": {"distribution": "lognormal", "median": args.repair_median, "sigma": 1.0}},
         rate=args.rate, checkpoint_interval=f"{max(1, round(interval_s))}s",
         checkpoint_cost=f"{args.checkpoint_cost:g}s", restart_cost=f"{restart_s:g}s", spares=spares,
-        spare_domain="rack", seed=args.seed)
+        spare_domain="rack", seed=seed)
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    s = replay(trace, cl, SchedulerConfig(backfill=False), failures=fm).summary
+    sim = replay(trace, cl, SchedulerConfig(backfill=False, preemption=preemption), failures=fm)
+    s = sim.summary
+    big = 0  # the training job's own numbers (other work, if any, has no checkpoints)
+    rec = sim.recorder
+    ratio = args.days * DAY / (rec.end[big] - rec.first_start[big])
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     mtbf = 3600.0 / (args.rate * gpus)
     return {
         "config": label, "cluster_nodes": nodes, "spares_per_block": spares,
         "checkpoint_interval_s": round(interval_s), "restart_cost_s": restart_s,
-        "goodput": round(s["goodput"], 4), "training_time_ratio": round(s["training_time_ratio"], 4),
+        "other_work_nodes": others, "preemption": preemption, "seed": seed,
+        "goodput": round(s["goodput"], 4), "training_time_ratio": round(ratio, 4),
         "daly_expected": round(daly_efficiency(round(interval_s), args.checkpoint_cost, restart_s, mtbf), 4),
         "restarts": s["restarts"], "node_faults": s["node_faults"], "spare_replacements": s["spare_replacements"],
         "lost_gpu_hours": round(s["lost_gpu_hours"]), "restart_gpu_hours": round(s["restart_gpu_hours"]),
         "checkpoint_gpu_hours": round(s["checkpoint_gpu_hours"]),
         "time_to_restart_p50_s": s["time_to_restart_p50_s"], "time_to_restart_p99_s": s["time_to_restart_p99_s"],
-        "days": round(s["makespan_s"] / DAY, 2), "cycles": s["cycles"],
+        "days": round((rec.end[big] - rec.first_start[big]) / DAY, 2), "cycles": s["cycles"],
         "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
     }
 
@@ -106,6 +128,8 @@ def runs(args) -> tuple[dict, list[dict]]:
     if args.only == "all":
         plan += [
             ("no spares, 1 free node/block (queue)", n, 0, yd, R),
+            ("no spares, other work on the free nodes, preemptible", n, 0, yd, R, slack, True),
+            ("no spares, other work on the free nodes, not preemptible", n, 0, yd, R, slack, False),
             ("no spares, no free node (waits for repair)", args.job_nodes, 0, yd, R),
         ]
         plan += [(f"spares 1/block, interval {f:g} x Young/Daly", n, 1, yd * f, R) for f in (0.25, 0.5, 2, 4)]
@@ -113,6 +137,11 @@ def runs(args) -> tuple[dict, list[dict]]:
                  ("spares 1/block, Young/Daly, restart 10 min", n, 1, yd, 600.0)]
     rows = [one_run(args, *p) for p in plan]
     best = max(rows, key=lambda r: r["training_time_ratio"])
+    if args.seeds > 1:  # the luck of the draw: the first row again under other seeds
+        again = [rows[0]["training_time_ratio"]] + [
+            one_run(args, *plan[0], seed=args.seed + k)["training_time_ratio"] for k in range(1, args.seeds)]
+        head["first_row_over_seeds"] = {"seeds": args.seeds, "mean": round(statistics.mean(again), 4),
+                                        "min": min(again), "max": max(again)}
     head.update({"best": best["config"], "best_goodput": best["goodput"],
                  "best_training_time_ratio": best["training_time_ratio"],
                  "best_vs_bound": round(best["training_time_ratio"] - bound, 4),
@@ -147,7 +176,9 @@ def markdown(head: dict, rows: list[dict]) -> str:
               f"Young/Daly interval sqrt(2 C MTBF) = {head['young_daly_interval_s'] / 60:.1f} min; Daly's best "
               f"interval {head['daly_best_interval_s'] / 60:.1f} min with expected efficiency "
               f"**{head['young_daly_bound']:.4f}** (the bound). Best run: {head['best']}, effective training "
-              f"time **{head['best_training_time_ratio']:.4f}** ({head['best_vs_bound']:+.4f} vs the bound).",
+              f"time **{head['best_training_time_ratio']:.4f}** ({head['best_vs_bound']:+.4f} vs the bound)."
+              + (f" The first row under {o['seeds']} seeds: mean {o['mean']:.4f}, min {o['min']:.4f}, "
+                 f"max {o['max']:.4f}." if (o := head.get("first_row_over_seeds")) else ""),
               f"Machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}.",
               "", END]
     return "\n".join(lines)

@@ -16,9 +16,9 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from gpufleet.domain import Allocation, Job, JobState, NodeState, transition
+from gpufleet.domain import Allocation, Job, JobState, NodeState, ValidationError, transition
 from gpufleet.scheduler import Placement
-from gpufleet.sim.failures import FailureModel, NodeFaults, progress_s
+from gpufleet.sim.failures import FailureModel, NodeFaults, progress_s, run_wall_s
 
 FAULT, REPAIR, INJECTED = -1, -2, -3  # event ids below the cycle timer's 0 and every job id
 SPARE = "spare"
@@ -52,8 +52,6 @@ class FaultsMixin:
         for name, t in self.opt.failures.injected:
             i = self.node_index.get(name)
             if i is None:
-                from gpufleet.domain import ValidationError
-
                 raise ValidationError("failures.inject", f"no node {name!r} in the cluster")
             self.events.append((t, INJECTED, i))
         # heapified by the caller
@@ -210,8 +208,6 @@ class FaultsMixin:
 
     def _run_wall(self, idx: int, t: float) -> float:
         """Wall seconds the run starting now needs; remembers its restart cost."""
-        from gpufleet.sim.failures import run_wall_s
-
         restart = self.restart_cost[idx] if self.pay_restart[idx] else 0.0
         self.pay_restart[idx] = False
         self.run_restart[idx] = restart
