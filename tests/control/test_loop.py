@@ -9,6 +9,7 @@ from gpufleet.domain import Allocation, JobState, NodeState, User, transition
 from gpufleet.executors.base import EngineUnavailable
 from gpufleet.executors.fake import FakeClock, FakeExecutor
 from gpufleet.inventory import load_inventory
+from gpufleet.scheduler import Decisions
 from gpufleet.services import Ctx
 from gpufleet.services import jobs as svc
 from gpufleet.services.tenants import bootstrap
@@ -148,3 +149,17 @@ def test_a_requeued_job_runs_again_as_attempt_2_and_the_store_keeps_both_runs(wo
     assert (a2.n, a2.state, a2.exit_code, a2.handle) == (2, JobState.SUCCEEDED, 0, f"fake-{job}-a2")
     runs = [(e.new, e.attempt) for e in ctx.store.events("job", str(job))]
     assert runs == [("PENDING", None), ("RUNNING", 1), ("PENDING", 1), ("RUNNING", 2), ("SUCCEEDED", 2)]
+
+
+def test_a_reason_that_moves_only_in_its_numbers_is_refreshed_once_a_minute(world):
+    ctx, loop = world
+    job_id = submit(ctx, gpus=1)
+
+    def record(reason: str, now: float) -> str:
+        loop._record_reasons(Decisions(reasons={job_id: reason}), {job_id: ctx.store.get_job(job_id)}, now)
+        return ctx.store.get_job(job_id).reason
+
+    assert record("Reserved: booking 3 starts in 29m", 1000.0) == "Reserved: booking 3 starts in 29m"
+    assert record("Reserved: booking 3 starts in 28m", 1030.0) == "Reserved: booking 3 starts in 29m"
+    assert record("Reserved: booking 3 starts in 27m", 1061.0) == "Reserved: booking 3 starts in 27m"
+    assert record("Priority: 2 jobs ahead", 1062.0) == "Priority: 2 jobs ahead"  # a new reason: at once

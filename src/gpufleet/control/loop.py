@@ -12,6 +12,7 @@ No database transaction is held across an executor call.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ from gpufleet.store import Store
 log = loop_logger("control")
 Clock = Callable[[], float]
 USAGE_SAVE_S = 10.0
+REASON_REFRESH_S = 60.0  # a reason that moved only in its numbers is rewritten this often at most
+_DIGITS = re.compile(r"\d+(?:\.\d+)?")
 
 
 @dataclass(slots=True)
@@ -59,6 +62,7 @@ class ControlLoop:
     # PoolRouter.sync); None: from the one executor, when it owns the inventory
     node_sync: Callable[[Store], None] | None = None
     _signalled: set[int] = field(default_factory=set)
+    _reason_at: dict[int, float] = field(default_factory=dict)  # job -> when its reason was written
     _usage_at: float | None = None
     _usage_saved_at: float = 0.0
 
@@ -286,18 +290,28 @@ class ControlLoop:
         for job, saved in zip(placed, ok):
             if saved:
                 self._launch(job)
-        self._record_reasons(d, by_id)
+        self._record_reasons(d, by_id, now)
         return sum(ok), preempted
 
-    def _record_reasons(self, d: Decisions, by_id: dict[int, Job]) -> None:
+    def _record_reasons(self, d: Decisions, by_id: dict[int, Job], now: float) -> None:
+        """Write the reasons that changed, in one statement. A reason that changed only in its
+        numbers ("starts in 29m" -> "28m", "3 GPUs free" -> "2") is refreshed at most every
+        REASON_REFRESH_S, so a long queue is not rewritten every cycle."""
         changed = []
         for job_id, reason in d.reasons.items():
             job = by_id.get(job_id)
-            if job is not None and job.reason != reason:
-                job.reason = reason
-                changed.append((job, JobState.PENDING, None))
+            if job is None or job.reason == reason:
+                continue
+            if (_DIGITS.sub("#", job.reason) == _DIGITS.sub("#", reason)
+                    and now - self._reason_at.get(job_id, -REASON_REFRESH_S) < REASON_REFRESH_S):
+                continue
+            job.reason = reason
+            self._reason_at[job_id] = now
+            changed.append((job, JobState.PENDING, None))
         if changed:
             self.store.save_jobs(changed)
+        if len(self._reason_at) > 2 * len(by_id) + 1000:  # forget jobs that left the queue
+            self._reason_at = {k: v for k, v in self._reason_at.items() if k in by_id}
 
 
 def job_context(job: Job):
