@@ -55,3 +55,17 @@ def test_a_failing_insert_stores_nothing(engine):
     with pytest.raises(Exception):
         add_results(engine, good + [bad])
     assert query_results(engine) == []
+
+
+def test_the_detection_query_reads_valid_rows_with_what_detection_needs(engine):
+    from gpufleet.store.results import query_for_detection
+
+    rs = [make_result(100.0 + i, at=float(i), job_id=i + 1, commit=f"c{i}", node=f"n{i % 2}") for i in range(4)]
+    rs[2].valid = False
+    add_results(engine, rs + [make_result(1.0, at=9.0, tenant="speech")])
+    got = query_for_detection(engine, "vision")
+    assert [(r.value, r.commit, r.node, r.job_id, r.higher_is_better, r.tenant) for r in got] == [
+        (100.0, "c0", "n0", 1, True, "vision"), (101.0, "c1", "n1", 2, True, "vision"),
+        (103.0, "c3", "n1", 4, True, "vision")]
+    assert got[0].series == rs[0].series and got[0].sku == "A100-SXM4-80GB" and got[0].id is not None
+    assert len(query_for_detection(engine)) == 4
