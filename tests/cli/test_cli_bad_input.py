@@ -95,3 +95,18 @@ def test_submit_with_an_idempotency_key_prints_the_same_job(gf_server):
     c = gf_server.cli("submit", "--", "true")  # a fresh key by default
     assert int(c.stdout) != int(a.stdout)
     one_error_line(gf_server.cli("submit", "--idempotency-key", "bad key", "--", "true"), "Idempotency-Key")
+
+
+@pytest.mark.parametrize("args,field", [
+    (["submit", "--matrix", "sku", "--", "true"], "matrix"),
+    (["submit", "--matrix", "sku=a", "--matrix", "sku=b", "--", "true"], "matrix"),
+    (["submit", "--array", "5-1", "--", "true"], "array"),
+    (["submit", "--array", "0-9%0", "--", "true"], "array"),
+    (["submit", "--dependency", "before:1", "--", "true"], "dependency"),
+    (["submit", "--artifact", "/etc/passwd", "--", "true"], "artifacts"),
+    (["submit", "--artifact", "../up", "--", "true"], "artifacts"),
+    (["artifacts", "get"], "artifacts"),
+    (["artifacts", "nonsense", "1"], "artifacts"),
+])
+def test_bad_group_dependency_and_artifact_input_exits_2_before_any_request(args, field):
+    one_error_line(run(*args), field)

@@ -13,6 +13,7 @@ from gpufleet.cli.jobfile import is_job_file, load_job_file
 from gpufleet.cli.output import ago, err, out, print_json, table, when
 from gpufleet.client import Client
 from gpufleet.domain import ValidationError, format_duration
+from gpufleet.domain.group import parse_array, parse_matrix
 from gpufleet.domain.spec import build_spec
 
 ACTIVE = ("PENDING", "RUNNING")  # logs -f follows a job through requeues until it is not one of these
@@ -98,6 +99,10 @@ def submit(
         raise ValidationError("command", "must not be empty (gpufleet submit [flags] -- CMD ARGS...)")
     build_spec(spec)  # the server checks again; this names a bad field without a round trip
     if group:
+        if "matrix" in group:
+            parse_matrix(group["matrix"])  # the server checks again; named here without a round trip
+        if group.get("array") is not None:
+            parse_array(group["array"])
         return _submit_group({**spec, **group}, idempotency_key, as_json)
     with Client.from_env() as c:
         job = c.submit(spec, idempotency_key=idempotency_key)
