@@ -81,3 +81,17 @@ def test_a_tenant_sees_only_its_idle_holders(sampled):
     end(store, b, 1010.0)
     r = usage_report(store.engine, 0.0, 2000.0, 2000.0, ["user"], tenant="speech")
     assert [h.user for h in r.idle] == ["carol"] and [g.key["user"] for g in r.groups] == ["carol"]
+
+
+def test_the_last_interval_takes_the_busy_share_of_the_readings(sampled):
+    store, fleet, sampler, metrics = sampled
+    fleet.set_utilization("dgx1", 0, 80)
+    a = submit(store, "alice", "vision", 900.0)
+    run(store, a, 1000.0, ("dgx1", (0,)))
+    for t in (1010.0, 1020.0):
+        sampler.sample(_running(store), store.nodes(), t)
+    end(store, a, 1025.0)  # 1020 -> 1025 has no reading of its own
+    r = usage_report(store.engine, 0.0, 2000.0, 2000.0, ["user"])
+    assert r.total.busy_gpu_s == pytest.approx(0.8 * 25) and r.total.sampled_gpu_s == 25.0
+    assert metrics.registry.get_sample_value("gpufleet_gpu_busy_seconds_total",
+                                             {"tenant": "vision", "user": "alice", "gpu_model": "a100"}) == 16.0

@@ -1,5 +1,5 @@
-"""The report over the day rollups equals a brute-force computation from the attempts themselves:
-random histories over a week (requeued attempts, gangs over two models, multi-day runs, runs
+"""The report over the rollups equals a brute-force computation from the attempts themselves:
+random histories over 40 days (requeued attempts, gangs over two models, multi-day runs, runs
 still going at `now`), periods cut anywhere (mid-day, on day boundaries, inside one day, after
 now), every grouping, and a tenant's own view; on SQLite and PostgreSQL."""
 
@@ -14,7 +14,8 @@ from gpufleet.domain import Gpu, Job, JobSpec, JobState, Node, NodeKind, Tenant
 from tests.accounting.conftest import end, requeue, run
 
 DAY = 86400.0
-T0 = 20 * DAY + 5 * 3600.0  # not on a day boundary
+T0 = 25 * DAY + 5 * 3600.0  # not on a day boundary; the history covers the 32-day block of days 32-63
+SPAN_DAYS = 45
 NODES = {  # name -> (kind, model, sku, gpus)
     "dgx1": ("server", "a100", "A100-SXM4-80GB", 8), "hgx1": ("server", "h100", "H100-SXM5-80GB", 8),
     "desk1": ("desktop", "rtx4090", "RTX-4090", 2),
@@ -33,10 +34,10 @@ def history(store, seed: int) -> tuple[list[dict], float]:
     rnd = random.Random(seed)
     attempts: list[dict] = []
     last = T0
-    for _ in range(30):
+    for _ in range(60):
         user = rnd.choice(sorted(USERS))
         labels = rnd.choice(({"purpose": "dev"}, {"purpose": "training"}, {}))
-        at = T0 + rnd.random() * 5 * DAY
+        at = T0 + rnd.random() * SPAN_DAYS * DAY
         gang = rnd.random() < 0.25
         spec = JobSpec(command=("true",), gpus=1, nodes=2 if gang else 1, tenant=USERS[user], labels=labels)
         job = Job(0, spec, user=user, submitted_at=at)
@@ -91,6 +92,8 @@ def periods(now: float) -> list[tuple[float, float]]:
     d = int(T0 // DAY)
     return [(T0 - DAY, now + DAY),  # everything
             ((d + 1) * DAY, (d + 4) * DAY),  # whole days only
+            (T0 + 2 * DAY, T0 + 41 * DAY),  # a whole 32-day block, days around it, partial days
+            (32 * DAY, 64 * DAY),  # exactly the block
             (T0 + 7000.0, T0 + 3 * DAY + 555.0),  # partial days at both ends
             ((d + 2) * DAY + 100.0, (d + 2) * DAY + 9000.0),  # inside one day
             ((d + 3) * DAY, (d + 3) * DAY + 1.0),  # one second on a boundary

@@ -6,6 +6,8 @@ import csv
 import io
 import json
 
+import pytest
+
 from gpufleet.domain import Allocation, JobSpec, Job, JobState, transition
 
 
@@ -55,3 +57,39 @@ def test_export_sacct_replays_with_gpufleet_sim(gf_server, clock, tmp_path):
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout)
     assert result["jobs"] == 2, result
+
+
+def test_submit_label_then_usage_by_label_with_busy_and_idle(gf_server, clock):
+    """submit --label -> the usage rows carry it; the fake NVML's utilisation, sampled once a
+    control cycle every 10 s, gives BUSY-H/IDLE-H and the top idle holders in the table (the last
+    10 s before the end have no reading: the busy share of the readings extends over them)."""
+    from gpufleet.control.busy import BusySampler
+    from gpufleet.executors.fake import ENV_SECONDS
+    from gpufleet.health.fake_nvml import FakeNvmlFleet
+
+    server = gf_server.server
+    fleet = FakeNvmlFleet(server.ctx.store.nodes())
+    server.busy = BusySampler(fleet, server.ctx.store, server.metrics.add_busy)
+    for node in server.ctx.store.nodes():
+        for g in node.gpus:
+            fleet.set_utilization(node.name, g.index, 50)
+    t0 = clock()
+    cli = gf_server.cli
+    for label in ("purpose=training", "purpose=dev"):
+        r = cli("submit", "--label", label, "--gpus", "2", "--gpu-model", "a100", "-e", f"{ENV_SECONDS}=100",
+                "--", "python", "train.py")
+        assert r.returncode == 0, r.stderr
+    for _ in range(12):  # 110 s of control cycles
+        server.loop.cycle()
+        clock.advance(10)
+    body = json.loads(cli("usage", "--from", str(t0), "--by", "label:purpose", "--json").stdout)
+    got = {g["key"]["label:purpose"]: g for g in body["groups"]}
+    assert set(got) == {"training", "dev"}
+    for g in got.values():
+        assert g["gpu_s"] == 200.0 and g["busy_gpu_s"] == pytest.approx(100.0) and g["idle_gpu_s"] == pytest.approx(100.0)
+    assert len(body["idle"]) == 2 and body["notes"] == []
+    table = cli("usage", "--from", str(t0), "--by", "label:purpose").stdout
+    assert "Top idle holders" in table and "training" in table and "BUSY-H" in table
+    value = server.metrics.registry.get_sample_value
+    assert value("gpufleet_gpu_busy_seconds_total", {"tenant": "default", "user": body["idle"][0]["user"],
+                                                     "gpu_model": "a100"}) == pytest.approx(180.0)  # readings only

@@ -6,8 +6,9 @@ start)): running attempts and attempts crossing either boundary are cut there. B
 (sampled utilisation, where a node could be sampled) are pro-rated the same way.
 
 How a report is read, so that a year over a million attempts stays a few hundred thousand rows:
-  1. whole UTC days inside the period: the rollups of closed attempts (usage_daily, or
-     usage_daily_node with `node`), cut at the day boundaries when the attempt closed
+  1. whole UTC days inside the period: the rollups of closed attempts (usage_blocks for whole
+     32-day blocks and usage_daily for the other days, or usage_daily_node with `node`), cut at
+     the day boundaries when the attempt closed
   2. the partial days at either end: the closed rows overlapping them (the started_at index for
      rows that started at most a day before, the partial index of multi-day rows for the rest)
   3. running attempts: their rows (the partial index of open rows), cut at the period and now
@@ -24,10 +25,13 @@ from typing import Any, Sequence
 
 from sqlalchemy import JSON, Engine, Table, and_, case, cast, desc, func, literal, literal_column, select
 
-from gpufleet.store.rows import USAGE_DAY_S, UsageDayRow, UsageJobRow, UsageNodeDayRow, UsageRow
+from gpufleet.store.rows import (
+    USAGE_BLOCK_DAYS, USAGE_DAY_S, UsageBlockRow, UsageDayRow, UsageJobRow, UsageNodeDayRow, UsageRow,
+)
 
 U: Table = UsageRow.__table__  # type: ignore[assignment]
 DAILY: Table = UsageDayRow.__table__  # type: ignore[assignment]
+BLOCKS: Table = UsageBlockRow.__table__  # type: ignore[assignment]
 NODE_DAILY: Table = UsageNodeDayRow.__table__  # type: ignore[assignment]
 JOBS: Table = UsageJobRow.__table__  # type: ignore[assignment]
 GROUPS = ("tenant", "user", "gpu_model", "sku", "kind", "node")  # and label:KEY
@@ -93,14 +97,16 @@ def _pair(dialect: str):
     return (func.min, func.max) if dialect == "sqlite" else (func.least, func.greatest)
 
 
-def _row_measures(a: float, b: float, ends, dialect: str, crossing: bool) -> list:
-    """The sums over attempt_usage rows cut to [a, b), rows ending at `ends`."""
+def _row_measures(a: float, b: float, ends, dialect: str, crossing: bool, running: bool = False) -> list:
+    """The sums over attempt_usage rows cut to [a, b), rows ending at `ends`. A closed row's busy
+    GPU-seconds cover its whole length; a running one's the time its readings covered (sampled_s)."""
     least, greatest = _pair(dialect)
     secs = greatest(least(ends, b) - greatest(U.c.started_at, a), 0.0)
     first = U.c.part == 0
     began = and_(first, U.c.started_at >= a)
+    length = U.c.sampled_s if running else ends - U.c.started_at
     return [func.sum(U.c.gpus * secs),
-            func.sum(U.c.busy_gpu_s * secs / func.nullif(ends - U.c.started_at, 0.0)),
+            func.sum(U.c.busy_gpu_s * secs / func.nullif(length, 0.0)),
             func.sum(case((U.c.busy_gpu_s.is_not(None), U.c.gpus * secs), else_=0.0)),
             func.sum(case((began, 1), else_=0)),
             func.sum(case((began, U.c.wait_s), else_=0.0)),
@@ -133,12 +139,23 @@ class _Reader:
         self._add(select(*cols).where(older), U)
 
     def running(self, a: float, b: float) -> None:
-        cols = _row_measures(a, b, literal(float(self.now)), self.dialect, True)
+        cols = _row_measures(a, b, literal(float(self.now)), self.dialect, True, running=True)
         self._add(select(*cols).where(U.c.ended_at.is_(None), U.c.started_at < b), U)
 
     def days(self, table: Table, d1: int, d2: int) -> None:
+        """Days [d1, d2): whole 32-day blocks from usage_blocks (with usage_daily), the rest by day."""
+        b1, b2 = -(-d1 // USAGE_BLOCK_DAYS), d2 // USAGE_BLOCK_DAYS
+        spans = [(d1, d2)]
+        if table is DAILY and b1 < b2:
+            self._sum(BLOCKS, BLOCKS.c.block, b1, b2)
+            spans = [(d1, b1 * USAGE_BLOCK_DAYS), (b2 * USAGE_BLOCK_DAYS, d2)]
+        for lo, hi in spans:
+            if lo < hi:
+                self._sum(table, table.c.day, lo, hi)
+
+    def _sum(self, table: Table, column, lo: int, hi: int) -> None:
         cols = [func.sum(table.c[m]) for m in ("gpu_s", "busy_gpu_s", "sampled_gpu_s", "started", "wait_s")]
-        self._add(select(*cols, literal_column("0")).where(table.c.day >= d1, table.c.day < d2), table)
+        self._add(select(*cols, literal_column("0")).where(column >= lo, column < hi), table)
 
 
 def _rollup_for(by: tuple[str, ...], tenant: str | None) -> Table | None:
@@ -223,9 +240,10 @@ def _measure(conn, jobs: list[int], start: float, stop: float, now: float, out: 
     least, greatest = _pair(conn.dialect.name)
     ends = least(func.coalesce(U.c.ended_at, now), now)
     secs = greatest(least(ends, stop) - greatest(U.c.started_at, start), 0.0)
+    length = case((U.c.ended_at.is_(None), U.c.sampled_s), else_=ends - U.c.started_at)
     for i in range(0, len(jobs), 500):
         q = (select(U.c.job_id, func.max(U.c.user), func.max(U.c.tenant), func.sum(U.c.gpus * secs),
-                    func.sum(U.c.busy_gpu_s * secs / func.nullif(ends - U.c.started_at, 0.0)))
+                    func.sum(U.c.busy_gpu_s * secs / func.nullif(length, 0.0)))
              .where(U.c.job_id.in_(jobs[i:i + 500]), U.c.busy_gpu_s.is_not(None))
              .group_by(U.c.job_id))
         for job_id, user, tenant, sampled, busy in conn.execute(q):

@@ -14,7 +14,7 @@ from gpufleet.cli.output import err, print_json, table
 from gpufleet.client import Client
 from gpufleet.domain import ValidationError, format_duration
 
-usage_app = typer.Typer(help="GPU-hours per tenant, user, GPU model, node kind (like sreport).",
+usage_app = typer.Typer(help="GPU-hours per tenant, user, GPU model, SKU, node kind, job label (like sreport).",
                         invoke_without_command=True, no_args_is_help=False)
 
 _FROM = typer.Option(None, "--from", help="start: 2026-05-01, 2026-05-01T08:00 (UTC), -7d (default: 30 days before --to)")
@@ -25,7 +25,7 @@ MEASURES = ("gpu_hours", "share", "quota_share", "attempts", "started", "mean_wa
 
 @usage_app.callback()
 def usage(ctx: typer.Context, start: Optional[str] = _FROM, end: Optional[str] = _TO,
-          by: Optional[List[str]] = typer.Option(None, "--by", help="tenant|user|gpu_model|kind|node; repeat or a,b"),
+          by: Optional[List[str]] = typer.Option(None, "--by", help="tenant|user|gpu_model|sku|kind|node|label:KEY; repeat or a,b"),
           tenant: Optional[str] = _TENANT,
           as_json: bool = typer.Option(False, "--json"), as_csv: bool = typer.Option(False, "--csv")) -> None:
     """GPU-hours allocated in a period, with totals, quota share and the top idle holders. Running

@@ -55,7 +55,7 @@ class BusySampler:
                 for model, utils in per_model.items():
                     busy = sum(utils) / 100.0 * dt
                     items.append({"job_id": job.id, "n": job.attempt, "node": a.node, "gpu_model": model,
-                                  "busy_s": busy})
+                                  "busy_s": busy, "seconds": dt})
                     if self.on_busy is not None:
                         self.on_busy(job.tenant, job.user, model, busy)
             self._last[key] = now

@@ -11,6 +11,7 @@ class Base(DeclarativeBase):
 
 
 USAGE_DAY_S = 86400  # usage rollups are per UTC day (usage_daily, usage_daily_node)
+USAGE_BLOCK_DAYS = 32  # ... and per 32 days (usage_blocks)
 
 
 class TenantRow(Base):
@@ -127,6 +128,7 @@ class UsageRow(Base):
     ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     wait_s: Mapped[float] = mapped_column(Float, default=0.0)  # queued before this attempt started
     busy_gpu_s: Mapped[float | None] = mapped_column(Float, nullable=True)  # None: not sampled
+    sampled_s: Mapped[float | None] = mapped_column(Float, nullable=True)  # seconds the readings cover
     sku: Mapped[str] = mapped_column(String(64), default="")  # the node's GPU SKU (NVML identity)
     labels: Mapped[str] = mapped_column(Text, default="{}")  # the job's labels, canonical JSON
     __table_args__ = (Index("ix_attempt_usage_job_n_part", "job_id", "n", "part", unique=True),
@@ -139,44 +141,51 @@ class UsageRow(Base):
                             postgresql_where=text(f"ended_at - started_at > {USAGE_DAY_S}")))
 
 
-class UsageDayRow(Base):
+class _UsageMeasures:
+    gpu_s: Mapped[float] = mapped_column(Float, default=0.0)
+    busy_gpu_s: Mapped[float] = mapped_column(Float, default=0.0)
+    sampled_gpu_s: Mapped[float] = mapped_column(Float, default=0.0)
+    started: Mapped[int] = mapped_column(Integer, default=0)  # attempts that started in it
+    wait_s: Mapped[float] = mapped_column(Float, default=0.0)  # their queue time
+
+
+class _UsageGroup(_UsageMeasures):
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user: Mapped[str] = mapped_column(String(64), primary_key=True)
+    gpu_model: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sku: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    labels: Mapped[str] = mapped_column(Text, primary_key=True)
+
+
+class UsageDayRow(_UsageGroup, Base):
     """GPU-seconds of closed attempts per UTC day and group, cut at the day's boundaries; written
-    when an attempt closes (store/usage.py), so a year's report reads ~365 x groups rows."""
+    when an attempt closes (store/usage.py). Clustered on its key (SQLite: WITHOUT ROWID), so a
+    range of days is one sequential read."""
 
     __tablename__ = "usage_daily"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    day: Mapped[int] = mapped_column(Integer)  # floor(t / 86400)
-    tenant: Mapped[str] = mapped_column(String(64))
-    user: Mapped[str] = mapped_column(String(64))
-    gpu_model: Mapped[str] = mapped_column(String(64))
-    sku: Mapped[str] = mapped_column(String(64))
-    kind: Mapped[str] = mapped_column(String(16))
-    labels: Mapped[str] = mapped_column(Text)
-    gpu_s: Mapped[float] = mapped_column(Float, default=0.0)
-    busy_gpu_s: Mapped[float] = mapped_column(Float, default=0.0)
-    sampled_gpu_s: Mapped[float] = mapped_column(Float, default=0.0)
-    started: Mapped[int] = mapped_column(Integer, default=0)  # attempts that started that day
-    wait_s: Mapped[float] = mapped_column(Float, default=0.0)  # their queue time
-    __table_args__ = (Index("ix_usage_daily_key", "day", "tenant", "user", "gpu_model", "sku", "kind", "labels",
-                            unique=True),)
+    day: Mapped[int] = mapped_column(Integer, primary_key=True)  # floor(t / 86400)
+    __table_args__ = {"sqlite_with_rowid": False}
 
 
-class UsageNodeDayRow(Base):
-    """The same per UTC day and node (GPU model, SKU, kind): what `--by node` reads."""
+class UsageBlockRow(_UsageGroup, Base):
+    """The same per block of USAGE_BLOCK_DAYS days (block = day // 32): a year is ~12 x groups rows."""
+
+    __tablename__ = "usage_blocks"
+    block: Mapped[int] = mapped_column(Integer, primary_key=True)
+    __table_args__ = {"sqlite_with_rowid": False}
+
+
+class UsageNodeDayRow(_UsageMeasures, Base):
+    """Per UTC day and node (GPU model, SKU, kind): what `--by node` reads."""
 
     __tablename__ = "usage_daily_node"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    day: Mapped[int] = mapped_column(Integer)
-    node: Mapped[str] = mapped_column(String(128))
-    gpu_model: Mapped[str] = mapped_column(String(64))
-    sku: Mapped[str] = mapped_column(String(64))
-    kind: Mapped[str] = mapped_column(String(16))
-    gpu_s: Mapped[float] = mapped_column(Float, default=0.0)
-    busy_gpu_s: Mapped[float] = mapped_column(Float, default=0.0)
-    sampled_gpu_s: Mapped[float] = mapped_column(Float, default=0.0)
-    started: Mapped[int] = mapped_column(Integer, default=0)
-    wait_s: Mapped[float] = mapped_column(Float, default=0.0)
-    __table_args__ = (Index("ix_usage_daily_node_key", "day", "node", "gpu_model", "sku", "kind", unique=True),)
+    day: Mapped[int] = mapped_column(Integer, primary_key=True)
+    node: Mapped[str] = mapped_column(String(128), primary_key=True)
+    gpu_model: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sku: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    __table_args__ = {"sqlite_with_rowid": False}
 
 
 class UsageJobRow(Base):

@@ -21,7 +21,9 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from sqlalchemy import Connection, Table, bindparam, case, func, insert, select, update
 
 from gpufleet.domain import Job
-from gpufleet.store.rows import USAGE_DAY_S, AttemptRow, UsageDayRow, UsageJobRow, UsageNodeDayRow, UsageRow
+from gpufleet.store.rows import (
+    USAGE_BLOCK_DAYS, USAGE_DAY_S, AttemptRow, UsageBlockRow, UsageDayRow, UsageJobRow, UsageNodeDayRow, UsageRow,
+)
 
 # node name -> (kind, {gpu index: model}[, sku]); what the usage rows need to know about the nodes
 NodeFacts = Mapping[str, tuple]
@@ -29,6 +31,7 @@ NodeFacts = Mapping[str, tuple]
 _USAGE: Table = UsageRow.__table__  # type: ignore[assignment]
 _ATTEMPTS: Table = AttemptRow.__table__  # type: ignore[assignment]
 _DAILY: Table = UsageDayRow.__table__  # type: ignore[assignment]
+_BLOCKS: Table = UsageBlockRow.__table__  # type: ignore[assignment]
 _NODE_DAILY: Table = UsageNodeDayRow.__table__  # type: ignore[assignment]
 _JOBS: Table = UsageJobRow.__table__  # type: ignore[assignment]
 UNKNOWN = "unknown"
@@ -90,14 +93,25 @@ def rollup(rows: Iterable[Mapping[str, Any]]) -> tuple[dict, dict, dict]:
     return daily, nodes, jobs
 
 
+def blocks(daily: Mapping[tuple, list[float]]) -> dict[tuple, list[float]]:
+    """usage_daily contributions -> usage_blocks ones (block = day // USAGE_BLOCK_DAYS)."""
+    out: dict[tuple, list[float]] = {}
+    for (day, *key), v in daily.items():
+        acc = out.setdefault((day // USAGE_BLOCK_DAYS, *key), [0.0, 0.0, 0.0, 0, 0.0])
+        for i, x in enumerate(v):
+            acc[i] += x
+    return out
+
+
 def write_rollup(conn: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
     """Add closed rows to the rollups (upserts: a group's day row grows)."""
     daily, nodes, jobs = rollup(rows)
     dialect = conn.dialect.name
-    for table, keys, values in ((_DAILY, DAY_KEY, daily), (_NODE_DAILY, NODE_KEY, nodes)):
+    for table, first, keys, values in ((_DAILY, "day", DAY_KEY, daily), (_BLOCKS, "block", DAY_KEY, blocks(daily)),
+                                       (_NODE_DAILY, "day", NODE_KEY, nodes)):
         if values:
-            conn.execute(_upsert(dialect, table, ("day", *keys)),
-                         [{"day": k[0], **dict(zip(keys, k[1:])), **dict(zip(MEASURES, v))} for k, v in values.items()])
+            conn.execute(_upsert(dialect, table, (first, *keys)),
+                         [{first: k[0], **dict(zip(keys, k[1:])), **dict(zip(MEASURES, v))} for k, v in values.items()])
     if jobs:
         conn.execute(_upsert_jobs(dialect), [{"job_id": j, "first_at": v[0], "last_at": v[1], "idle_gpu_s": v[2],
                                               "tenant": v[3], "user": v[4]}
@@ -128,16 +142,28 @@ def _upsert_jobs(dialect: str):
 
 
 def add_busy(conn: Connection, items: Sequence[Mapping[str, Any]]) -> None:
-    """Sampled busy GPU-seconds onto the open rows: [{job_id, n, node, gpu_model, busy_s}]."""
+    """Sampled busy GPU-seconds onto the open rows: [{job_id, n, node, gpu_model, busy_s, seconds}]
+    (`seconds`: the time the readings cover, so the busy share extends over the whole attempt)."""
     if items:
         conn.execute(_BUSY, [{"b_job": i["job_id"], "b_n": i["n"], "b_node": i["node"], "b_model": i["gpu_model"],
-                              "b_busy": i["busy_s"]} for i in items])
+                              "b_busy": i["busy_s"], "b_secs": i["seconds"]} for i in items])
+
+
+def extrapolate(row: Mapping[str, Any]) -> float | None:
+    """A closed row's busy GPU-seconds over its whole length: the busy share of the time its
+    readings covered (the last interval before the end has no reading of its own)."""
+    busy, covered = row["busy_gpu_s"], row.get("sampled_s")
+    if busy is None or not covered:
+        return busy
+    length = row["ended_at"] - row["started_at"]
+    return min(row["gpus"] * length, busy * length / covered) if length > covered else busy
 
 
 _BUSY = (update(_USAGE).where(_USAGE.c.job_id == bindparam("b_job"), _USAGE.c.n == bindparam("b_n"),
                               _USAGE.c.node == bindparam("b_node"), _USAGE.c.gpu_model == bindparam("b_model"),
                               _USAGE.c.ended_at.is_(None))
-         .values(busy_gpu_s=func.coalesce(_USAGE.c.busy_gpu_s, 0.0) + bindparam("b_busy")))
+         .values(busy_gpu_s=func.coalesce(_USAGE.c.busy_gpu_s, 0.0) + bindparam("b_busy"),
+                 sampled_s=func.coalesce(_USAGE.c.sampled_s, 0.0) + bindparam("b_secs")))
 
 
 class UsageWrites:
@@ -163,10 +189,18 @@ class UsageWrites:
     def write(self, conn: Connection) -> None:
         if self.closed:
             ends = {c["b_job"]: c["b_at"] for c in self.closed}
-            cols = [_USAGE.c[k] for k in ROW_COLUMNS]
+            cols = [_USAGE.c[k] for k in (*ROW_COLUMNS, "id", "sampled_s")]
             closing = [dict(r._mapping, ended_at=ends[r.job_id]) for r in conn.execute(
                 select(*cols).where(_USAGE.c.job_id.in_(list(ends)), _USAGE.c.ended_at.is_(None)))]
             conn.execute(_CLOSE, self.closed)
+            extended = []
+            for r in closing:
+                full = extrapolate(r)
+                if full != r["busy_gpu_s"]:
+                    r["busy_gpu_s"] = full
+                    extended.append({"b_id": r["id"], "b_busy": full})
+            if extended:
+                conn.execute(_EXTEND, extended)
             write_rollup(conn, closing)
         if self.opened:
             conn.execute(_open(conn.dialect.name), self.opened)
@@ -200,5 +234,6 @@ def _open(dialect: str):
             stmt = stmt.on_conflict_do_nothing(index_elements=["job_id", "n", "part"])
         _OPENS[dialect] = stmt
     return _OPENS[dialect]
+_EXTEND = update(_USAGE).where(_USAGE.c.id == bindparam("b_id")).values(busy_gpu_s=bindparam("b_busy"))
 _CLOSE = (update(_USAGE).where(_USAGE.c.job_id == bindparam("b_job"), _USAGE.c.ended_at.is_(None))
           .values(ended_at=bindparam("b_at")))

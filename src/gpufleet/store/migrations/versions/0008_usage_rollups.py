@@ -1,5 +1,5 @@
-"""usage rollups: attempt_usage gains sku and labels; per-day rollups (usage_daily, usage_daily_node),
-per-job idle totals (usage_jobs); partial indexes for running and multi-day rows
+"""usage rollups: attempt_usage gains sku, labels and sampled_s; per-day rollups (usage_daily, usage_daily_node),
+per 32 days (usage_blocks), per-job idle totals (usage_jobs); partial indexes for running and multi-day rows
 
 Revision ID: 0008_usage_rollups
 Revises: 0007_groups_artifacts
@@ -26,37 +26,36 @@ def upgrade() -> None:
     with op.batch_alter_table('attempt_usage', schema=None) as batch_op:
         batch_op.add_column(sa.Column('sku', sa.String(length=64), nullable=False, server_default=''))
         batch_op.add_column(sa.Column('labels', sa.Text(), nullable=False, server_default='{}'))
+        batch_op.add_column(sa.Column('sampled_s', sa.Float(), nullable=True))
     op.create_index('ix_attempt_usage_open', 'attempt_usage', ['started_at'],
                     sqlite_where=sa.text('ended_at IS NULL'), postgresql_where=sa.text('ended_at IS NULL'))
     op.create_index('ix_attempt_usage_long', 'attempt_usage', ['started_at'],
                     sqlite_where=sa.text(f'ended_at - started_at > {DAY}'),
                     postgresql_where=sa.text(f'ended_at - started_at > {DAY}'))
-    op.create_table('usage_daily',
-    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
-    sa.Column('day', sa.Integer(), nullable=False),
-    sa.Column('tenant', sa.String(length=64), nullable=False),
-    sa.Column('user', sa.String(length=64), nullable=False),
-    sa.Column('gpu_model', sa.String(length=64), nullable=False),
-    sa.Column('sku', sa.String(length=64), nullable=False),
-    sa.Column('kind', sa.String(length=16), nullable=False),
-    sa.Column('labels', sa.Text(), nullable=False),
-    *_measures(),
-    sa.PrimaryKeyConstraint('id')
-    )
-    op.create_index('ix_usage_daily_key', 'usage_daily',
-                    ['day', 'tenant', 'user', 'gpu_model', 'sku', 'kind', 'labels'], unique=True)
+    group = ['tenant', 'user', 'gpu_model', 'sku', 'kind', 'labels']
+    for table, first in (('usage_daily', 'day'), ('usage_blocks', 'block')):
+        op.create_table(table,
+        sa.Column(first, sa.Integer(), nullable=False),
+        sa.Column('tenant', sa.String(length=64), nullable=False),
+        sa.Column('user', sa.String(length=64), nullable=False),
+        sa.Column('gpu_model', sa.String(length=64), nullable=False),
+        sa.Column('sku', sa.String(length=64), nullable=False),
+        sa.Column('kind', sa.String(length=16), nullable=False),
+        sa.Column('labels', sa.Text(), nullable=False),
+        *_measures(),
+        sa.PrimaryKeyConstraint(first, *group),
+        sqlite_with_rowid=False
+        )
     op.create_table('usage_daily_node',
-    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('day', sa.Integer(), nullable=False),
     sa.Column('node', sa.String(length=128), nullable=False),
     sa.Column('gpu_model', sa.String(length=64), nullable=False),
     sa.Column('sku', sa.String(length=64), nullable=False),
     sa.Column('kind', sa.String(length=16), nullable=False),
     *_measures(),
-    sa.PrimaryKeyConstraint('id')
+    sa.PrimaryKeyConstraint('day', 'node', 'gpu_model', 'sku', 'kind'),
+    sqlite_with_rowid=False
     )
-    op.create_index('ix_usage_daily_node_key', 'usage_daily_node', ['day', 'node', 'gpu_model', 'sku', 'kind'],
-                    unique=True)
     op.create_table('usage_jobs',
     sa.Column('job_id', sa.Integer(), autoincrement=False, nullable=False),
     sa.Column('tenant', sa.String(length=64), nullable=False),
@@ -91,12 +90,12 @@ def _backfill() -> None:
 def downgrade() -> None:
     op.drop_index('ix_usage_jobs_idle', table_name='usage_jobs')
     op.drop_table('usage_jobs')
-    op.drop_index('ix_usage_daily_node_key', table_name='usage_daily_node')
     op.drop_table('usage_daily_node')
-    op.drop_index('ix_usage_daily_key', table_name='usage_daily')
+    op.drop_table('usage_blocks')
     op.drop_table('usage_daily')
     op.drop_index('ix_attempt_usage_long', table_name='attempt_usage')
     op.drop_index('ix_attempt_usage_open', table_name='attempt_usage')
     with op.batch_alter_table('attempt_usage', schema=None) as batch_op:
+        batch_op.drop_column('sampled_s')
         batch_op.drop_column('labels')
         batch_op.drop_column('sku')
