@@ -13,8 +13,8 @@ from gpufleet.domain import Allocation, Job, JobSpec, JobState
 from gpufleet.executors.base import Ability
 from gpufleet.executors.slurm import SlurmConfig, SlurmExecutor
 from gpufleet.executors.slurm.container import (
-    PODMAN_WRAPPER, PYXIS_WRAPPER, SlurmContainers, container_command, enroot_uri, has_pyxis, podman_argv,
-    pyxis_argv,
+    PODMAN_WRAPPER, PYXIS_WRAPPER, SlurmContainers, container_command, container_reason, enroot_uri, has_pyxis,
+    podman_argv, pyxis_argv,
 )
 from gpufleet.executors.slurm.script import build_script
 from tests.executors.slurm.test_executor_unit import StubAdmin, StubApi
@@ -103,3 +103,12 @@ def test_launch_submits_the_wrapped_command_for_an_image_job():
     payload = re.search(r"^gpufleet_argv='([^']*)'$", api.submitted[0].script, re.M).group(1)
     argv = base64.b64decode(payload).split(b"\0")[:-1]
     assert argv[3] == b"gpufleet-pyxis" and b"--container-image=nvcr.io#nvidia/pytorch:24.05-py3" in argv
+
+
+def test_a_container_that_could_not_start_gives_the_runtimes_reason():
+    log = b"Trying to pull registry.invalid/x:1...\nError: initializing source docker://registry.invalid/x:1: no such host\n"
+    assert container_reason(log, 125) == "container: initializing source docker://registry.invalid/x:1: no such host"
+    pyxis = b"slurmstepd: error: pyxis: failed to import docker image\n"
+    assert container_reason(pyxis, 125) == "container: failed to import docker image"
+    assert container_reason(log, 1) is None  # the command itself failed: its exit code says so
+    assert container_reason(b"all fine\n", 125) is None

@@ -49,6 +49,15 @@ class TestSlurmContract(ExecutorContract):
         return containers_named(f"gpufleet-slurm-{job.handle}-")
 
 
+def test_an_image_that_cannot_be_had_fails_at_once_with_podmans_reason(make_executor):
+    require_test_image()
+    ex = make_executor()
+    spec = JobSpec(command=("true",), image="localhost/gpufleet-absent:1", pull="never")
+    job = launched(ex, job_of(spec, [Allocation("gpu01", (0,))]))
+    obs = wait_for(ex, job, {Phase.FAILED}, 30)
+    assert obs.exit_code == 125 and "image not known" in obs.reason, obs
+
+
 class TestSlurmRestContract(TestSlurmContract):
     """The same contract with jobs submitted, polled and cancelled through slurmrestd (v0.0.38,
     rest_auth/local on the unix socket; jobs run as the REST user)."""

@@ -142,6 +142,20 @@ def podman_argv(job: Job, cfg: SlurmContainers) -> list[str]:
             *spec.command]
 
 
+def container_reason(log: bytes, code: int | None) -> str | None:
+    """podman's (or pyxis') own reason when the container could not start: the last `Error:` /
+    `pyxis:` line of the rank's output with exit 125-127 (e.g. an image that cannot be pulled)."""
+    if code not in (125, 126, 127):
+        return None
+    for line in reversed(log[-8192:].decode(errors="replace").strip().splitlines()):
+        line = line.strip()
+        if line.startswith("Error: "):
+            return "container: " + line[7:][:500]
+        if line.startswith("pyxis: ") or line.startswith("slurmstepd: error: pyxis: "):
+            return "container: " + line.split("pyxis: ", 1)[1][:500]
+    return None
+
+
 def container_command(job: Job, runtime: str, cfg: SlurmContainers) -> Sequence[str]:
     """What each rank execs: the bare command, or the container of `runtime` (pyxis|podman) around it."""
     if not job.spec.image:
@@ -149,5 +163,6 @@ def container_command(job: Job, runtime: str, cfg: SlurmContainers) -> Sequence[
     return pyxis_argv(job) if runtime == "pyxis" else podman_argv(job, cfg)
 
 
-__all__ = ["PODMAN_WRAPPER", "PYXIS_WRAPPER", "RUNTIMES", "SlurmContainers", "container_command", "enroot_uri",
+__all__ = ["PODMAN_WRAPPER", "PYXIS_WRAPPER", "RUNTIMES", "SlurmContainers", "container_command", "container_reason",
+           "enroot_uri",
            "has_pyxis", "podman_argv", "pyxis_argv"]

@@ -27,7 +27,9 @@ from gpufleet.executors.base import (
 from gpufleet.executors.logfile import UnsafeLog, read_chunk, refusal
 from gpufleet.executors.slurm.client import Admin, CliApi, JobApi, RestApi, Runner, SlurmError, SlurmUnavailable
 from gpufleet.executors.slurm.config import SlurmConfig
-from gpufleet.executors.slurm.container import RUNTIMES, SlurmContainers, container_command, has_pyxis
+from gpufleet.executors.slurm.container import (
+    RUNTIMES, SlurmContainers, container_command, container_reason, has_pyxis,
+)
 from gpufleet.executors.slurm.parse import HOLDING_STATES, SlurmJob, job_from_json, node_from_json, phase_of
 from gpufleet.executors.slurm.script import (
     Identity, SubmitRequest, account_name, build_script, constraint_of, gres_of, job_name, rank_log, time_minutes,
@@ -286,6 +288,8 @@ class SlurmExecutor(ExecutorBase):
         if phase is Phase.RUNNING and sj.state == "RUNNING":
             self._enforce_time_limit(job, sj)
         at = sj.end_time if phase.ended else sj.start_time if phase is Phase.RUNNING else None
+        if phase is Phase.FAILED and job.spec.image:  # an image that could not be had: say why
+            reason = container_reason(self.logs(job, 0, 0).data, code) or reason
         return Observation(job.id, phase, code, reason, handle=str(sj.job_id), at=at)
 
     def _enforce_time_limit(self, job: Job, sj: SlurmJob) -> None:
