@@ -120,8 +120,9 @@ def serial_server(board: Path, port: int) -> None:
     listener = socket.create_server(("127.0.0.1", port), reuse_port=False)
     clients: list[socket.socket] = []
     while True:
-        ready, _, _ = select.select([master, listener, *clients], [], [])
-        for r in ready:
+        ready, _, _ = select.select([listener, master, *clients], [], [])
+        # a new client first: the console output that woke us up with it is its, too
+        for r in sorted(ready, key=lambda x: x is not listener):
             if r is listener:
                 c, _ = listener.accept()
                 c.setblocking(False)

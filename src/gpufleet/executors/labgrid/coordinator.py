@@ -128,14 +128,15 @@ class Coordinator:
         p = session.places.get(place)
         if p is None:
             raise ValueError(f"no labgrid place {place!r}")
-        if p.acquired == holder(self.identity):
-            return
-        if p.acquired:
+        if p.acquired and p.acquired != holder(self.identity):
             raise EngineUnavailable(f"place {place} is acquired by {p.acquired} in labgrid")
-        try:
+        try:  # always asked: what this session saw may be behind the coordinator
             await session.stub.AcquirePlace(pb.AcquirePlaceRequest(placename=place))
         except grpc.aio.AioRpcError as e:
-            raise EngineUnavailable(f"acquire {place}: {e.details()}") from None
+            await session.sync_with_coordinator()
+            p = session.places.get(place)
+            if p is None or p.acquired != holder(self.identity):
+                raise EngineUnavailable(f"acquire {place}: {e.details()}") from None
         await session.sync_with_coordinator()
 
     def release(self, place: str) -> bool:

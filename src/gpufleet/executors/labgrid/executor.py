@@ -77,7 +77,16 @@ class LabgridExecutor(ExecutorBase):
     def _runner_alive(run: Path) -> bool:
         try:
             pid, started = (run / "runner.pid").read_text().split()
-            return abs(psutil.Process(int(pid)).create_time() - float(started)) < 1.0
+            proc = psutil.Process(int(pid))
+            if abs(proc.create_time() - float(started)) >= 1.0:
+                return False  # the pid was reused
+            if proc.status() == psutil.STATUS_ZOMBIE:  # ended; our child when this server started it
+                try:
+                    os.waitpid(int(pid), os.WNOHANG)
+                except ChildProcessError:
+                    pass
+                return False
+            return True
         except (FileNotFoundError, ValueError, psutil.Error):
             return False
 
@@ -210,6 +219,8 @@ class LabgridExecutor(ExecutorBase):
     def _lost(self, job: Job, run: Path) -> Observation:
         if job.allocation:
             self._release_quietly(job.allocation[0].node)
+        if (run / "cancel").exists():  # the cancel stopped the runner before it could say so
+            return Observation(job.id, Phase.CANCELLED, reason="cancelled")
         return Observation(job.id, Phase.LOST, reason="the board job's runner is gone (no exit status)")
 
     def _release_quietly(self, place: str) -> None:
@@ -220,7 +231,8 @@ class LabgridExecutor(ExecutorBase):
 
     def cancel(self, job: Job) -> None:
         run = self.run_dir(job.id, job.attempt)
-        (run / "cancel").parent.exists() and (run / "cancel").touch()
+        if run.exists():
+            (run / "cancel").touch()
         if self._runner_alive(run):
             pid = int((run / "runner.pid").read_text().split()[0])
             try:

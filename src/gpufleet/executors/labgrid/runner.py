@@ -60,9 +60,21 @@ class Runner:
         from labgrid import Target
         from labgrid.resource.remote import RemotePlace
 
-        self.target = Target(self.job["place"])
-        RemotePlace(self.target, name=self.job["place"])
-        return self.target
+        deadline = time.monotonic() + 10
+        while True:
+            self.target = Target(self.job["place"])
+            try:
+                RemotePlace(self.target, name=self.job["place"])
+                return self.target
+            except Exception as e:  # the session's view may trail the server's acquire briefly
+                if "not acquired" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+                from labgrid.resource.remote import RemotePlaceManager
+
+                session = RemotePlaceManager.get().session
+                if session is not None:  # let it take in the coordinator's updates
+                    session.loop.run_until_complete(session.sync_with_coordinator())
 
     def _has(self, cls: str) -> bool:
         return any(type(r).__name__ == cls for r in self.target.resources)
