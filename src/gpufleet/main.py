@@ -104,6 +104,8 @@ class Server:
     busy: BusySampler | None = None  # busy GPU-seconds through NVML, once a control cycle (control/busy.py)
 
     def close(self) -> None:
+        if self.ctx.artifacts is not None:
+            self.ctx.artifacts.close()  # finish the collections under way
         self.executor.close()
         if self.busy is not None:
             self.busy.close()
@@ -201,7 +203,7 @@ def _build(settings: Settings, locks: list) -> Server:
         try:
             collect_results(store, executor, job, ctx.clock(), perf_lookup(hardware))
         finally:  # a bad results file does not cost the job its artifacts
-            ctx.artifacts.collect(executor, job)
+            ctx.artifacts.on_attempt_end(executor, job)
 
     loop.on_attempt_end = on_attempt_end
     return server
@@ -214,7 +216,8 @@ def build_artifacts(settings: Settings, store: Store, ctx: Ctx):
 
     max_bytes, retention_s = limits(settings.artifacts or {})
     return ArtifactService(store, build_store(settings.artifacts or {}, settings.home), lambda: ctx.clock(),
-                           max_bytes=max_bytes, retention_s=retention_s)
+                           max_bytes=max_bytes, retention_s=retention_s,
+                           background=True)  # uploads must not stall the control loop
 
 
 def _private_home(home: Path) -> None:

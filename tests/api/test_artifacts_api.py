@@ -17,6 +17,7 @@ def run_with_files(api, files: dict[int, dict[str, bytes]], headers=None, **spec
     api.cycle()
     api.clock.advance(2)
     api.cycle()
+    api.server.ctx.artifacts.flush()  # collected by a worker thread
     assert api.job(job_id)["state"] == "SUCCEEDED"
     return job_id
 
@@ -55,6 +56,7 @@ def test_every_attempt_keeps_its_own_artifacts(api):
     api.cycle()
     api.clock.advance(11)
     api.cycle()
+    api.server.ctx.artifacts.flush()
     rows = api.get(f"/api/v1/jobs/{job_id}/artifacts", headers=api.admin).json()["artifacts"]
     assert [(a["attempt"], a["path"]) for a in rows] == [(1, "a.txt"), (2, "a.txt")]
     latest = api.get(f"/api/v1/jobs/{job_id}/artifacts/file", params={"path": "a.txt"}, headers=api.admin)

@@ -122,6 +122,7 @@ def test_tenant_isolation_per_endpoint(api, method, path, body, status, check):
     api.cycle()
     api.clock.advance(2)
     api.cycle()  # alice's job has run: its artifact is stored
+    api.server.ctx.artifacts.flush()
     assert api.get(f"/api/v1/jobs/{ids['job']}/artifacts", headers=alice).json()["artifacts"]
     url, _, tag = path.format(**ids).partition("#")
     if isinstance(body, dict):

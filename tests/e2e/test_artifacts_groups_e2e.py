@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import httpx
@@ -45,7 +46,9 @@ def test_artifacts_land_in_nginx_with_their_sha256_and_come_back(server_factory,
     job = server.submit("-C", str(workdir), "--artifact", "out/*", "--artifact", "logs/**", "--",
                         "sh", "-c", JOB)
     assert server.wait_state(job, {"SUCCEEDED", "FAILED"}, timeout=30)["state"] == "SUCCEEDED"
-    rows = server.cli_json("artifacts", str(job))
+    deadline = time.monotonic() + 20
+    while len(rows := server.cli_json("artifacts", str(job))) < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)  # collected by the server's worker once the attempt's end is recorded
     assert sorted(a["path"] for a in rows) == ["logs/x/y.log", "out/big.bin", "out/r.json"]
     for a in rows:
         local = (workdir / a["path"]).read_bytes()

@@ -5,6 +5,7 @@ isolation as logs, and removed by retention (per-tenant byte quota, expiry) in `
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -31,10 +32,42 @@ class ArtifactService:
     clock: Callable[[], float] = time.time
     max_bytes: int | None = None  # per tenant, unless its policy says otherwise (None: no quota)
     retention_s: float | None = None  # how long one is kept (None: until the quota needs room)
+    # collect in a worker thread (uploads to a repository manager must not stall the control
+    # loop); False: at once, in the caller's thread
+    background: bool = False
     repo: ArtifactRepo = field(init=False)
+    _pool: ThreadPoolExecutor | None = field(init=False, default=None)
+    _pending: list[Future] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         self.repo = ArtifactRepo(self.store.engine)
+        if self.background:
+            self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="artifacts")
+
+    def on_attempt_end(self, executor: Executor, job: Job) -> None:
+        """The control loop's hook: collect now, or queue it for the worker."""
+        if not job.spec.artifacts:
+            return
+        if self._pool is None:
+            self.collect(executor, job)
+            return
+        self._pending = [f for f in self._pending if not f.done()]
+        self._pending.append(self._pool.submit(self._collect_logged, executor, job))
+
+    def _collect_logged(self, executor: Executor, job: Job) -> None:
+        try:
+            self.collect(executor, job)
+        except Exception as e:  # one job's failure must not stop the worker
+            log.warning("artifact collection failed", job_id=job.id, error=str(e))
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Wait for the queued collections (tests, shutdown)."""
+        for f in list(self._pending):
+            f.result(timeout=timeout_s)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
     def policy(self, tenant: str) -> ArtifactPolicy:
         """The tenant's own policy, its unset parts filled from the server's defaults."""
