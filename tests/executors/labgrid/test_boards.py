@@ -102,3 +102,37 @@ def test_a_place_left_locked_by_a_crashed_server_is_released_by_the_next_sync(ex
     nodes = {n.name: n for n in executor.nodes()}
     assert farm.acquired("board2") is None
     assert nodes["board2"].state is NodeState.UP
+
+
+def test_a_failing_golden_check_drains_the_board_and_a_passing_one_brings_it_back(farm, tmp_path):
+    bad = farm.dir / "board2" / "golden-fail"
+    ex = create(farm.options(places=["board2"], golden_command=f"test ! -e {bad} && echo golden-ok",
+                             golden_every_s=1, golden_power_cycle=False), tmp_path)
+
+    def board2(want: NodeState, timeout: float = 25.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            node = {n.name: n for n in ex.nodes()}["board2"]
+            if node.state is want and node.labels.get("board-health") != "checking":
+                return node
+            assert time.monotonic() < deadline, f"board2 is {node.state} ({node.reason}), not {want}"
+            time.sleep(0.3)
+
+    bad.touch()
+    try:
+        node = board2(NodeState.DRAIN)
+        assert node.reason.startswith("board health: golden check failed")
+        ex.drain("board1", "an admin's drain")  # not board health's: never lifted by a check
+        bad.unlink()
+        board2(NodeState.UP)
+        assert ex._drains() == {"board1": "an admin's drain"}
+        verdicts = [ok for _, ok in ex.golden._state("board2")["history"]]  # flakiness history per board
+        assert verdicts[0] is False and verdicts[-1] is True, verdicts
+    finally:
+        bad.unlink(missing_ok=True)
+        deadline = time.monotonic() + 20
+        while ex.golden.running() and time.monotonic() < deadline:  # let a check under way finish
+            ex.nodes()
+            time.sleep(0.3)
+        ex.close()
+    assert farm.acquired("board2") is None

@@ -26,6 +26,13 @@ class LabgridConfig:
     flash_command: str = ""
     flash_timeout_s: int = 1800
     serial: bool = True  # capture the place's NetworkSerialPort into the job's log
+    # board health (health.py): a golden check on every idle board each golden_every_s (and on a
+    # board health drained), e.g. "grep -q 'R36 (release), REVISION: 3' /etc/nv_tegra_release && tegrastats --interval 500 | head -n 1";
+    # empty: no golden checks
+    golden_command: str = ""
+    golden_every_s: int = 6 * 3600
+    golden_timeout_s: int = 300
+    golden_power_cycle: bool = True
     arch: str = "aarch64"  # a node's arch unless its place has an `arch` tag
     timeout_s: float = 10.0  # one call to the coordinator
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -39,12 +46,12 @@ def parse_config(options: Mapping[str, Any]) -> LabgridConfig:
         if key not in known:
             raise ValidationError(f"labgrid.{key}", f"unknown option (known: {', '.join(sorted(known))})")
         values[key] = value
-    for key in ("ssh_timeout_s", "flash_timeout_s"):
+    for key in ("ssh_timeout_s", "flash_timeout_s", "golden_every_s", "golden_timeout_s"):
         if key in values:
             values[key] = parse_duration(values[key], f"labgrid.{key}")
             if not values[key]:
                 raise ValidationError(f"labgrid.{key}", "must be a positive duration")
-    for key in ("power_cycle", "power_off_after", "serial"):
+    for key in ("power_cycle", "power_off_after", "serial", "golden_power_cycle"):
         if key in values and not isinstance(values[key], bool):
             raise ValidationError(f"labgrid.{key}", "must be true or false")
     if "places" in values:
@@ -54,7 +61,7 @@ def parse_config(options: Mapping[str, Any]) -> LabgridConfig:
         if not isinstance(p, (list, tuple)) or not all(isinstance(x, str) and x for x in p):
             raise ValidationError("labgrid.places", "must be a list of place names")
         values["places"] = tuple(p)
-    for key in ("coordinator", "identity", "ssh_key", "flash_command", "arch"):
+    for key in ("coordinator", "identity", "ssh_key", "flash_command", "arch", "golden_command"):
         if key in values and not isinstance(values[key], str):
             raise ValidationError(f"labgrid.{key}", "must be a string")
     if "/" in values.get("identity", "x") or not values.get("identity", "x"):

@@ -32,6 +32,7 @@ from gpufleet.executors.base import (
 )
 from gpufleet.executors.labgrid.config import LABEL_TAGS, LabgridConfig
 from gpufleet.executors.labgrid.coordinator import Coordinator, PlaceInfo, holder
+from gpufleet.executors.labgrid.health import HEALTH_PREFIX, GoldenChecks
 from gpufleet.executors.logfile import UnsafeLog, read_chunk, refusal
 
 LOG_CHUNK = 1 << 20
@@ -51,6 +52,7 @@ class LabgridExecutor(ExecutorBase):
         self.coordinator = coordinator or Coordinator(config.coordinator, config.identity, config.timeout_s)
         self._lock = threading.Lock()
         self._places: dict[str, PlaceInfo] = {}
+        self.golden = GoldenChecks(self)
 
     # files ------------------------------------------------------------------------------------
     def run_dir(self, job_id: int, attempt: int) -> Path:
@@ -100,7 +102,7 @@ class LabgridExecutor(ExecutorBase):
     def _live_places(self) -> set[str]:
         """Places a live runner of ours is working on."""
         out = set()
-        for run in self.runs.iterdir():
+        for run in [*self.runs.iterdir(), *(d for d in self.golden.dir.iterdir() if d.is_dir())]:
             if (run / "status.json").exists() or not self._runner_alive(run):
                 continue
             try:
@@ -114,13 +116,18 @@ class LabgridExecutor(ExecutorBase):
         places = self.coordinator.places()
         self._places = places
         self._release_orphans(places)
+        checking = self.golden.step(places, self._drains())
         drains = self._drains()
         ours = holder(self.config.identity)
         out = []
         for name in sorted(places):
             if self.config.places and name not in self.config.places:
                 continue
-            out.append(self._node(places[name], drains.get(name), ours))
+            node = self._node(places[name], drains.get(name), ours)
+            if name in checking:  # the golden check holds the board: no job lands there meanwhile
+                node.labels[FOREIGN_GPUS_LABEL] = "n:1"
+                node.labels["board-health"] = "checking"
+            out.append(node)
         return out
 
     def _node(self, p: PlaceInfo, drained: str | None, ours: str) -> Node:
@@ -165,16 +172,24 @@ class LabgridExecutor(ExecutorBase):
         handle = f"labgrid:{place}:{job.id}-a{job.attempt}"
         if (run / "runner.pid").exists():
             return handle  # launched before (idempotent)
+        if place in self.golden.running():
+            raise EngineUnavailable(f"board {place} is being health-checked")
         run.mkdir(parents=True, exist_ok=True, mode=0o700)
         (run / "job.json").write_text(json.dumps(self._job_file(job, place)))
         self.coordinator.acquire(place)  # EngineUnavailable: someone holds it; retried next cycle
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gpufleet.executors.labgrid.runner", str(run)],
-            stdin=subprocess.DEVNULL, stdout=open(run / "runner.log", "ab"), stderr=subprocess.STDOUT,
-            start_new_session=True, close_fds=True)
+        self._spawn(run)
+        return handle
+
+    @staticmethod
+    def _spawn(run: Path) -> None:
+        """The runner of `run`, detached (its own session: a server's kill -9 leaves it running)."""
+        with open(run / "runner.log", "ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "gpufleet.executors.labgrid.runner", str(run)],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True, close_fds=True)
         started = psutil.Process(proc.pid).create_time()
         (run / "runner.pid").write_text(f"{proc.pid} {started}")
-        return handle
 
     def _job_file(self, job: Job, place: str) -> dict:
         c = self.config
@@ -209,7 +224,7 @@ class LabgridExecutor(ExecutorBase):
     def _ended(self, job: Job, run: Path, status: dict) -> Observation:
         place = job.allocation[0].node if job.allocation else ""
         if status.get("drain") and place and not (run / "drained").exists():
-            self._set_drain(place, status["drain"])
+            self._set_drain(place, HEALTH_PREFIX + status["drain"])
             (run / "drained").touch()
         if not status.get("released") and place:
             self._release_quietly(place)
