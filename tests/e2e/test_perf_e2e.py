@@ -98,12 +98,15 @@ def test_stray_process_refuses_the_node_and_the_job_runs_elsewhere(server):
     assert "n2" in table and "A100-SXM4-80GB" in table and ident["gpus"][0]["vbios"] in table and "abc123" in table
 
 
-def test_throttling_during_the_run_ends_it_perf_valid_false(server):
+def test_throttling_during_the_run_ends_it_perf_valid_false(server, tmp_path):
     s = server
-    job = s.submit("--perf", "--perf-sample", "0.2", "--", "sh", "-c", "sleep 6; " + REPORT)
+    go = tmp_path / "go"  # the job runs until the throttle is injected (no race with a loaded machine)
+    job = s.submit("--perf", "--perf-sample", "0.2", "--", "sh", "-c",
+                   f"while [ ! -e '{go}' ]; do sleep 0.2; done; sleep 1.5; " + REPORT)
     j = s.wait_state(job, {"RUNNING"})
     node = wait(lambda: s.cli_json("show", str(job))["nodes"], what="a node")[0]
     s.cli("health", "inject", node, "throttle", "--gpu", "0", "--reason", "hw_slowdown")
+    go.touch()
     s.wait_state(job, {"SUCCEEDED"})
     run = wait(lambda: [r for r in s.cli_json("perf", "show", str(job)) if r["perf_valid"] is not None],
                what="the epilog")[0]
