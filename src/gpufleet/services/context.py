@@ -36,9 +36,9 @@ class Ctx:
         """Known tenants, cached briefly for the submit path (invalidated by tenant writes)."""
         return self._cached("tenants", lambda: {t.name for t in self.store.tenants()})
 
-    def nodes(self) -> list[Node]:
-        """Nodes for validation, cached briefly (invalidated by node writes here)."""
-        return self._cached("nodes", self.store.nodes)
+    def nodes(self) -> tuple[Node, ...]:
+        """Nodes for validation and pages, to read only (the store keeps them until a node write)."""
+        return self.store.nodes_view()
 
     def forget_logins(self) -> None:
         for cache in self.login_caches:

@@ -24,7 +24,6 @@ def set_state(ctx: Ctx, user: User, name: str, state: NodeState, reason: str = "
         else:
             ctx.executor.drain(name, reason)
     ctx.store.save_node(node, change)
-    ctx.invalidate("nodes")
     ctx.audit(user, f"node-{state.value}", f"node/{name}", reason=reason)
     ctx.wake()
     return node

@@ -118,7 +118,7 @@ class HardwareRepo:
             nrow = s.get(NodeRow, node)
             if nrow is not None:
                 nrow.labels = {**(nrow.labels or {}), **identity.attributes()}
-        self.store._node_facts = None
+        self.store.nodes_changed()
         return changes
 
     def identity(self, node: str, at: float | None = None) -> NodeIdentity | None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from sqlalchemy import Connection, Engine, bindparam, select, update
@@ -37,7 +39,13 @@ class Store(TokenRepo):
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._specs: dict[int, JobSpec] = {}  # job specs never change: parsed once
-        self._node_facts: dict | None = None  # for usage rows (store/usage.py); reset by node writes
+        # the node table, read once and kept until a node write (the loop and the API read it all
+        # the time; at 10k nodes a read is ORM rows and JSON for every node). A read caches only
+        # if no write finished meanwhile (the generation), so a slow reader never keeps stale rows.
+        self._node_cache: tuple[Node, ...] | None = None
+        self._node_facts: dict | None = None  # for usage rows (store/usage.py)
+        self._node_gen = 0
+        self._node_lock = threading.Lock()
 
     @contextmanager
     def tx(self) -> Iterator[Session]:
@@ -187,11 +195,20 @@ class Store(TokenRepo):
         caller's transaction); cached until a node write."""
         facts = self._node_facts
         if facts is None:
+            gen = self._node_gen
             q = select(NodeRow.name, NodeRow.kind, NodeRow.gpus, NodeRow.labels)
             facts = {name: (kind, {g["index"]: g["model"] for g in gpus or ()}, str((labels or {}).get("sku") or ""))
                      for name, kind, gpus, labels in conn.execute(q)}
-            self._node_facts = facts
+            with self._node_lock:
+                if gen == self._node_gen:
+                    self._node_facts = facts
         return facts
+
+    def nodes_changed(self) -> None:
+        """Forget the cached node table; every write to `nodes` calls this after its commit."""
+        with self._node_lock:
+            self._node_gen += 1
+            self._node_cache = self._node_facts = None
 
     def add_busy(self, items: Sequence[Mapping[str, Any]]) -> None:
         """Sampled busy GPU-seconds onto running attempts' usage rows (store/usage.add_busy)."""
@@ -200,8 +217,20 @@ class Store(TokenRepo):
                 add_busy(conn, items)
 
     def nodes(self) -> list[Node]:
-        with self.tx() as s:
-            return [node_from_row(r) for r in s.scalars(select(NodeRow).order_by(NodeRow.name))]
+        """All nodes by name: fresh copies (callers may change them) of the cached table."""
+        return [replace(n, labels=dict(n.labels)) for n in self.nodes_view()]
+
+    def nodes_view(self) -> tuple[Node, ...]:
+        """All nodes by name, the cached objects themselves: to read, never to change."""
+        cached = self._node_cache
+        if cached is None:
+            gen = self._node_gen
+            with self.tx() as s:
+                cached = tuple(node_from_row(r) for r in s.scalars(select(NodeRow).order_by(NodeRow.name)))
+            with self._node_lock:
+                if gen == self._node_gen:
+                    self._node_cache = cached
+        return cached
 
     def get_node(self, name: str) -> Node:
         with self.tx() as s:
@@ -212,24 +241,28 @@ class Store(TokenRepo):
 
     def sync_nodes(self, nodes: Sequence[Node], keep_state: bool = True, prune: bool = True) -> None:
         """Make the node table match an inventory. Admin drain state survives unless told."""
-        self._node_facts = None
-        with self.tx() as s:
-            existing = {r.name: r for r in s.scalars(select(NodeRow))}
-            for n in nodes:
-                row = existing.pop(n.name, None)
-                if row is not None and keep_state:
-                    n.state, n.reason = type(n.state)(row.state), row.reason
-                s.add(node_to_row(n, row))
-            if prune:
-                for row in existing.values():
-                    s.delete(row)
+        try:
+            with self.tx() as s:
+                existing = {r.name: r for r in s.scalars(select(NodeRow))}
+                for n in nodes:
+                    row = existing.pop(n.name, None)
+                    if row is not None and keep_state:
+                        n.state, n.reason = type(n.state)(row.state), row.reason
+                    s.add(node_to_row(n, row))
+                if prune:
+                    for row in existing.values():
+                        s.delete(row)
+        finally:
+            self.nodes_changed()
 
     def save_node(self, node: Node, change: StateChange | None = None) -> None:
-        self._node_facts = None
-        with self.tx() as s:
-            s.merge(node_to_row(node))
-            if change is not None:
-                s.add(_event_row(change))
+        try:
+            with self.tx() as s:
+                s.merge(node_to_row(node))
+                if change is not None:
+                    s.add(_event_row(change))
+        finally:
+            self.nodes_changed()
 
     # ---- tenants, users, tokens -------------------------------------------------------------
     def tenants(self) -> list[Tenant]:

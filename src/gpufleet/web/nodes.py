@@ -35,7 +35,7 @@ def nodes(request: Request):
         page_no = max(1, int(q.get("page") or 1))
     except ValueError:
         return failure(request, user, session, ValidationError("page", "must be a whole number"))
-    # ctx.nodes(): cached 2 s, emptied by drain/resume
+    # ctx.nodes(): the store's cached node table, renewed by every node write
     chosen = [n for n in ctx.nodes() if (not kind or n.kind.value == kind)
               and (not state or n.state.value == state)]
     chosen.sort(key=_order)
