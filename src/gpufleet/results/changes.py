@@ -17,6 +17,7 @@ from scipy.stats import norm
 
 WINDOW = 50  # E-Divisive sliding window (Otava's default)
 MAX_PVALUE = 0.001
+CANDIDATE_PVALUE = 0.001  # E-Divisive's own bar for a candidate (the confirmation below is the real one)
 MIN_MAGNITUDE = 0.02  # relative: smaller shifts are not reported (noise of a healthy fleet: 1-2 %)
 GUARD_WINDOW = 30
 GUARD_Z = 5.0
@@ -61,8 +62,8 @@ def change_points(values: Sequence[float], higher_is_better: bool = True, window
     for lo, hi in regions if regions is not None else [(0, len(clean))]:
         if hi - lo < MIN_POINTS:
             continue
-        cps, _weak = compute_change_points(list(clean[lo:hi]), window_len=window, max_pvalue=max_pvalue,
-                                           min_magnitude=min_magnitude)
+        cps, _weak = compute_change_points(list(clean[lo:hi]), window_len=window,
+                                           max_pvalue=max(max_pvalue, CANDIDATE_PVALUE), min_magnitude=min_magnitude)
         candidates += [lo + int(cp.index) for cp in _without_spikes(cps, hi - lo)]
     out = []
     for index, (before, after, p) in confirmed(clean, candidates, max_pvalue, min_magnitude).items():
