@@ -1,6 +1,9 @@
-"""Change points per series (Apache Otava's E-Divisive with Student's t-test significance, the
-algorithm of Fleming et al., "Hunter: Using Change Point Detection to Hunt for Performance
-Regressions", ICPE 2023), plus a fast guard for one new result against a recent window.
+"""Change points per series: Apache Otava's E-Divisive (the algorithm of Fleming et al., "Hunter:
+Using Change Point Detection to Hunt for Performance Regressions", ICPE 2023) proposes them on the
+despiked series, only where a cheap vectorised pre-test sees a possible change (`change_regions`),
+and each is confirmed against the series' robust noise (`confirmed`); plus a fast guard for one
+new result against a recent window. The thresholds were tuned on bench/results_quality.py's
+labelled history (docs/perf-testing.md has its numbers).
 
 Only valid results (perf_valid) are handed in: callers filter them. Points are ordered by time.
 """
