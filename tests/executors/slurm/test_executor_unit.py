@@ -276,3 +276,23 @@ def test_rest_job_environment_is_the_built_one(monkeypatch):
     req = SubmitRequest(script="", name="n", comment="c", account="a", nodes=1, gres=None, output="/tmp/o",
                         environment={"PATH": "/usr/local/bin:/usr/bin:/bin", "USER": "u"})
     assert rest_job(req)["environment"] == {"PATH": "/usr/local/bin:/usr/bin:/bin", "USER": "u"}
+
+
+def test_artifacts_come_from_the_workdir_the_job_names_once(tmp_path):
+    ex = SlurmExecutor(SlurmConfig(tag="gpufleet-test", log_dir=str(tmp_path)), api=StubApi(), admin=StubAdmin())
+    assert Ability.ARTIFACTS in ex.abilities
+    work = tmp_path / "shared" / "work"
+    (work / "out").mkdir(parents=True)
+    (work / "out" / "r.json").write_text("{}")
+    (work / "out" / "leak.json").symlink_to(tmp_path / "secret")
+    job = Job(id=5, spec=JobSpec(command=("true",), nodes=2, workdir=str(work)),
+              allocation=(Allocation("gpu01", (0,)), Allocation("gpu02", (0,))))
+    notes: list[str] = []
+    files = list(ex.artifacts(job, 1, ["out/*.json"], notes))
+    assert [(f.rank, f.path) for f in files] == [(0, "out/r.json")]  # a shared directory: once
+    for f in files:
+        f.file.close()
+    assert any("leak.json" in n for n in notes)
+    nowhere: list[str] = []
+    assert list(ex.artifacts(Job(id=6, spec=JobSpec(command=("true",))), 1, ["*"], nowhere)) == []
+    assert "names (-C)" in nowhere[0]

@@ -311,3 +311,20 @@ def test_hostile_argv_arrives_verbatim_and_smuggles_no_sbatch_option(make_execut
     assert not (Path(log_dir) / "pwned").exists()
     ex.cancel(job)
     wait_for(ex, job, {Phase.CANCELLED}, 20)
+
+
+def test_artifacts_of_a_real_slurm_job_from_its_shared_workdir(make_executor, cleanup, log_dir):
+    ex = make_executor()
+    work = Path(log_dir) / "work"
+    work.mkdir()
+    work.chmod(0o1777)
+    spec = JobSpec(command=("sh", "-c", "mkdir -p out && echo $SLURM_JOB_ID > out/id.txt"), nodes=2,
+                   workdir=str(work), artifacts=("out/*",))
+    job = launched(ex, job_of(spec, list(CONTRACT_NODES)))
+    cleanup["jobs"].append(job.handle)
+    assert wait_for(ex, job, {Phase.SUCCEEDED}, 60).phase is Phase.SUCCEEDED
+    notes: list[str] = []
+    files = list(ex.artifacts(job, 1, spec.artifacts, notes))
+    assert [(f.rank, f.path) for f in files] == [(0, "out/id.txt")] and notes == []
+    with files[0].file as f:
+        assert f.read().strip().isdigit()  # written by the job inside Slurm

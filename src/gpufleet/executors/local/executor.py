@@ -34,7 +34,7 @@ from gpufleet.executors.base import (
 from gpufleet.executors.logfile import UnsafeLog, read_chunk, refusal
 from gpufleet.executors.local.results import RESULTS, make_results_dir, read_results
 from gpufleet.executors.local.container import CONTAINER, ContainerConfig, name_of, podman_env, prepare
-from gpufleet.executors.local.artifacts import MAX_FILES as MAX_ARTIFACTS, find_artifacts
+from gpufleet.executors.artifact_files import MAX_FILES as MAX_ARTIFACTS, find_artifacts
 from gpufleet.executors.accounts import (
     DEFAULT_PATH, RUN_AS, Account, Accounts, job_env, this_account,
 )

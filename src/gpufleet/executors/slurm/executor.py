@@ -17,12 +17,14 @@ import stat
 import threading
 import time
 from datetime import datetime
-from typing import Callable, Sequence
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
 
 from gpufleet.domain import Booking, Job, Node
 from gpufleet.executors.accounts import Account, Accounts, job_env, lookup, this_account
+from gpufleet.executors.artifact_files import MAX_FILES as MAX_ARTIFACTS, find_artifacts
 from gpufleet.executors.base import (
-    FOREIGN_GPUS_LABEL, Ability, ExecutorBase, LogChunk, Observation, Phase, attempt_view,
+    FOREIGN_GPUS_LABEL, Ability, ArtifactFile, ExecutorBase, LogChunk, Observation, Phase, attempt_view,
 )
 from gpufleet.executors.logfile import UnsafeLog, read_chunk, refusal
 from gpufleet.executors.slurm.client import Admin, CliApi, JobApi, RestApi, Runner, SlurmError, SlurmUnavailable
@@ -67,7 +69,7 @@ class SlurmExecutor(ExecutorBase):
 
     name = "slurm"
     abilities = frozenset({Ability.NODES, Ability.DRAIN, Ability.LOGS, Ability.BOOKINGS, Ability.ADOPT,
-                           Ability.RUN_AS_OWNER, Ability.IMAGES})
+                           Ability.RUN_AS_OWNER, Ability.IMAGES, Ability.ARTIFACTS})
 
     def __init__(self, config: SlurmConfig | None = None, *, api: JobApi | None = None, admin: Admin | None = None,
                  clock: Callable[[], float] = time.time, accounts: Accounts | None = None,
@@ -364,6 +366,16 @@ class SlurmExecutor(ExecutorBase):
             return LogChunk(b"", offset, True, note=refusal(path))
         end = offset + len(data)
         return LogChunk(data, end, ended and end >= size)
+
+    def artifacts(self, job: Job, attempt: int, globs: Sequence[str], notes: list[str]) -> Iterator[ArtifactFile]:
+        """From the workdir the job named, which must be on a filesystem this server shares with
+        the nodes (like log_dir): every rank sees the same directory, so it is collected once (as
+        rank 0). A job without a workdir runs where Slurm puts it: nothing is collected."""
+        if not job.spec.workdir:
+            notes.append("a Slurm job's artifacts are collected from the workdir it names (-C), "
+                         "on a filesystem the server shares with the nodes")
+            return
+        yield from find_artifacts(Path(os.path.realpath(job.spec.workdir)), globs, 0, notes, [MAX_ARTIFACTS])
 
     def _ended(self, job: Job) -> bool:
         """Whether Slurm says this run ended (a fresh look at most every 0.25 s)."""

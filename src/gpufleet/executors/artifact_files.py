@@ -1,6 +1,7 @@
-"""The files of a rank's workdir that match the job's artifact globs, found and opened without
-following a symbolic link (the workdir is the job's: it could plant a link to a file it cannot
-read itself, like the results directory; see executors/logfile.py). Only regular files count."""
+"""Finding the artifact files of a rank's workdir (any engine whose workdirs the server can read):
+globs over the directory, without following a symbolic link (the workdir is the job's: it could
+plant a link to a file it cannot read itself, like the results directory; see
+executors/logfile.py). Only regular files count."""
 
 from __future__ import annotations
 

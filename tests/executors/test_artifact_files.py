@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from gpufleet.executors.local.artifacts import find_artifacts
+from gpufleet.executors.artifact_files import find_artifacts
 
 
 def collect(workdir, globs, budget=None):
