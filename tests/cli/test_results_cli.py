@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 
 import pytest
 
@@ -78,7 +79,12 @@ def test_import_list_show_trend_compare_regressions_outliers(gf_server, tmp_path
     rows = json.loads(cli("results", "compare", SERIES, SERIES.replace("resnet50-train", "bert-large"), "--json").stdout)
     assert rows["rows"] == []  # different benchmarks: nothing in common to compare
     # Prometheus: the latest value of each series and the open regression
-    text = gf_server.server.metrics.render()[0].decode()
+    text = gf_server.server.metrics.render()[0].decode()  # starts the regressions in the background
+    for _ in range(100):
+        if "gpufleet_result_open_regressions{" in text:
+            break
+        time.sleep(0.1)
+        text = gf_server.server.metrics.render()[0].decode()
     assert f'gpufleet_result_latest_value{{benchmark="resnet50-train",metric="images_per_s",series="{SERIES}"' in text
     assert 'gpufleet_result_open_regressions{benchmark="resnet50-train",cause="software",direction="regression"' in text
 

@@ -6,8 +6,9 @@ Cardinality is bounded: at most MAX_SERIES `gpufleet_result_latest_value` series
 series key; `gpufleet_result_series` says how many exist, so a cut is visible), and
 open regressions are counted per benchmark x SKU x direction x cause, never per result. The latest
 values are read at scrape time (one grouped SQL query); regressions, which mean change-point
-detection over the whole history, are recomputed at most every `regressions_ttl_s` (the last
-answer is served in between, and a failure keeps the previous one).
+detection over the whole history (seconds for 500,000 results), are recomputed at most every
+`regressions_ttl_s`, in a background thread unless `background=False`: a scrape never waits for
+them, it serves the last answer (empty until the first is done), and a failure keeps the previous one.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ REGRESSIONS_TTL_S = 600.0
 class ResultsCollector(Collector):
     def __init__(self, latest: Callable[[], Iterable[tuple]], regressions: Callable[[], Iterable[Any]],
                  clock: Callable[[], float], regressions_ttl_s: float = REGRESSIONS_TTL_S,
-                 max_series: int = MAX_SERIES):
+                 max_series: int = MAX_SERIES, background: bool = True):
         """latest(): (series, benchmark, metric, sku, value) per series (store.results.latest_values);
         regressions(): open Regression objects (gpufleet.results.analysis)."""
         self._latest, self._regressions, self._clock = latest, regressions, clock
@@ -34,6 +35,7 @@ class ResultsCollector(Collector):
         self._lock = threading.Lock()
         self._open: dict[tuple[str, str, str, str], int] = {}
         self._computed_at: float | None = None
+        self._background, self._running = background, False
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         rows = sorted(self._latest(), key=lambda r: r[0])
@@ -58,15 +60,27 @@ class ResultsCollector(Collector):
     def _open_regressions(self) -> dict[tuple[str, str, str, str], int]:
         now = self._clock()
         with self._lock:
-            if self._computed_at is not None and now - self._computed_at < self._ttl:
-                return self._open
-            self._computed_at = now  # one scrape recomputes; a failing one is not retried each scrape
-            try:
-                self._open = dict(Tally((g.benchmark, g.first.sku or "-", g.direction, g.cause.cause)
-                                        for g in self._regressions() if g.open))
-            except Exception:
-                pass  # keep the last answer; the next interval tries again
+            due = not self._running and (self._computed_at is None or now - self._computed_at >= self._ttl)
+            if due:
+                self._computed_at, self._running = now, True  # a failing one is not retried each scrape
+        if due:
+            if self._background:
+                threading.Thread(target=self._recompute, name="results-metrics", daemon=True).start()
+            else:
+                self._recompute()
+        with self._lock:
             return self._open
+
+    def _recompute(self) -> None:
+        try:
+            found = dict(Tally((g.benchmark, g.first.sku or "-", g.direction, g.cause.cause)
+                               for g in self._regressions() if g.open))
+        except Exception:
+            found = None  # keep the last answer; the next interval tries again
+        with self._lock:
+            if found is not None:
+                self._open = found
+            self._running = False
 
     def describe(self) -> Iterator[Any]:
         return iter(())
