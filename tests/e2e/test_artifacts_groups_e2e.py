@@ -85,11 +85,12 @@ def test_matrix_array_and_dependency_from_the_cli(server, workdir):
     assert "IMPOSSIBLE" in table and "pass" in table
 
     arr = json.loads(server.cli("submit", "--json", "-C", str(workdir), "--array", "0-3%2", "--gpu-model",
-                                "rtx4090", "--", "sh", "-c", "echo index=$GPUFLEET_ARRAY_INDEX").stdout)
+                                "rtx4090", "--", "sh", "-c",
+                                "echo index=$GPUFLEET_ARRAY_INDEX group=$GPUFLEET_GROUP_ID").stdout)
     tasks = [c["job_id"] for c in arr["cells"]]
     after = server.submit("-C", str(workdir), "--dependency", f"afterok:{tasks[-1]}", "--", "echo", "after")
     for i, t in enumerate(tasks):
-        server.wait_log(t, f"index={i}")
+        server.wait_log(t, f"index={i} group={arr['id']}")
     assert server.wait_state(after, {"SUCCEEDED"}, timeout=30)["state"] == "SUCCEEDED"
     bad = server.cli("submit", "--dependency", "afterok:99999", "--", "true", check=False)
     assert bad.returncode == 2 and "dependency: no job 99999" in bad.stderr

@@ -205,6 +205,8 @@ def rank_env(job: Job, rank: int, master_addr: str, master_port: int) -> dict[st
         "GPUFLEET_ATTEMPT": str(job.attempt),
         "GPUFLEET_RESTART_COUNT": str(job.restarts),  # torchrun elastic's TORCHELASTIC_RESTART_COUNT
     }
+    if job.extra.get("group_id") is not None:  # a matrix cell or an array task (like SLURM_ARRAY_JOB_ID)
+        env["GPUFLEET_GROUP_ID"] = str(job.extra["group_id"])
     return env
 
 
