@@ -99,17 +99,18 @@ class LabgridExecutor(ExecutorBase):
         except (FileNotFoundError, ValueError):
             return None
 
-    def _live_places(self) -> set[str]:
-        """Places a live runner of ours is working on."""
-        out = set()
-        for run in [*self.runs.iterdir(), *(d for d in self.golden.dir.iterdir() if d.is_dir())]:
-            if (run / "status.json").exists() or not self._runner_alive(run):
-                continue
-            try:
-                out.add(json.loads((run / "job.json").read_text())["place"])
-            except (FileNotFoundError, ValueError, KeyError):
-                continue
-        return out
+    def _hold(self, place: str, run: Path) -> None:
+        """Remember which run holds `place` (read by _release_orphans), before acquiring it."""
+        held = self.dir / "held"
+        held.mkdir(exist_ok=True, mode=0o700)
+        (held / place).write_text(str(run))
+
+    def _held_by_live_runner(self, place: str) -> bool:
+        try:
+            run = Path((self.dir / "held" / place).read_text())
+        except FileNotFoundError:
+            return False
+        return not (run / "status.json").exists() and self._runner_alive(run)
 
     # nodes ------------------------------------------------------------------------------------
     def nodes(self) -> list[Node]:
@@ -147,12 +148,8 @@ class LabgridExecutor(ExecutorBase):
 
     def _release_orphans(self, places: dict[str, PlaceInfo]) -> None:
         ours = holder(self.config.identity)
-        held = [n for n, p in places.items() if p.acquired == ours]
-        if not held:
-            return
-        live = self._live_places()
-        for name in held:
-            if name not in live:
+        for name, p in places.items():
+            if p.acquired == ours and not self._held_by_live_runner(name):
                 self.coordinator.release(name)
 
     def drain(self, node: str, reason: str) -> None:
@@ -176,6 +173,7 @@ class LabgridExecutor(ExecutorBase):
             raise EngineUnavailable(f"board {place} is being health-checked")
         run.mkdir(parents=True, exist_ok=True, mode=0o700)
         (run / "job.json").write_text(json.dumps(self._job_file(job, place)))
+        self._hold(place, run)
         self.coordinator.acquire(place)  # EngineUnavailable: someone holds it; retried next cycle
         self._spawn(run)
         return handle

@@ -109,6 +109,7 @@ class GoldenChecks:
             "power_off_after": False, "serial": c.serial, "flash_command": "", "board": {},
         }
         (run / "job.json").write_text(json.dumps(job))
+        self.ex._hold(place, run)
         try:
             self.ex.coordinator.acquire(place)
         except EngineUnavailable:
