@@ -7,7 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from gpufleet.results.changes import Change, change_points, change_regions, guard
+from gpufleet.results.changes import Change, change_points, change_regions, despiked, guard
 from gpufleet.results.model import DEFAULT_SERIES_KEY, Result, series_key
 from gpufleet.results.outliers import (
     RECENT, Cause, NodeOutlier, classify_change, node_outliers, relative_to_fleet, robust_cv,
@@ -54,11 +54,12 @@ def series_regressions(key: str, rs: Sequence[Result]) -> list[Regression]:
     STATS["series"] = STATS.get("series", 0) + 1
     changes: list[Change] = []
     level = without_node_offsets(rs)
-    regions = change_regions(level) if PRETEST else [(0, len(level))]
+    clean = despiked(level)
+    regions = change_regions(clean, already_despiked=True) if PRETEST else [(0, len(level))]
     if regions:
         STATS["e_divisive"] = STATS.get("e_divisive", 0) + 1
         STATS["e_divisive_points"] = STATS.get("e_divisive_points", 0) + sum(hi - lo for lo, hi in regions)
-        changes = change_points(level, hib, regions=regions)
+        changes = change_points(clean, hib, regions=regions, already_despiked=True)
     bounds = [0] + [c.index for c in changes] + [len(rs)]
     out = [_regression(key, rs, c, i == len(changes) - 1, (bounds[i], bounds[i + 2]))
            for i, c in enumerate(changes)]

@@ -53,14 +53,14 @@ class Change:
 
 def change_points(values: Sequence[float], higher_is_better: bool = True, window: int = WINDOW,
                   max_pvalue: float = MAX_PVALUE, min_magnitude: float = MIN_MAGNITUDE,
-                  regions: Sequence[tuple[int, int]] | None = None) -> list[Change]:
+                  regions: Sequence[tuple[int, int]] | None = None, already_despiked: bool = False) -> list[Change]:
     """The significant changes of one series (oldest first): E-Divisive's candidates on the
     despiked series (only within `regions`, [lo, hi) slices, when given: see `change_regions`),
     each then confirmed on the whole series between its kept neighbours (z-test, magnitude, and a
     shift of at least MIN_EFFECT times the series' noise)."""
     if len(values) < MIN_POINTS:
         return []
-    clean = despiked(values)
+    clean = np.asarray(values, dtype=float) if already_despiked else despiked(values)
     candidates = []
     for lo, hi in regions if regions is not None else [(0, len(clean))]:
         if hi - lo < MIN_POINTS:
@@ -148,8 +148,8 @@ def guard(window: Sequence[float], new: float, higher_is_better: bool = True, z_
     return GuardHit(change_pct=rel * 100, z=z, regression=(rel < 0) == higher_is_better)
 
 
-def change_regions(values: Sequence[float], margin: float = PRETEST_MARGIN,
-                   pad: int = REGION_PAD) -> list[tuple[int, int]]:
+def change_regions(values: Sequence[float], margin: float = PRETEST_MARGIN, pad: int = REGION_PAD,
+                   already_despiked: bool = False) -> list[tuple[int, int]]:
     """A cheap, vectorised pre-test: where could `change_points` confirm a change? Interior
     changes need MIN_HOLD results each side, so windows of 10, 20, 50 and 100 results each side of
     every position; the newest level may be short, so the last 3-9 results against the 100 before.
@@ -157,7 +157,7 @@ def change_regions(values: Sequence[float], margin: float = PRETEST_MARGIN,
     must pass (MIN_EFFECT sigmas, MIN_Z standard errors, MIN_MAGNITUDE). Returns the [lo, hi)
     slices (each such position +- `pad`, merged) E-Divisive is run on: none for a steady series.
     The bench checks the verdicts against E-Divisive over every whole series."""
-    v = despiked(values)
+    v = np.asarray(values, dtype=float) if already_despiked else despiked(values)
     n = len(v)
     if n < MIN_POINTS:
         return []
@@ -211,8 +211,10 @@ def despiked(values: Sequence[float]) -> np.ndarray:
     n, h = len(v), SPIKE_HALF
     if n < 2 * h + 1:
         return v
-    padded = np.concatenate([np.full(h, np.nan), v, np.full(h, np.nan)])
-    med = np.nanmedian(np.lib.stride_tricks.sliding_window_view(padded, 2 * h + 1), axis=1)
+    med = np.empty(n)
+    med[h:n - h] = np.median(np.lib.stride_tricks.sliding_window_view(v, 2 * h + 1), axis=1)
+    for i in list(range(h)) + list(range(n - h, n)):  # the ends: the shorter window there is
+        med[i] = np.median(v[max(0, i - h):i + h + 1])
     sigma = noise(v)
     if sigma <= 0:
         return v
