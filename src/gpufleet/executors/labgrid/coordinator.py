@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 
 from gpufleet.executors.base import EngineUnavailable
@@ -35,16 +36,25 @@ class Coordinator:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._session = None
+        self._down_until = 0.0  # after a failed connect: no new try before this (monotonic)
+        self.retry_s = 15.0
 
     # the session --------------------------------------------------------------------------------
     def _ensure(self):
         if self._session is not None and not self._session.stopping.is_set():
             return self._session
+        if time.monotonic() < self._down_until:  # the control loop must not wait on it every cycle
+            raise EngineUnavailable(f"labgrid coordinator {self.address} unreachable; retried in "
+                                    f"{self._down_until - time.monotonic():.0f}s")
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
             threading.Thread(target=self._loop.run_forever, name="labgrid-session", daemon=True).start()
         self._session = None
-        self._session = self._run(self._start(), "connect")
+        try:
+            self._session = self._run(self._start(), "connect")
+        except EngineUnavailable:
+            self._down_until = time.monotonic() + self.retry_s
+            raise
         return self._session
 
     async def _start(self):
