@@ -34,7 +34,9 @@ import usage_before  # noqa: E402
 from gpufleet.accounting import usage_report  # noqa: E402
 from gpufleet.accounting.report import describe  # noqa: E402
 from gpufleet.store import make_engine, migrate  # noqa: E402
-from gpufleet.store.usage import DAY_KEY, MEASURES, NODE_KEY, ROW_COLUMNS, blocks, labels_text, rollup  # noqa: E402
+from gpufleet.store.usage import (  # noqa: E402
+    DAY_KEY, MEASURES, NODE_BLOCK_KEY, NODE_KEY, ROW_COLUMNS, blocks, labels_text, rollup,
+)
 
 DAY = 86400.0
 T0 = 1_700_006_400.0  # a UTC midnight
@@ -70,16 +72,17 @@ def rows(n: int, jobs: int):
 
 def rollups(n: int, jobs: int):
     as_dicts = (dict(zip(COLUMNS, r)) for r in rows(n, jobs))
-    daily, nodes, per_job = rollup(as_dicts)
+    daily, nodes, node_blocks, per_job = rollup(as_dicts)
     d = [(*k, *v) for k, v in daily.items()]
     b = [(*k, *v) for k, v in blocks(daily).items()]
     nd = [(*k, *v) for k, v in nodes.items()]
+    nb = [(*k, *v) for k, v in node_blocks.items()]
     j = [(job, v[3], v[4], v[0], v[1], v[2]) for job, v in per_job.items()]
-    return d, b, nd, j
+    return d, b, nd, nb, j
 
 
 TABLES = {"usage_daily": ("day", *DAY_KEY, *MEASURES), "usage_blocks": ("block", *DAY_KEY, *MEASURES),
-          "usage_daily_node": ("day", *NODE_KEY, *MEASURES),
+          "usage_daily_node": ("day", *NODE_KEY, *MEASURES), "usage_blocks_node": ("block", *NODE_BLOCK_KEY, *MEASURES),
           "usage_jobs": ("job_id", "tenant", "user", "first_at", "last_at", "idle_gpu_s")}
 
 

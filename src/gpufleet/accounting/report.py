@@ -12,8 +12,8 @@ How a report is read, so that a year over a million attempts stays a few hundred
   2. the partial days at either end: the closed rows overlapping them (the started_at index for
      rows that started at most a day before, the partial index of multi-day rows for the rest)
   3. running attempts: their rows (the partial index of open rows), cut at the period and now
-Groupings the rollups do not hold (node with tenant, user or a label; node for one tenant) read
-the closed rows of the whole period the same way as in 2.
+Node with tenant, user or a label (or node in one tenant's view) reads whole 32-day blocks from
+usage_blocks_node and the days around them from the closed rows, as in 2.
 """
 
 from __future__ import annotations
@@ -26,12 +26,14 @@ from typing import Any, Sequence
 from sqlalchemy import JSON, Engine, Table, and_, case, cast, desc, func, literal, literal_column, select
 
 from gpufleet.store.rows import (
-    USAGE_BLOCK_DAYS, USAGE_DAY_S, UsageBlockRow, UsageDayRow, UsageJobRow, UsageNodeDayRow, UsageRow,
+    USAGE_BLOCK_DAYS, USAGE_DAY_S, UsageBlockRow, UsageDayRow, UsageJobRow, UsageNodeBlockRow, UsageNodeDayRow,
+    UsageRow,
 )
 
 U: Table = UsageRow.__table__  # type: ignore[assignment]
 DAILY: Table = UsageDayRow.__table__  # type: ignore[assignment]
 BLOCKS: Table = UsageBlockRow.__table__  # type: ignore[assignment]
+NODE_BLOCKS: Table = UsageNodeBlockRow.__table__  # type: ignore[assignment]
 NODE_DAILY: Table = UsageNodeDayRow.__table__  # type: ignore[assignment]
 JOBS: Table = UsageJobRow.__table__  # type: ignore[assignment]
 GROUPS = ("tenant", "user", "gpu_model", "sku", "kind", "node")  # and label:KEY
@@ -133,8 +135,8 @@ class _Reader:
         """Closed rows overlapping [a, b), cut to it: those that started at most a day before a
         (started_at index), then the multi-day ones that started earlier (ix_attempt_usage_long)."""
         cols = _row_measures(a, b, U.c.ended_at, self.dialect, crossing)
-        # SQLite: over more than a week a table scan beats the index's lookups (+0 keeps it off)
-        started = U.c.started_at + 0 if self.dialect == "sqlite" and b - a > 7 * DAY else U.c.started_at
+        # SQLite: over more than ~3 months a table scan beats the index's lookups (+0 keeps it off)
+        started = U.c.started_at + 0 if self.dialect == "sqlite" and b - a > 90 * DAY else U.c.started_at
         recent = and_(started >= a - DAY, started < b, U.c.ended_at > a)
         self._add(select(*cols).where(recent), U)
         older = and_(_LONG, U.c.started_at < a - DAY, U.c.ended_at > a)
@@ -149,23 +151,23 @@ class _Reader:
         b1, b2 = -(-d1 // USAGE_BLOCK_DAYS), d2 // USAGE_BLOCK_DAYS
         spans = [(d1, d2)]
         if table is DAILY and b1 < b2:
-            self._sum(BLOCKS, BLOCKS.c.block, b1, b2)
+            self.sum(BLOCKS, BLOCKS.c.block, b1, b2)
             spans = [(d1, b1 * USAGE_BLOCK_DAYS), (b2 * USAGE_BLOCK_DAYS, d2)]
         for lo, hi in spans:
             if lo < hi:
-                self._sum(table, table.c.day, lo, hi)
+                self.sum(table, table.c.day, lo, hi)
 
-    def _sum(self, table: Table, column, lo: int, hi: int) -> None:
+    def sum(self, table: Table, column, lo: int, hi: int) -> None:
         cols = [func.sum(table.c[m]) for m in ("gpu_s", "busy_gpu_s", "sampled_gpu_s", "started", "wait_s")]
         self._add(select(*cols, literal_column("0")).where(column >= lo, column < hi), table)
 
 
-def _rollup_for(by: tuple[str, ...], tenant: str | None) -> Table | None:
+def _rollup_for(by: tuple[str, ...], tenant: str | None) -> Table:
     if "node" not in by:
         return DAILY
     if tenant is None and all(k in ("node", "gpu_model", "sku", "kind") for k in by):
         return NODE_DAILY
-    return None  # node with tenant/user/label: the rows themselves
+    return NODE_BLOCKS  # node with tenant/user/label: whole 32-day blocks, the rest from the rows
 
 
 def usage_report(engine: Engine, start: float, end: float, now: float, by: Sequence[str] = ("tenant",),
@@ -177,8 +179,13 @@ def usage_report(engine: Engine, start: float, end: float, now: float, by: Seque
         r = _Reader(conn, by, tenant, now)
         if stop > start:
             table = _rollup_for(by, tenant)
-            d1, d2 = math.ceil(start / DAY), math.floor(stop / DAY)
-            if table is not None and d1 < d2:
+            unit = USAGE_BLOCK_DAYS * DAY if table is NODE_BLOCKS else DAY
+            d1, d2 = math.ceil(start / unit), math.floor(stop / unit)
+            if table is NODE_BLOCKS and d1 < d2:
+                r.closed(start, d1 * unit, crossing=True)
+                r.sum(NODE_BLOCKS, NODE_BLOCKS.c.block, d1, d2)
+                r.closed(d2 * unit, stop)
+            elif d1 < d2:
                 r.closed(start, d1 * DAY, crossing=True)  # (an empty head still finds the crossers)
                 r.days(table, d1, d2)
                 r.closed(d2 * DAY, stop)
@@ -254,5 +261,4 @@ def _measure(conn, jobs: list[int], start: float, stop: float, now: float, out: 
 
 def describe(by: Sequence[str], tenant: str | None) -> dict[str, Any]:
     """Which source a report reads (for the benchmark's output)."""
-    table = _rollup_for(tuple(by), tenant)
-    return {"rollup": table.name if table is not None else None}
+    return {"rollup": _rollup_for(tuple(by), tenant).name}

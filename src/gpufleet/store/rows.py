@@ -176,6 +176,15 @@ class UsageBlockRow(_UsageGroup, Base):
     __table_args__ = {"sqlite_with_rowid": False}
 
 
+class UsageNodeBlockRow(_UsageGroup, Base):
+    """Per 32-day block, node and group: what `--by node` with tenant, user or a label reads."""
+
+    __tablename__ = "usage_blocks_node"
+    block: Mapped[int] = mapped_column(Integer, primary_key=True)
+    node: Mapped[str] = mapped_column(String(128), primary_key=True)
+    __table_args__ = {"sqlite_with_rowid": False}
+
+
 class UsageNodeDayRow(_UsageMeasures, Base):
     """Per UTC day and node (GPU model, SKU, kind): what `--by node` reads."""
 

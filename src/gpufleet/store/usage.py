@@ -22,7 +22,8 @@ from sqlalchemy import Connection, Table, bindparam, case, func, insert, select,
 
 from gpufleet.domain import Job
 from gpufleet.store.rows import (
-    USAGE_BLOCK_DAYS, USAGE_DAY_S, AttemptRow, UsageBlockRow, UsageDayRow, UsageJobRow, UsageNodeDayRow, UsageRow,
+    USAGE_BLOCK_DAYS, USAGE_DAY_S, AttemptRow, UsageBlockRow, UsageDayRow, UsageJobRow, UsageNodeBlockRow,
+    UsageNodeDayRow, UsageRow,
 )
 
 # node name -> (kind, {gpu index: model}[, sku]); what the usage rows need to know about the nodes
@@ -32,12 +33,14 @@ _USAGE: Table = UsageRow.__table__  # type: ignore[assignment]
 _ATTEMPTS: Table = AttemptRow.__table__  # type: ignore[assignment]
 _DAILY: Table = UsageDayRow.__table__  # type: ignore[assignment]
 _BLOCKS: Table = UsageBlockRow.__table__  # type: ignore[assignment]
+_NODE_BLOCKS: Table = UsageNodeBlockRow.__table__  # type: ignore[assignment]
 _NODE_DAILY: Table = UsageNodeDayRow.__table__  # type: ignore[assignment]
 _JOBS: Table = UsageJobRow.__table__  # type: ignore[assignment]
 UNKNOWN = "unknown"
 DAY = float(USAGE_DAY_S)
 DAY_KEY = ("tenant", "user", "gpu_model", "sku", "kind", "labels")  # usage_daily's groups
 NODE_KEY = ("node", "gpu_model", "sku", "kind")  # usage_daily_node's
+NODE_BLOCK_KEY = ("node", *DAY_KEY)  # usage_blocks_node's
 MEASURES = ("gpu_s", "busy_gpu_s", "sampled_gpu_s", "started", "wait_s")
 # what `rollup` reads of an attempt_usage row
 ROW_COLUMNS = ("job_id", "part", "node", "kind", "gpu_model", "sku", "tenant", "user", "labels", "gpus",
@@ -64,13 +67,15 @@ def usage_parts(allocation: Sequence[Mapping[str, Any]], nodes: NodeFacts) -> li
     return out
 
 
-def rollup(rows: Iterable[Mapping[str, Any]]) -> tuple[dict, dict, dict]:
-    """Closed attempt_usage rows -> (usage_daily, usage_daily_node, usage_jobs) contributions:
-    {(day, *DAY_KEY): [*MEASURES]}, {(day, *NODE_KEY): [*MEASURES]}, {job_id: [first, last, idle, tenant, user]}.
+def rollup(rows: Iterable[Mapping[str, Any]]) -> tuple[dict, dict, dict, dict]:
+    """Closed attempt_usage rows -> (usage_daily, usage_daily_node, usage_blocks_node, usage_jobs)
+    contributions: {(day, *DAY_KEY): [*MEASURES]}, {(day, *NODE_KEY): [...]}, {(block,
+    *NODE_BLOCK_KEY): [...]}, {job_id: [first, last, idle, tenant, user]}.
     A row of `gpus` GPUs over [s, e) adds gpus x its seconds inside each UTC day it touches; its
     busy GPU-seconds are spread evenly over its length; its start (part 0) counts on its first day."""
     daily: dict[tuple, list[float]] = {}
     nodes: dict[tuple, list[float]] = {}
+    node_blocks: dict[tuple, list[float]] = {}
     jobs: dict[int, list[float]] = {}
     for r in rows:
         s, e, gpus, busy = r["started_at"], r["ended_at"], r["gpus"], r["busy_gpu_s"]
@@ -82,7 +87,8 @@ def rollup(rows: Iterable[Mapping[str, Any]]) -> tuple[dict, dict, dict]:
             began = r["part"] == 0 and day == first
             m = (gpus * secs, busy * secs / length if busy is not None and length > 0 else 0.0,
                  gpus * secs if busy is not None else 0.0, 1 if began else 0, r["wait_s"] if began else 0.0)
-            for table, key in ((daily, (day, *(r[k] for k in DAY_KEY))), (nodes, (day, *(r[k] for k in NODE_KEY)))):
+            for table, key in ((daily, (day, *(r[k] for k in DAY_KEY))), (nodes, (day, *(r[k] for k in NODE_KEY))),
+                               (node_blocks, (day // USAGE_BLOCK_DAYS, *(r[k] for k in NODE_BLOCK_KEY)))):
                 acc = table.setdefault(key, [0.0, 0.0, 0.0, 0, 0.0])
                 for i, v in enumerate(m):
                     acc[i] += v
@@ -90,7 +96,7 @@ def rollup(rows: Iterable[Mapping[str, Any]]) -> tuple[dict, dict, dict]:
             idle = max(0.0, gpus * length - busy)
             j = jobs.setdefault(r["job_id"], [s, e, 0.0, r["tenant"], r["user"]])
             j[0], j[1], j[2] = min(j[0], s), max(j[1], e), j[2] + idle
-    return daily, nodes, jobs
+    return daily, nodes, node_blocks, jobs
 
 
 def blocks(daily: Mapping[tuple, list[float]]) -> dict[tuple, list[float]]:
@@ -105,10 +111,11 @@ def blocks(daily: Mapping[tuple, list[float]]) -> dict[tuple, list[float]]:
 
 def write_rollup(conn: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
     """Add closed rows to the rollups (upserts: a group's day row grows)."""
-    daily, nodes, jobs = rollup(rows)
+    daily, nodes, node_blocks, jobs = rollup(rows)
     dialect = conn.dialect.name
     for table, first, keys, values in ((_DAILY, "day", DAY_KEY, daily), (_BLOCKS, "block", DAY_KEY, blocks(daily)),
-                                       (_NODE_DAILY, "day", NODE_KEY, nodes)):
+                                       (_NODE_DAILY, "day", NODE_KEY, nodes),
+                                       (_NODE_BLOCKS, "block", NODE_BLOCK_KEY, node_blocks)):
         if values:
             conn.execute(_upsert(dialect, table, (first, *keys)),
                          [{first: k[0], **dict(zip(keys, k[1:])), **dict(zip(MEASURES, v))} for k, v in values.items()])

@@ -1,5 +1,5 @@
 """usage rollups: attempt_usage gains sku, labels and sampled_s; per-day rollups (usage_daily, usage_daily_node),
-per 32 days (usage_blocks), per-job idle totals (usage_jobs); partial indexes for running and multi-day rows
+per 32 days (usage_blocks, usage_blocks_node), per-job idle totals (usage_jobs); partial indexes for running and multi-day rows
 
 Revision ID: 0008_usage_rollups
 Revises: 0007_groups_artifacts
@@ -46,6 +46,19 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint(first, *group),
         sqlite_with_rowid=False
         )
+    op.create_table('usage_blocks_node',
+    sa.Column('block', sa.Integer(), nullable=False),
+    sa.Column('node', sa.String(length=128), nullable=False),
+    sa.Column('tenant', sa.String(length=64), nullable=False),
+    sa.Column('user', sa.String(length=64), nullable=False),
+    sa.Column('gpu_model', sa.String(length=64), nullable=False),
+    sa.Column('sku', sa.String(length=64), nullable=False),
+    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('labels', sa.Text(), nullable=False),
+    *_measures(),
+    sa.PrimaryKeyConstraint('block', 'node', *group),
+    sqlite_with_rowid=False
+    )
     op.create_table('usage_daily_node',
     sa.Column('day', sa.Integer(), nullable=False),
     sa.Column('node', sa.String(length=128), nullable=False),
@@ -91,6 +104,7 @@ def downgrade() -> None:
     op.drop_index('ix_usage_jobs_idle', table_name='usage_jobs')
     op.drop_table('usage_jobs')
     op.drop_table('usage_daily_node')
+    op.drop_table('usage_blocks_node')
     op.drop_table('usage_blocks')
     op.drop_table('usage_daily')
     op.drop_index('ix_attempt_usage_long', table_name='attempt_usage')
