@@ -7,7 +7,10 @@ nodes, the rest finished), signs in through the dashboard and times each page in
 (TestClient: the request's whole server side, no network), as admin and as a tenant's user.
 Prints one JSON object: the median and worst of R requests per page, in milliseconds.
 
-    python bench/web.py [--jobs 100000] [--nodes 1000] [--repeat 5]
+Results: 25 series per tenant of 2,000 results each (200,000), so the Performance page lists 100
+series (admin) and draws a 2,000-point trend with its change points.
+
+    python bench/web.py [--jobs 100000] [--nodes 1000] [--repeat 5] [--series 25] [--results 2000]
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import yaml  # noqa: E402
@@ -35,7 +39,9 @@ from gpufleet.store.rows import JobRow  # noqa: E402
 
 TENANTS = ("vision", "speech", "nlp", "robotics")
 PAGES = ["/queue", "/queue?state=SUCCEEDED", "/queue?model=a100&user=u7", "/queue?before=50000",
-         "/jobs/{job}", "/nodes", "/nodes?page=3", "/bookings", "/usage?from=-30d", "/health", "/performance"]
+         "/jobs/{job}", "/nodes", "/nodes?page=3", "/bookings", "/usage?from=-30d", "/usage?from=-365d&by=user",
+         "/health", "/performance", "/performance?series={series}"]
+SERIES_PER_TENANT, RESULTS_PER_SERIES = 25, 2000  # the trend draws the newest 2,000
 
 
 def inventory(home: Path, nodes: int) -> Path:
@@ -65,6 +71,26 @@ def load_jobs(server, n: int) -> None:
                 allocation=[{"node": node, "gpus": [gpu]}]))
 
 
+def load_results(server, series: int, per: int) -> str:
+    """`series` benchmark series per tenant of `per` results each (nightly, on 40 nodes, one slow,
+    a 6 % drop two thirds in); returns the name of one of speech's series."""
+    from gpufleet.services import results
+
+    store, now = server.ctx.store, server.ctx.clock()
+    for t in TENANTS:
+        user = store.get_user(f"u-{t}")
+        for s in range(series):
+            lines = []
+            for i in range(per):
+                node = f"r{i % 40:02d}n-001"
+                v = 1000.0 * (0.94 if i > per * 2 // 3 else 1.0) * (0.85 if i % 40 == 7 else 1.0) * (1 + (i * 7919 % 13) / 1000)
+                lines.append(json.dumps({"benchmark": f"{t}-bench{s}", "metric": "throughput", "value": v, "unit": "it/s",
+                                         "node": node, "sku": "A100-SXM4-80GB", "driver": "560.35",
+                                         "timestamp": now - (per - i) * 3600}))
+            results.import_lines(server.ctx, user, lines)
+    return "speech-bench0/throughput/-/A100-SXM4-80GB/560.35"
+
+
 def sign_in(app, token: str) -> TestClient:
     c = TestClient(app, follow_redirects=False)
     csrf = re.search(r'name="csrf" value="([^"]+)"', c.get("/login").text).group(1)
@@ -88,6 +114,8 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=100_000)
     ap.add_argument("--nodes", type=int, default=1000)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--series", type=int, default=SERIES_PER_TENANT, help="result series per tenant")
+    ap.add_argument("--results", type=int, default=RESULTS_PER_SERIES, help="results per series")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
@@ -100,11 +128,17 @@ def main() -> None:
         api = TestClient(app)
         admin_h = {"Authorization": f"Bearer {server.admin_token}"}
         user_token = api.post("/api/v1/tokens", json={"user": "u7", "tenant": "speech"}, headers=admin_h).json()["token"]
-        out = {"jobs": args.jobs, "nodes": len(server.ctx.store.nodes()), "load_s": round(load_s, 1), "pages": {}}
+        for t in TENANTS:  # the results' owners
+            api.post("/api/v1/tokens", json={"user": f"u-{t}", "tenant": t}, headers=admin_h)
+        t = time.perf_counter()
+        series = load_results(server, args.series, args.results)
+        results_s = time.perf_counter() - t
+        out = {"jobs": args.jobs, "nodes": len(server.ctx.store.nodes()), "load_s": round(load_s, 1),
+               "results": args.series * args.results * len(TENANTS), "results_load_s": round(results_s, 1), "pages": {}}
         for who, token in (("admin", server.admin_token), ("user", user_token)):
             client = sign_in(app, token)
             for path in PAGES:
-                p = path.format(job=args.jobs // 20)
+                p = path.format(job=args.jobs // 20, series=quote(series))
                 if who == "user" and p.startswith("/jobs/"):
                     p = f"/jobs/{args.jobs // 20 + 1}"  # id % 4 == 1: speech
                 out["pages"][f"{who} {p}"] = timed(client, p, args.repeat)

@@ -48,3 +48,16 @@ def test_foreign_tenant_sees_no_series(lab):
     page = bob.get("/performance").text
     assert SERIES not in page and "dgx2" not in page and 'id="perf-note"' in page
     assert "<polyline" not in bob.get(f"/performance?series={quote(SERIES)}").text
+
+
+def test_outliers_are_recomputed_when_results_arrive(lab):
+    lab.token("alice", "vision")
+    _import(lab, "alice")
+    alice = lab.browser(lab.token("alice", "vision"))
+    first = alice.get("/performance").text
+    assert "dgx2" in first and "dgx3" not in first.split('id="outliers"')[1]
+    user = lab.ctx.store.get_user("alice")
+    more = [line.replace("resnet50-train", "bert-train") for line in lines(slow="dgx3")]
+    assert results.import_lines(lab.ctx, user, more) == 120
+    again = alice.get("/performance").text.split('id="outliers"')[1]
+    assert "dgx3" in again and "bert-train" in again

@@ -1,7 +1,15 @@
 """Performance: result series, a trend per series with its change points marked, outlier nodes
-(the results service; an SVG drawn on the server, no chart library)."""
+(the results service; an SVG drawn on the server, no chart library).
+
+Outliers and change points are computed over whole series (seconds with 100,000s of results), so
+they are kept per visible scope (a tenant, or all for admins) until that scope's results change:
+the version is the series list's (count, newest time) that the page reads anyway."""
 
 from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any, Callable
 
 from fastapi import APIRouter, Request
 
@@ -13,6 +21,33 @@ router = APIRouter()
 W, H, PAD = 900, 260, 40
 MAX_POINTS = 2000
 MAX_SERIES = 200
+CACHED = 64  # (scope, what) entries kept
+
+
+class _Cache:
+    """LRU of computed views keyed by (scope, what), valid while the version they were made at holds."""
+
+    def __init__(self, size: int = CACHED):
+        self._items: OrderedDict[tuple, tuple[Any, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.size = size
+
+    def get(self, key: tuple, version: Any, make: Callable[[], Any]) -> Any:
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None and hit[0] == version:
+                self._items.move_to_end(key)
+                return hit[1]
+        value = make()
+        with self._lock:
+            self._items[key] = (version, value)
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
+
+
+_cache = _Cache()
 
 
 def chart(results, changes) -> dict:
@@ -40,10 +75,18 @@ def performance(request: Request):
     user, session = signed_in(request)
     ctx = request.app.state.ctx
     series = request.query_params.get("series") or None
+    scope = None if user.admin else user.tenant
     try:
-        listed = svc.list_series(ctx, user)[:MAX_SERIES]
-        trend = svc.trend(ctx, user, series) if series else None
-        outliers = svc.find_outliers(ctx, user)[:50] if not series else []
+        every = svc.list_series(ctx, user)
+        listed = every[:MAX_SERIES]
+        if series:
+            one = [(s["results"], s["last_at"]) for s in every if s["series"] == series]
+            trend = _cache.get((scope, "trend", series), one, lambda: svc.trend(ctx, user, series))
+            outliers = []
+        else:
+            version = (sum(s["results"] for s in every), max((s["last_at"] for s in every), default=None))
+            trend = None
+            outliers = _cache.get((scope, "outliers"), version, lambda: svc.find_outliers(ctx, user)[:50])
     except DOMAIN_ERRORS as e:
         return failure(request, user, session, e)
     drawn = chart(*trend) if trend else None
