@@ -1,6 +1,7 @@
 """Bad input the CLI catches itself (exit 2, one line naming the field, no traceback), and the
 answers that must not look like success."""
 
+import json
 import pytest
 
 from gpufleet.cli.health import passed_line
@@ -105,8 +106,16 @@ def test_submit_with_an_idempotency_key_prints_the_same_job(gf_server):
     (["submit", "--dependency", "before:1", "--", "true"], "dependency"),
     (["submit", "--artifact", "/etc/passwd", "--", "true"], "artifacts"),
     (["submit", "--artifact", "../up", "--", "true"], "artifacts"),
+    (["submit", "--flash", "--", "true"], "board.image"),
     (["artifacts", "get"], "artifacts"),
     (["artifacts", "nonsense", "1"], "artifacts"),
 ])
 def test_bad_group_dependency_and_artifact_input_exits_2_before_any_request(args, field):
     one_error_line(run(*args), field)
+
+
+def test_board_flags_mirror_the_board_field_of_the_spec(gf_server):
+    r = gf_server.cli("submit", "--board-image", "jetpack-6.0", "--flash", "--no-power-cycle", "--json", "--", "true")
+    assert r.returncode == 0, r.stderr
+    job = json.loads(gf_server.cli("show", str(json.loads(r.stdout)["id"]), "--json").stdout)
+    assert job["request"]["board"] == {"image": "jetpack-6.0", "flash": True, "power_cycle": False}

@@ -54,6 +54,11 @@ def submit(
                                         "(GPUFLEET_ARRAY_INDEX), at most 10 running"),
     dependency: Optional[str] = typer.Option(None, "--dependency", "-d",
                                              help="afterok:ID[:ID],afterany:ID,afternotok:ID"),
+    board_image: Optional[str] = typer.Option(None, "--board-image", help="embedded boards: the image "
+                                              "to flash first (with --flash; docs/boards.md)"),
+    flash: bool = typer.Option(False, "--flash", help="with --board-image: flash the board before the command"),
+    power_cycle: Optional[bool] = typer.Option(None, "--power-cycle/--no-power-cycle",
+                                               help="embedded boards: power-cycle before the command"),
     as_json: bool = typer.Option(False, "--json", help="print {\"id\": ...} as JSON"),
     idempotency_key: Optional[str] = typer.Option(
         None, "--idempotency-key", help="submitting again with the same key returns the same job "
@@ -88,6 +93,10 @@ def submit(
         spec["artifacts"] = [*_as_list(spec.get("artifacts")), *artifact]
     if dependency:
         spec["dependency"] = dependency
+    board = {k: v for k, v in (("image", board_image), ("flash", flash or None), ("power_cycle", power_cycle))
+             if v is not None}
+    if board:
+        spec["board"] = {**(spec.get("board") if isinstance(spec.get("board"), dict) else {}), **board}
     group = {k: spec.pop(k) for k in ("matrix", "array") if spec.get(k) not in (None, "", [], {})}
     if matrix:
         group["matrix"] = list(matrix)
