@@ -2,6 +2,7 @@
 answers that must not look like success."""
 
 import json
+
 import pytest
 
 from gpufleet.cli.health import passed_line
