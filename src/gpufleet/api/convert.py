@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from functools import cache
+from typing import Sequence
+
+from fastapi import Response
+from pydantic import BaseModel, TypeAdapter
+
 from gpufleet.api.schemas import (
     AttemptOut, BookingOut, EventOut, GpuOut, JobDetail, JobOut, NodeOut, TenantOut,
 )
@@ -53,3 +59,14 @@ def booking_out(b: Booking) -> BookingOut:
     return BookingOut(id=b.id, name=b.name, tenant=b.tenant, user=b.user, nodes=list(b.nodes),
                       start=b.start, end=b.end, exclusive=b.exclusive, gpus=b.gpus,
                       gpu_model=b.gpu_model, approval=b.approval, note=b.note)
+
+
+@cache
+def _list_adapter(model: type[BaseModel]) -> TypeAdapter:
+    return TypeAdapter(list[model])
+
+
+def json_list(model: type[BaseModel], items: Sequence[BaseModel], headers: dict[str, str] | None = None) -> Response:
+    """A list of response models as JSON straight from pydantic's serializer: a route that returns
+    models would have FastAPI validate every one again (a third of a 10k-node /nodes)."""
+    return Response(_list_adapter(model).dump_json(list(items)), media_type="application/json", headers=headers)

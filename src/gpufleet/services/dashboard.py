@@ -69,12 +69,10 @@ def queue_page(ctx: Ctx, user: User, *, tenant: str | None = None, owner: str | 
 def gpu_owners(ctx: Ctx, user: User) -> dict[tuple[str, int], tuple[int, str]]:
     """(node, gpu index) -> (job id, tenant) of the RUNNING job holding it; other tenants' jobs
     have id 0 for a non-admin (the GPU shows as taken, not by whom)."""
-    q = select(JobRow.id, JobRow.tenant, JobRow.allocation).where(JobRow.state == JobState.RUNNING.value)
     out: dict[tuple[str, int], tuple[int, str]] = {}
-    with ctx.store.tx() as s:
-        for job_id, tenant, alloc in s.execute(q):
-            mine = user.admin or tenant == user.tenant
-            for a in alloc or ():
-                for g in a.get("gpus", ()):
-                    out[(a.get("node"), int(g))] = (job_id, tenant) if mine else (0, "")
+    for job_id, tenant, alloc in ctx.store.running_allocations():
+        mine = user.admin or tenant == user.tenant
+        for a in alloc:
+            for g in a.get("gpus", ()):
+                out[(a.get("node"), int(g))] = (job_id, tenant) if mine else (0, "")
     return out

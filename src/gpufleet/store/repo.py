@@ -123,6 +123,12 @@ class Store(TokenRepo):
             rows.sort(key=lambda r: r.id, reverse=True)
             return [job_from_row(r) for r in rows[:limit]]
 
+    def running_allocations(self) -> list[tuple[int, str, list[dict]]]:
+        """(job id, tenant, allocation) of every RUNNING job: three columns, no specs or rows."""
+        q = select(JobRow.id, JobRow.tenant, JobRow.allocation).where(JobRow.state == JobState.RUNNING.value)
+        with self.tx() as s:
+            return [(job_id, tenant, list(alloc or ())) for job_id, tenant, alloc in s.execute(q)]
+
     def active_jobs(self) -> list[Job]:
         """PENDING and RUNNING jobs, oldest first. The control loop calls this every cycle, so it
         reads plain columns (no ORM objects) and keeps the immutable specs in memory."""

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
-from gpufleet.api.convert import job_detail, job_out
+from gpufleet.api.convert import job_detail, job_out, json_list
 from gpufleet.api.deps import current_user, get_ctx
 from gpufleet.api.params import MAX_PAGE, PAGE, After, AttemptNo, JobId, Offset, Rank, next_link
 from gpufleet.api.schemas import CancelOut, JobCreate, JobDetail, JobOut
@@ -40,14 +40,13 @@ def submit_batch(body: list[JobCreate], response: Response, idempotency_key: str
 
 
 @router.get("", response_model=list[JobOut])
-def list_jobs(request: Request, response: Response, state: list[str] | None = Query(None),
+def list_jobs(request: Request, state: list[str] | None = Query(None),
               tenant: str | None = None, all: bool = False, limit: int = Query(PAGE, ge=1, le=MAX_PAGE),
               after: After = None, ctx: Ctx = Depends(get_ctx), user: User = Depends(current_user)):
     """Newest first, a page at a time: a full page carries `Link: <…&after=ID>; rel="next"`."""
     jobs = svc.list_jobs(ctx, user, state, tenant, all, limit, after)
-    if len(jobs) == limit:
-        response.headers["Link"] = next_link(request, jobs[-1].id)
-    return [job_out(j) for j in jobs]
+    link = {"Link": next_link(request, jobs[-1].id)} if len(jobs) == limit else None
+    return json_list(JobOut, [job_out(j) for j in jobs], link)
 
 
 @router.get("/{job_id}", response_model=JobDetail)

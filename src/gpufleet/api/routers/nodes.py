@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from gpufleet.api.convert import node_out
+from gpufleet.api.convert import json_list, node_out
 from gpufleet.api.deps import current_user, get_ctx
 from gpufleet.api.schemas import NodeOut, NodeStateIn
 from gpufleet.domain import NodeState, User
@@ -13,18 +13,14 @@ router = APIRouter(prefix="/nodes", tags=["nodes"])
 
 
 def _owners(ctx: Ctx) -> dict[tuple[str, int], int]:
-    owners = {}
-    for job in ctx.store.list_jobs(states=["RUNNING"], limit=1_000_000):
-        for a in job.allocation:
-            for g in a.gpus:
-                owners[(a.node, g)] = job.id
-    return owners
+    return {(a["node"], int(g)): job_id for job_id, _, alloc in ctx.store.running_allocations()
+            for a in alloc for g in a.get("gpus", ())}
 
 
 @router.get("", response_model=list[NodeOut])
 def list_nodes(ctx: Ctx = Depends(get_ctx), user: User = Depends(current_user)):
     owners = _owners(ctx)
-    return [node_out(n, owners) for n in svc.list_nodes(ctx)]
+    return json_list(NodeOut, [node_out(n, owners) for n in svc.list_nodes(ctx)])
 
 
 @router.get("/{name}", response_model=NodeOut)
