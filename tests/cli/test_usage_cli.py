@@ -93,3 +93,8 @@ def test_submit_label_then_usage_by_label_with_busy_and_idle(gf_server, clock):
     value = server.metrics.registry.get_sample_value
     assert value("gpufleet_gpu_busy_seconds_total", {"tenant": "default", "user": body["idle"][0]["user"],
                                                      "gpu_model": "a100"}) == pytest.approx(180.0)  # readings only
+
+
+def test_submit_bad_label_is_one_line_exit_2(gf_server):
+    r = gf_server.cli("submit", "--label", "no key=1", "--", "true")
+    assert r.returncode == 2 and r.stderr.startswith("error: label:"), r.stderr

@@ -196,3 +196,20 @@ def test_usage_health_and_performance_pages(lab):
     assert b.get("/health?node=dgx1").status_code == 200
     assert b.get("/health?node=nope").status_code == 404
     assert 'id="perf-note"' in b.get("/performance").text
+
+
+def test_usage_page_shows_busy_idle_and_top_idle_holders_by_label(lab):
+    from gpufleet.control.busy import BusySampler
+    from gpufleet.health.fake_nvml import FakeNvmlFleet
+
+    fleet = FakeNvmlFleet(lab.ctx.store.nodes())  # every GPU at 0 %: all idle
+    lab.server.busy = BusySampler(fleet, lab.ctx.store, lab.server.metrics.add_busy)
+    admin = lab.server.admin_token
+    job = lab.submit(admin, gpus=2, gpu_model="a100", label={"purpose": "dev"})
+    lab.cycle()
+    for _ in range(6):
+        lab.clock.advance(600)
+        lab.cycle()
+    page = lab.browser(admin).get("/usage?from=-1d&by=label:purpose").text
+    assert ">dev<" in page and "Top idle holders" in page and f'href="/jobs/{job}"' in page
+    assert "not sampled" not in page
