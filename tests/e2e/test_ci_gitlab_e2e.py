@@ -16,8 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
-from tests.e2e.conftest import BIN
+from tests.e2e.conftest import BIN, ServerProc
+from tests.executors.slurm.conftest import slurm_cluster, tag  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.e2e
 
@@ -173,3 +175,34 @@ def test_bad_variables_and_missing_allocation(server, tmp_path):
     rc, _ = ci.run("step_script", "echo hi")  # run without prepare: a system failure
     assert rc == SYSTEM_FAILURE and b"no gpufleet allocation" in ci.log
     assert ci.call("cleanup") == 0
+
+
+@pytest.fixture
+def slurm_server(slurm_cluster, tag, tmp_path):
+    """A real `gpufleet serve --executor slurm` over the dev cluster (scripts/dev-slurm.sh up)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    config = home / "server.yaml"
+    config.write_text(yaml.safe_dump({"executor": "slurm", "slurm": {"tag": tag, "log_dir": str(home / "slurm-logs")}}))
+    server = ServerProc(home, None, ["--config", str(config)]).start(timeout=60)
+    yield server
+    server.stop()
+
+
+@pytest.mark.slurm
+def test_a_ci_job_on_slurm_runs_its_stages_inside_the_slurm_allocation(slurm_server, tmp_path):
+    ci = Runner(slurm_server, tmp_path, "2001", {"GPUFLEET_GPU_MODEL": "l4", "GPUFLEET_GPUS": "1",
+                                                 "GPUFLEET_TIME_LIMIT": "10m"})
+    assert ci.call("prepare", timeout=180) == 0, ci.log
+    job_id = ci.allocation()
+    job = slurm_server.cli_json("show", str(job_id))
+    assert job["nodes"] == ["gpu04"] and job["handle"], job  # the only l4 node; a Slurm job id
+    rc = ci.run("step_script", 'echo "gpus=$CUDA_VISIBLE_DEVICES node=$GPUFLEET_NODE slurm=$SLURM_JOB_ID"')
+    assert rc == (0, ""), ci.log
+    slurm_id = job["handle"].split(":")[-1]
+    assert f"node=gpu04 slurm={slurm_id}".encode() in ci.log, ci.log  # inside the allocation
+    assert ci.run("after_script", "echo failing; exit 7") == (BUILD_FAILURE, "7")
+    assert ci.call("cleanup", timeout=180) == 0, ci.log
+    assert slurm_server.wait_state(job_id, {"SUCCEEDED"}, timeout=120)["exit_code"] == 0
+    squeue = subprocess.run(["squeue", "-h", "-j", slurm_id, "-o", "%T"], capture_output=True, text=True)
+    assert squeue.stdout.strip() in ("", "COMPLETED", "COMPLETING"), squeue.stdout
