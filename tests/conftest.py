@@ -55,3 +55,17 @@ def database_url(kind: str, tmp_path: Path, prefix: str) -> Iterator[str]:
         with admin.connect() as c:
             c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(params=DATABASES)
+def db_engine(request, tmp_path):
+    """A migrated engine on SQLite and on the real PostgreSQL (a throwaway database)."""
+    from gpufleet.store import make_engine, migrate
+
+    with database_url(request.param, tmp_path, "test") as url:
+        engine = make_engine(url)
+        migrate(engine)
+        try:
+            yield engine
+        finally:
+            engine.dispose()

@@ -6,19 +6,12 @@ from __future__ import annotations
 import pytest
 
 from gpufleet.domain import Allocation, Gpu, Job, JobSpec, JobState, Node, NodeKind, Tenant, transition
-from gpufleet.store import Store, make_engine, migrate
-from tests.conftest import DATABASES, database_url
+from gpufleet.store import Store
 
 
-@pytest.fixture(params=DATABASES)
-def store(request, tmp_path):
-    with database_url(request.param, tmp_path, "usage") as url:
-        engine = make_engine(url)
-        migrate(engine)
-        try:
-            yield Store(engine)
-        finally:
-            engine.dispose()
+@pytest.fixture
+def store(db_engine):
+    return Store(db_engine)
 
 
 def lab(store: Store) -> None:

@@ -8,21 +8,14 @@ import pytest
 
 from gpufleet.domain import Job, JobSpec, JobState
 from gpufleet.domain.artifact import Artifact, ArtifactPolicy
-from gpufleet.store import Store, make_engine, migrate
+from gpufleet.store import Store
 from gpufleet.store import groups
 from gpufleet.store.artifacts import ArtifactRepo
-from tests.conftest import DATABASES, database_url
 
 
-@pytest.fixture(params=DATABASES)
-def store(request, tmp_path):
-    with database_url(request.param, tmp_path, "groups") as url:
-        e = make_engine(url)
-        migrate(e)
-        try:
-            yield Store(e)
-        finally:
-            e.dispose()
+@pytest.fixture
+def store(db_engine):
+    return Store(db_engine)
 
 
 def job(**kw) -> Job:

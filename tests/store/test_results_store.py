@@ -6,21 +6,13 @@ from __future__ import annotations
 import pytest
 
 from gpufleet.results.model import Result, TestCase
-from gpufleet.store import make_engine, migrate
 from gpufleet.store.results import add_results, latest_values, query_cases, query_results, series_summary
-from tests.conftest import DATABASES, database_url
 from tests.results.builders import make_result
 
 
-@pytest.fixture(params=DATABASES)
-def engine(request, tmp_path):
-    with database_url(request.param, tmp_path, "results") as url:
-        e = make_engine(url)
-        migrate(e)
-        try:
-            yield e
-        finally:
-            e.dispose()
+@pytest.fixture
+def engine(db_engine):
+    return db_engine
 
 
 def test_round_trip_with_provenance(engine):

@@ -12,22 +12,10 @@ import gpufleet.store.hardware  # noqa: F401  (rows declared outside rows.py reg
 import gpufleet.store.health  # noqa: F401
 from gpufleet.store import make_engine, migrate
 from gpufleet.store.rows import Base
-from tests.conftest import DATABASES, database_url
 
 
-@pytest.fixture(params=DATABASES)
-def engine(request, tmp_path):
-    with database_url(request.param, tmp_path, "schema") as url:
-        e = make_engine(url)
-        migrate(e)
-        try:
-            yield e
-        finally:
-            e.dispose()
-
-
-def test_migrations_build_exactly_the_declared_rows(engine):
-    with engine.connect() as c:
+def test_migrations_build_exactly_the_declared_rows(db_engine):
+    with db_engine.connect() as c:
         diff = compare_metadata(MigrationContext.configure(c), Base.metadata)
     assert diff == []
 
