@@ -70,6 +70,12 @@ def test_outliers_and_key(api):
     assert -17 < o["deviation_pct"] < -13
     r = api.get("/api/v1/results/regressions", params={"key": "benchmark,colour"}, headers=api.admin)
     assert r.status_code == 422 and "key" in r.text
+    # only the results since a time count: after the last one there is no evidence left
+    after = api.get("/api/v1/results/outliers", params={"since": str(1_790_000_000 + 200 * 3600)}, headers=api.admin)
+    assert after.status_code == 200 and after.json()["outliers"] == []
+    assert len(api.get("/api/v1/results/outliers", params={"since": "1790000000"}, headers=api.admin).json()["outliers"]) == 1
+    r = api.get("/api/v1/results/outliers", params={"since": "last tuesday"}, headers=api.admin)
+    assert r.status_code == 422 and "since" in r.text
 
 
 def test_compare_two_series(api):

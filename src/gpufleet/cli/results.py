@@ -139,10 +139,11 @@ def regressions(since: Optional[str] = typer.Option(None, "--since", help="-7d, 
 
 @results_app.command("outliers")
 def outliers(benchmark: Optional[str] = typer.Option(None, "--benchmark", "-b"), tenant: Optional[str] = _TENANT,
+             since: Optional[str] = typer.Option(None, "--since", help="only results since: -30d, 2026-11-01, epoch"),
              as_json: bool = _JSON) -> None:
     """Nodes whose results sit outside the fleet's (same benchmark and SKU): slow, fast or noisy."""
     with Client.from_env() as c:
-        rows = c.results("outliers", benchmark=benchmark, tenant=tenant)["outliers"]
+        rows = c.results("outliers", benchmark=benchmark, tenant=tenant, since=since)["outliers"]
     if as_json:
         return print_json(rows)
     table(("NODE", "KIND", "SKU", "BENCHMARK", "METRIC", "DEVIATION", "Z", "NODE_CV", "FLEET_CV"),

@@ -137,8 +137,11 @@ def _since(ctx: Ctx, value: str | float) -> float:
     return parse_time(value, now, "since")
 
 
-def find_outliers(ctx: Ctx, user: User, tenant: str | None = None, benchmark: str | None = None) -> list[Outlier]:
-    return outliers(query_results(ctx.store.engine, visible_tenant(ctx, user, tenant), benchmark=benchmark))
+def find_outliers(ctx: Ctx, user: User, tenant: str | None = None, benchmark: str | None = None,
+                  since: str | float | None = None) -> list[Outlier]:
+    """Slow or noisy nodes among the results since `since` (-30d, a date, epoch; None: all)."""
+    t0 = _since(ctx, since) if since not in (None, "") else None
+    return outliers(query_results(ctx.store.engine, visible_tenant(ctx, user, tenant), benchmark=benchmark, since=t0))
 
 
 def result_out(r: Result) -> dict:

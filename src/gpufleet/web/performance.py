@@ -22,6 +22,7 @@ W, H, PAD = 900, 260, 40
 MAX_POINTS = 2000
 MAX_SERIES = 200
 CACHED = 64  # (scope, what) entries kept
+OUTLIER_WINDOW = "-30d"  # slow nodes are judged on the last month of results, not all of history
 
 
 class _Cache:
@@ -86,7 +87,8 @@ def performance(request: Request):
         else:
             version = (sum(s["results"] for s in every), max((s["last_at"] for s in every), default=None))
             trend = None
-            outliers = _cache.get((scope, "outliers"), version, lambda: svc.find_outliers(ctx, user)[:50])
+            outliers = _cache.get((scope, "outliers"), version,
+                                  lambda: svc.find_outliers(ctx, user, since=OUTLIER_WINDOW)[:50])
     except DOMAIN_ERRORS as e:
         return failure(request, user, session, e)
     drawn = chart(*trend) if trend else None

@@ -66,7 +66,8 @@ def regressions(since: str | None = None, key: str | None = None, tenant: str | 
 
 
 @router.get("/results/outliers")
-def outliers(benchmark: str | None = None, tenant: str | None = None,
+def outliers(benchmark: str | None = None, tenant: str | None = None, since: str | None = None,
              ctx: Ctx = Depends(get_ctx), user: User = Depends(current_user)):
-    """Nodes outside the fleet's distribution (median/MAD across nodes) per benchmark x SKU."""
-    return {"outliers": [svc.outlier_out(o) for o in svc.find_outliers(ctx, user, tenant, benchmark)]}
+    """Nodes outside the fleet's distribution (median/MAD across nodes) per benchmark x SKU, among
+    the results since `since` (-30d, a date, epoch; default: all)."""
+    return {"outliers": [svc.outlier_out(o) for o in svc.find_outliers(ctx, user, tenant, benchmark, since)]}
