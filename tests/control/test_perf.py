@@ -8,6 +8,7 @@ import pytest
 from gpufleet.control.loop import ControlLoop
 from gpufleet.control.perf import PerfGuard
 from gpufleet.domain import JobState, NodeState, User
+from gpufleet.executors.base import Ability
 from gpufleet.executors.fake import FakeClock, FakeExecutor
 from gpufleet.inventory.discovery import fake_node
 from gpufleet.services import Ctx
@@ -131,3 +132,113 @@ def test_throttling_during_the_run_marks_it_invalid(world):
     assert run.valid is False
     assert "throttle: GPU 0: hw_slowdown" in run.reason and "clock_drop: GPU 1" in run.reason
     assert "hw_slowdown" in run.conditions["throttle"]
+
+
+# ---------------------------------------------------------------- steps run inside the allocation
+
+
+class InJobExecutor(FakeExecutor):
+    """An engine whose perf steps run in the job (Slurm): it hands back what they wrote."""
+
+    abilities = FakeExecutor.abilities | {Ability.PERF_IN_JOB}
+
+    def __init__(self, clock):
+        super().__init__(clock)
+        self.verdicts: dict[tuple[int, int], list[dict]] = {}
+
+    def perf_verdicts(self, job, attempt):
+        return self.verdicts.get((job.id, attempt), []), []
+
+
+class NoNvml:
+    def for_node(self, name):
+        return None  # the server's NVML does not reach the engine's nodes
+
+
+@pytest.fixture
+def in_job(tmp_path):
+    clock = FakeClock()
+    store = Store(make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}"))
+    migrate(store.engine)
+    store.sync_nodes([fake_node(2, "a100", "n1"), fake_node(2, "a100", "n2")])
+    ex = InJobExecutor(clock)
+    ctx = Ctx(store, ex, clock)
+    bootstrap(ctx, [])
+    health = build_health_service(ctx, {"nvml": "off", "remediation": {"enabled": False}})
+    loop = ControlLoop(store, ex, clock)
+    loop.perf = PerfGuard(NoNvml(), HardwareRepo(store), health, clock)
+    return ctx, loop, ex, HardwareRepo(store)
+
+
+def test_in_job_prolog_refusal_requeues_elsewhere_and_drains_the_node(in_job):
+    ctx, loop, ex, repo = in_job
+    job = submit(ctx, perf=True)
+    loop.cycle()
+    j = ctx.store.get_job(job.id)
+    node = j.node_names[0]
+    ex.verdicts[(job.id, 1)] = [{"rank": 0, "node": node, "stage": "prolog", "ok": False, "prolog": [
+        {"name": "persistence", "ok": True, "reason": "on"},
+        {"name": "stray_processes", "ok": False, "reason": "GPU 0: 1 other process(es) on the GPU (pid 4242)"}]}]
+    ex.finish(job.id, 75)
+    loop.cycle()
+    j = ctx.store.get_job(job.id)
+    assert j.state in (JobState.PENDING, JobState.RUNNING) and j.attempt == 2
+    assert ctx.store.get_node(node).state is NodeState.DRAIN
+    first = repo.runs(job.id, attempt=1)[0]
+    assert first.valid is False and first.reason.startswith("prolog stray_processes: GPU 0")
+    loop.cycle()
+    j = ctx.store.get_job(job.id)
+    assert j.state is JobState.RUNNING and j.node_names != (node,)
+    reasons = [e.reason for e in ctx.store.events("job", str(job.id))]
+    assert any(r.startswith(f"Requeued: perf prolog refused {node} (perf_stray_processes: GPU 0") for r in reasons)
+
+
+def test_in_job_prolog_refusal_fails_a_no_requeue_job(in_job):
+    ctx, loop, ex, repo = in_job
+    job = submit(ctx, perf=True, requeue=False)
+    loop.cycle()
+    node = ctx.store.get_job(job.id).node_names[0]
+    ex.verdicts[(job.id, 1)] = [{"rank": 0, "node": node, "stage": "prolog", "ok": False,
+                                 "prolog": [{"name": "throttle", "ok": False, "reason": "GPU 1: sw_power_cap"}]}]
+    ex.finish(job.id, 75)
+    loop.cycle()
+    j = ctx.store.get_job(job.id)
+    assert j.state is JobState.FAILED and "perf prolog refused" in j.reason and "no requeue" in j.reason
+
+
+def test_in_job_epilog_verdict_is_recorded_with_samples_and_hostile_values_are_dropped(in_job):
+    ctx, loop, ex, repo = in_job
+    job = submit(ctx, perf=True)
+    loop.cycle()
+    node = ctx.store.get_job(job.id).node_names[0]
+    samples = [{"at": 1.0, "gpu": 0, "sm_mhz": 1410, "temp_c": 50, "throttle": []},
+               {"at": "x", "gpu": 0}, {"at": 2.0, "gpu": "0; DROP TABLE"}, "junk",
+               {"at": 2.0, "gpu": 1, "sm_mhz": "fast", "power_w": 300.5, "throttle": ["hw_slowdown"]}]
+    ex.verdicts[(job.id, 1)] = [{"rank": 0, "node": node, "stage": "epilog", "ok": False, "perf_valid": False,
+                                 "reason": "epilog throttle: GPU 1: hw_slowdown", "epilog": [
+                                     {"name": "throttle", "ok": False, "reason": "GPU 1: hw_slowdown"}, 7],
+                                 "conditions": {"samples": 2}, "samples": samples, "started_at": "soon"}]
+    ex.finish(job.id, 0)
+    loop.cycle()
+    j = ctx.store.get_job(job.id)
+    assert j.state is JobState.SUCCEEDED  # an invalid run is still a run that happened
+    run = repo.runs(job.id)[0]
+    assert run.valid is False and run.reason == "epilog throttle: GPU 1: hw_slowdown"
+    assert [c.name for c in run.epilog] == ["throttle"] and run.conditions == {"samples": 2}
+    got = repo.samples(job.id, 1, node)
+    assert [(s.gpu, s.sm_mhz, s.power_w, s.throttle) for s in got] == [
+        (0, 1410, None, ()), (1, None, 300.5, ("hw_slowdown",))]
+    assert ctx.store.get_node(node).state is NodeState.UP
+
+
+def test_in_job_clean_verdict_is_valid(in_job):
+    ctx, loop, ex, repo = in_job
+    job = submit(ctx, perf=True)
+    loop.cycle()
+    node = ctx.store.get_job(job.id).node_names[0]
+    ex.verdicts[(job.id, 1)] = [{"rank": 0, "node": node, "stage": "epilog", "ok": True, "reason": "",
+                                 "epilog": [], "conditions": {"samples": 3}}]
+    ex.finish(job.id, 0)
+    loop.cycle()
+    run = repo.runs(job.id)[0]
+    assert run.valid is True and run.reason == "" and run.conditions == {"samples": 3}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any, Optional
@@ -60,11 +61,38 @@ def perf_show(job_id: int, samples: bool = typer.Option(False, "--samples", help
     ])
 
 
-def _nvml():
+def _nvml(fake: Optional[str] = None, during_run: bool = False):
+    """Real NVML, or with `--fake-nvml FILE` the fake NVML of one virtual node (GPU-less test and
+    demo nodes): FILE is JSON {"gpus": 2, "model": "a100", "faults": [{"fault": "stray_process",
+    "gpu": 0}, ...], "run_faults": [...]} (faults as FakeNvmlFleet.inject takes them; run_faults only
+    from the sample and epilog steps: a fault that starts during the run). Each step builds it afresh."""
+    if fake:
+        return _fake_nvml(fake, during_run)
     import pynvml  # nvidia-ml-py
 
     pynvml.nvmlInit()
     return pynvml
+
+
+def _fake_nvml(path: str, during_run: bool):
+    import json
+    import socket
+
+    from gpufleet.domain import Gpu, Node
+    from gpufleet.health.fake_nvml import FakeNvmlFleet
+
+    try:
+        spec = json.loads(open(path).read())
+        name = os.environ.get("SLURMD_NODENAME") or socket.gethostname()
+        node = Node(name, gpus=tuple(Gpu(i, str(spec.get("model") or "a100")) for i in range(int(spec.get("gpus", 1)))))
+        fleet = FakeNvmlFleet([node])
+        for fault in [*(spec.get("faults") or ()), *((spec.get("run_faults") or ()) if during_run else ())]:
+            fleet.inject({**fault, "node": name})
+    except (OSError, ValueError, TypeError, AttributeError) as e:
+        raise ValidationError("fake_nvml", f"{path}: {e}") from None
+    nvml = fleet.for_node(name)
+    nvml.nvmlInit()
+    return nvml
 
 
 def _policy(clocks: Optional[str], max_temp: Optional[int], sample_s: Optional[float]):
@@ -73,19 +101,22 @@ def _policy(clocks: Optional[str], max_temp: Optional[int], sample_s: Optional[f
 
 
 _STATE = typer.Option(None, "--state", help="state file between the steps (env GPUFLEET_PERF_STATE)")
+_FAKE = typer.Option(None, "--fake-nvml", help="a fake NVML node described by this JSON file (GPU-less test nodes)")
 
 
 @perf_app.command("prolog")
 def perf_prolog(clocks: Optional[str] = typer.Option(None, "--clocks", help="as_is, base, max or MHz"),
                 max_temp: Optional[int] = typer.Option(None, "--max-temp", help="start below this C"),
-                state: Optional[str] = _STATE) -> None:
+                state: Optional[str] = _STATE, fake_nvml: Optional[str] = _FAKE) -> None:
     """Inside an allocation (Slurm prolog, pod init): the clean-room checks on this node's GPUs.
     Exit 0: clean (clocks locked as asked); 1: refused, the reason on stdout as JSON."""
     from gpufleet.health.perf_local import run_prolog, save_state, state_path
 
     policy = _policy(clocks, max_temp, None)
     try:
-        nvml = _nvml()
+        nvml = _nvml(fake_nvml)
+    except ValidationError:
+        raise
     except Exception as e:
         raise ValidationError("nvml", f"NVML unavailable on this node: {e}") from None
     result = run_prolog(nvml, policy, time.time())
@@ -97,13 +128,13 @@ def perf_prolog(clocks: Optional[str] = typer.Option(None, "--clocks", help="as_
 @perf_app.command("sample")
 def perf_sample(every: float = typer.Option(5.0, "--every", help="seconds between samples"),
                 count: int = typer.Option(0, "--count", help="stop after N samples (0: until killed)"),
-                state: Optional[str] = _STATE) -> None:
+                state: Optional[str] = _STATE, fake_nvml: Optional[str] = _FAKE) -> None:
     """Sample clocks, temperature, power, utilisation, throttling into the state file (run it in
     the background next to the benchmark)."""
     from gpufleet.health.perf_local import load_state, save_state, state_path, take_sample
 
     path = state_path(state)
-    nvml = _nvml()
+    nvml = _nvml(fake_nvml, during_run=True)
     n = 0
     while count == 0 or n < count:
         st = load_state(path)
@@ -115,15 +146,17 @@ def perf_sample(every: float = typer.Option(5.0, "--every", help="seconds betwee
 
 
 @perf_app.command("epilog")
-def perf_epilog(state: Optional[str] = _STATE) -> None:
+def perf_epilog(state: Optional[str] = _STATE, fake_nvml: Optional[str] = _FAKE) -> None:
     """After the command: last sample, verdicts (throttling, clock drop), clocks restored. Prints
     {perf_valid, reason, conditions, ...} as JSON; exit 0 when valid, 1 when not."""
-    from gpufleet.health.perf_local import load_state, run_epilog, state_path
+    from gpufleet.health.perf_local import load_state, run_epilog, save_state, state_path
 
     path = state_path(state)
     if not path.exists():
         raise ValidationError("state", f"{path} not found: run `gpufleet perf prolog` first")
-    verdict = run_epilog(_nvml(), load_state(path), time.time())
+    st = load_state(path)
+    verdict = run_epilog(_nvml(fake_nvml, during_run=True), st, time.time())
+    save_state(path, st)  # with the last sample: every sample stays readable beside the verdict
     print_json(verdict)
     sys.exit(0 if verdict["perf_valid"] else 1)
 

@@ -108,7 +108,11 @@ class ControlLoop:
             if job is None:
                 continue
             old_handle = job.handle
-            change = apply_observation(job, obs, now)
+            refused = self._in_job_perf(job) if obs.phase.ended and job.spec.perf is not None else []
+            if refused and not job.extra.get("pending_action"):
+                change = self._requeue_refused(job, refused, obs.at or now)
+            else:
+                change = apply_observation(job, obs, now)
             if change is None:
                 if job.handle != old_handle:
                     self.store.save_job(job, JobState.RUNNING)
@@ -156,6 +160,31 @@ class ControlLoop:
         except Exception as e:  # the verdict is lost, the job's end is not
             with job_context(job):
                 log.warning("perf epilog failed", error=str(e))
+
+    def _in_job_perf(self, job: Job) -> list:
+        """A perf job whose clean-room steps ran inside its allocation (Slurm) just ended: record
+        their verdicts; the nodes its prolog refused (drained by the health hooks already)."""
+        if self.perf is None or Ability.PERF_IN_JOB not in self.executor.abilities:
+            return []
+        try:
+            verdicts, notes = self.executor.perf_verdicts(job, job.attempt)  # type: ignore[attr-defined]
+            for note in notes:
+                with job_context(job):
+                    log.info("perf verdict", note=note)
+            return self.perf.record_in_job(job, job.attempt, verdicts)
+        except Exception as e:  # the verdict is lost, the job's end is not
+            with job_context(job):
+                log.warning("reading the perf verdicts failed", error=str(e))
+            return []
+
+    def _requeue_refused(self, job: Job, refused: list, at: float):
+        """The in-job prolog refused a node, so the command never ran: back to the queue (the
+        scheduler places it elsewhere, the node is drained), or FAILED with --no-requeue."""
+        why = "perf prolog refused " + "; ".join(f"{h.node} ({h.reason})" for h in refused)
+        job.exit_code = None
+        if job.spec.requeue:
+            return transition(job, JobState.PENDING, f"Requeued: {why}", at)
+        return transition(job, JobState.FAILED, f"{why} (no requeue)", at)
 
     def _prolog_refused(self, job: Job) -> bool:
         """Perf jobs: the clean-room prolog on every node first. A refusal requeues the job (the

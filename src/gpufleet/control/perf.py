@@ -9,7 +9,10 @@
 
 The NVML session opened by the prolog stays open until the epilog (one per job attempt and node).
 A node NVML cannot reach (remote engine, NVML off) runs unchecked: perf_valid stays None with the
-reason; Slurm/Kubernetes run `gpufleet perf prolog|epilog` inside the allocation instead.
+reason. On Slurm the batch script runs `gpufleet perf prolog|sample|epilog` inside the allocation
+instead (executors/slurm/script.py); when the attempt ends, `record_in_job` stores what they
+decided (the executor's `perf_verdicts`) as the same PerfRun rows and samples, and hands the
+nodes a prolog refused to the health loop like `prolog` does.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
 from gpufleet.domain import Job, JobState
-from gpufleet.domain.perf import PerfCheck, PerfRun
+from gpufleet.domain.perf import PerfCheck, PerfRun, PerfSample
 from gpufleet.health.prolog import judge_run, prolog_checks, restore_clocks, sample_gpus, summarise
 from gpufleet.health.types import CheckContext, CheckRecord, CheckResult, NodeHealth, Status
 from gpufleet.inventory.identity import read_identity
@@ -160,6 +163,56 @@ class PerfGuard:
             done.append(o.run)
         return done
 
+    # ---- run inside the allocation (Slurm) ----------------------------------------------------
+    def record_in_job(self, job: Job, attempt: int, verdicts: Sequence[dict]) -> list[NodeHealth]:
+        """Store the verdicts the job's own prolog/epilog wrote (one dict per rank, see
+        SlurmExecutor.perf_verdicts) as PerfRuns; returns the nodes the prolog refused (already
+        released to the health loop). The job's user could write those files: each value is
+        type-checked, a malformed one makes the run invalid rather than crash the loop."""
+        now = self.clock()
+        refused: list[NodeHealth] = []
+        for v in verdicts:
+            node = str(v.get("node") or "")
+            if not node:
+                continue
+            gpus = next((a.gpus for a in job.allocation if a.node == node), ())
+            run = PerfRun(job.id, attempt, node, job.spec.perf, _num(v.get("started_at")) or now,
+                          gpus=tuple(gpus), ended_at=_num(v.get("ended_at")) or now)
+            run.prolog = _checks(v.get("prolog"))
+            stage = v.get("stage")
+            if stage == "prolog":
+                bad = [c for c in run.prolog if not c.ok] or [PerfCheck("prolog", False, "refused")]
+                run.valid = False
+                run.reason = "prolog " + "; ".join(f"{c.name}: {c.reason}" for c in bad)
+                refused.append(self._refusal(node, run, now))
+            elif stage == "epilog":
+                run.epilog = _checks(v.get("epilog"))
+                run.valid = v.get("ok") if isinstance(v.get("ok"), bool) else False
+                run.reason = str(v.get("reason") or "") if run.valid is False else ""
+                if run.valid is False and not run.reason:
+                    run.reason = "epilog: no valid verdict"
+                conditions = v.get("conditions")
+                run.conditions = conditions if isinstance(conditions, dict) else {}
+                samples = _samples(v.get("samples"))
+                if samples:
+                    self.hardware.add_samples(job.id, attempt, node, samples)
+            else:
+                run.reason = str(v.get("reason") or "not checked")
+            self.hardware.save_run(run)
+        if refused and self.health is not None:
+            for h in refused:
+                self.health.release(h)
+        return refused
+
+    @staticmethod
+    def _refusal(node: str, run: PerfRun, now: float) -> NodeHealth:
+        run_id = uuid.uuid4().hex[:12]
+        records = tuple(CheckRecord(node, f"perf_{c.name}", now, Status.OK if c.ok else Status.FAIL, c.reason,
+                                    dict(c.facts or {}), 0.0, run_id) for c in run.prolog)
+        if not any(r.status is Status.FAIL for r in records):
+            records += (CheckRecord(node, "perf_prolog", now, Status.FAIL, run.reason, {}, 0.0, run_id),)
+        return NodeHealth(node, now, run_id, records, requeue=False)
+
     def open_jobs(self) -> set[tuple[int, int]]:
         return {k[:2] for k in self._open}
 
@@ -170,6 +223,35 @@ def _expected_sm(prolog: Sequence[PerfCheck]) -> dict[int, int]:
             gpus = (c.facts or {}).get("gpus") or {}
             return {int(i): int(f["expected_sm_mhz"]) for i, f in gpus.items() if f.get("expected_sm_mhz")}
     return {}
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _checks(value: Any) -> tuple[PerfCheck, ...]:
+    out = []
+    for c in value if isinstance(value, list) else ():
+        if isinstance(c, dict) and isinstance(c.get("name"), str):
+            facts = c.get("facts")
+            out.append(PerfCheck(c["name"], c.get("ok") is True, str(c.get("reason") or ""),
+                                 facts if isinstance(facts, dict) else {}))
+    return tuple(out)
+
+
+MAX_SAMPLES = 20_000  # per run and node read back from a job's state file
+
+
+def _samples(value: Any) -> list[PerfSample]:
+    out = []
+    for d in (value if isinstance(value, list) else ())[-MAX_SAMPLES:]:
+        if not isinstance(d, dict) or _num(d.get("at")) is None or type(d.get("gpu")) is not int:
+            continue
+        ints = {k: d.get(k) if type(d.get(k)) is int else None for k in ("sm_mhz", "mem_mhz", "temp_c", "util_pct")}
+        throttle = d.get("throttle") if isinstance(d.get("throttle"), list) else []
+        out.append(PerfSample(float(d["at"]), d["gpu"], power_w=_num(d.get("power_w")),
+                              throttle=tuple(str(t) for t in throttle), **ints))
+    return out
 
 
 def _shutdown(nvml: Any) -> None:

@@ -120,6 +120,12 @@ class PoolRouter(ExecutorBase):
             return [], [f"results are not collected from the {ex.name} engine yet"]
         return ex.results(job, attempt)  # type: ignore[attr-defined]
 
+    def perf_verdicts(self, job: Job, attempt: int) -> tuple[list[dict], list[str]]:
+        ex = self.executor_of(job)
+        if Ability.PERF_IN_JOB not in ex.abilities:
+            return [], []
+        return ex.perf_verdicts(job, attempt)  # type: ignore[attr-defined]
+
     def nodes(self) -> list[Node]:
         """The nodes of the pools that own their inventory, each labelled with its pool."""
         out: list[Node] = []

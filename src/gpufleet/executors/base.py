@@ -38,6 +38,10 @@ class Ability(str, Enum):
     # `artifacts(job, attempt, globs, notes)` yields the files of each rank's workdir matching the
     # job's artifact globs (collected into the artifact store when an attempt ends)
     ARTIFACTS = "artifacts"
+    # a perf job's clean-room prolog/sampling/epilog run inside the allocation (not through this
+    # server's NVML): `perf_verdicts(job, attempt)` returns what they decided per rank, read back
+    # when the attempt ends (control/perf.py PerfGuard.record_in_job)
+    PERF_IN_JOB = "perf-in-job"
 
 
 class Phase(str, Enum):

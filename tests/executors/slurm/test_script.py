@@ -3,18 +3,22 @@ Slurm would set (and a stand-in `srun` that starts the per-node tasks in turn)."
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from gpufleet.domain import Allocation, Job, JobSpec, JobState
-from gpufleet.executors.base import master_port_for
+from gpufleet.domain.perf import parse_perf
+from gpufleet.executors.base import Ability, master_port_for
 from gpufleet.executors.slurm.script import (
-    Identity, SubmitRequest, account_name, build_script, constraint_of, gres_of, job_name, rank_log, time_minutes,
+    Identity, PerfSteps, SubmitRequest, account_name, build_script, constraint_of, gres_of, job_dir, job_name,
+    rank_log, time_minutes,
 )
 
 
@@ -131,7 +135,7 @@ def assert_script_is_fixed_text_plus_payloads(script: str) -> None:
     assert not any(line.lstrip().startswith("#SBATCH") for line in lines)
     for line in lines:
         if line.startswith("gpufleet_") and "='" in line and "(" not in line:
-            assert re.fullmatch(r"gpufleet_(argv|env|plan)='[A-Za-z0-9+/=]*'", line), line
+            assert re.fullmatch(r"gpufleet_(argv|env|plan|job)='[A-Za-z0-9+/=]*'", line), line
     for bad in ("pwned", "qos", "exclusive", "touch", "\u2028", "\r"):
         assert bad not in script
 
@@ -196,3 +200,124 @@ def test_names_comment_and_constraints_written_outside_the_script_are_plain_word
     job.spec = JobSpec(command=("true",), constraints={"rack\n": "true"})
     with pytest.raises(ValueError, match="constraints"):
         constraint_of(job)
+
+
+# ------------------------------------------------------------------ results dir and perf steps
+
+GPUFLEET_BIN = str(Path(sys.executable).parent / "gpufleet")
+
+
+def decoded(script: str, name: str) -> list[str]:
+    line = next(x for x in script.split("\n") if x.startswith(f"{name}='"))
+    return base64.b64decode(line.split("'")[1]).decode().split("\0")[:-1]
+
+
+def one_node_job(command, perf=None, env=None) -> Job:
+    job = make_job(nodes=("gpu01",))
+    job.spec = JobSpec(command=command, gpus=2, perf=perf, env=env or {})
+    return job
+
+
+def test_every_rank_gets_its_own_results_dir_in_the_runs_folder(tmp_path):
+    job = make_job()
+    job.spec = JobSpec(command=("sh", "-c", 'echo "{\\"rank\\": $NODE_RANK}" > "$GPUFLEET_RESULTS_DIR/r.jsonl"'),
+                       gpus=2, nodes=2)
+    script = build_script(job, {}, str(tmp_path), placed=True)
+    assert decoded(script, "gpufleet_job") == [job_dir(str(tmp_path), job)]  # no perf steps
+    proc = run_script(tmp_path, script)
+    assert proc.returncode == 0, proc.stderr
+    folder = Path(job_dir(str(tmp_path), job))
+    assert folder.name == "gf42.1.d"
+    for rank, node in ((0, "gpu02"), (1, "gpu01")):
+        d = folder / f"rank-{rank}"
+        assert json.loads((d / "results" / "r.jsonl").read_text()) == {"rank": rank}
+        assert (d / "node").read_text().strip() == node
+        assert (d / "results").stat().st_mode & 0o777 == 0o700
+        assert not (d / "perf-prolog.rc").exists()
+
+
+def test_perf_steps_are_payload_and_the_policy_becomes_prolog_options(tmp_path):
+    job = one_node_job(("true",), perf=parse_perf({"clocks": "max", "max_temp_c": 70, "sample_s": 2}))
+    steps = PerfSteps.of_job(job, "/opt/venv/bin/gpufleet", "/etc/fake.json")
+    script = build_script(job, {}, str(tmp_path), placed=True, perf=steps)
+    assert decoded(script, "gpufleet_job") == [job_dir(str(tmp_path), job), "/opt/venv/bin/gpufleet", "2",
+                                               "/etc/fake.json", "--clocks", "max", "--max-temp", "70"]
+    assert "/opt/venv" not in script and "--clocks" not in script  # never script text
+    assert PerfSteps.of_job(one_node_job(("true",)), "/x") is None
+
+
+def run_perf(tmp_path, command, faults=(), run_faults=(), env=None):
+    fake = tmp_path / "fake-nvml.json"
+    fake.write_text(json.dumps({"gpus": 2, "model": "a100", "faults": list(faults), "run_faults": list(run_faults)}))
+    job = one_node_job(command, perf=parse_perf({"sample_s": 0.2}), env=env)
+    script = build_script(job, {}, str(tmp_path), placed=True, perf=PerfSteps.of_job(job, GPUFLEET_BIN, str(fake)))
+    proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60, env={
+        "PATH": os.environ["PATH"], "OUT_DIR": str(tmp_path), "SLURMD_NODENAME": "gpu01", "SLURM_NODEID": "0",
+        "SLURM_JOB_GPUS": "0,1", "SLURM_JOB_NODELIST": "gpu01"})
+    return job, proc, Path(job_dir(str(tmp_path), job)) / "rank-0"
+
+
+def test_clean_perf_run_runs_prolog_sampler_command_epilog(tmp_path):
+    job, proc, d = run_perf(tmp_path, ("sh", "-c", "sleep 0.6; touch $OUT_DIR/ran; exit 3"),
+                            env={"PYTHONHOME": "/nonexistent-poison"})  # breaks python if the steps saw it
+    assert proc.returncode == 3, proc.stderr  # the command's own exit code
+    assert (tmp_path / "ran").exists()
+    assert (d / "perf-prolog.rc").read_text().strip() == "0"
+    verdict = json.loads((d / "perf.json").read_text())
+    assert verdict["perf_valid"] is True and verdict["reason"] == ""
+    assert verdict["conditions"]["samples"] >= 4  # prolog-time state + background samples + the last
+    assert len(json.loads((d / "perf-state.json").read_text())["samples"]) == verdict["conditions"]["samples"]
+
+
+def test_perf_prolog_refusal_exits_75_without_running_the_command(tmp_path):
+    job, proc, d = run_perf(tmp_path, ("sh", "-c", "touch $OUT_DIR/ran"),
+                            faults=[{"fault": "stray_process", "gpu": 1, "pid": 999}])
+    assert proc.returncode == 75 and "perf prolog refused this node (gpu01)" in proc.stderr
+    assert not (tmp_path / "ran").exists() and not (d / "perf.json").exists()
+    assert (d / "perf-prolog.rc").read_text().strip() == "1"
+    prolog = json.loads((d / "perf-prolog.json").read_text())
+    assert prolog["ok"] is False and "pid 999" in json.dumps(prolog)
+
+
+def test_throttling_during_the_run_makes_the_epilog_invalid(tmp_path):
+    job, proc, d = run_perf(tmp_path, ("sleep", "0.3"), run_faults=[{"fault": "throttle", "gpu": 0,
+                                                                     "reason": "hw_slowdown"}])
+    assert proc.returncode == 0, proc.stderr
+    verdict = json.loads((d / "perf.json").read_text())
+    assert verdict["perf_valid"] is False and "throttle: GPU 0: hw_slowdown" in verdict["reason"]
+
+
+def test_executor_reads_results_and_perf_verdicts_without_following_links(tmp_path):
+    from gpufleet.executors.slurm import SlurmConfig, SlurmExecutor
+    from tests.executors.slurm.test_executor_unit import StubAdmin, StubApi
+
+    job, proc, d = run_perf(tmp_path, ("sh", "-c", 'echo \'{"benchmark": "b", "metric": "m", "value": 1}\' '
+                                                   '> "$GPUFLEET_RESULTS_DIR/r.jsonl"'))
+    assert proc.returncode == 0, proc.stderr
+    ex = SlurmExecutor(SlurmConfig(log_dir=str(tmp_path)), api=StubApi(), admin=StubAdmin())
+    assert {Ability.RESULTS, Ability.PERF_IN_JOB} <= ex.abilities
+    files, notes = ex.results(job, job.attempt)
+    assert [(f.rank, f.name) for f in files] == [(0, "r.jsonl")] and b'"value": 1' in files[0].data
+    verdicts, notes = ex.perf_verdicts(job, job.attempt)
+    assert len(verdicts) == 1 and notes == []
+    v = verdicts[0]
+    assert v["node"] == "gpu01" and v["stage"] == "epilog" and v["ok"] is True and v["samples"]
+    assert [c["name"] for c in v["prolog"]][:1] == ["stray_processes"]
+    # a job that swaps its files for links gets nothing read through them
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"perf_valid": true}')
+    (d / "perf.json").unlink()
+    (d / "perf.json").symlink_to(secret)
+    (d / "results" / "r.jsonl").unlink()
+    (d / "results" / "r.jsonl").symlink_to(secret)
+    files, notes = ex.results(job, job.attempt)
+    assert files == [] and "symbolic link" in notes[0]
+    verdicts, notes = ex.perf_verdicts(job, job.attempt)
+    assert verdicts[0]["ok"] is False and "no verdict" in verdicts[0]["reason"] and "perf.json" in notes[0]
+
+
+def test_perf_job_is_submitted_exclusive(tmp_path):
+    req = SubmitRequest(script="", name="n", comment="c", account="a", nodes=1, gres=None, output="/o", exclusive=True)
+    assert "--exclusive" in req.sbatch_args()
+    assert "--exclusive" not in SubmitRequest(script="", name="n", comment="c", account="a", nodes=1, gres=None,
+                                              output="/o").sbatch_args()

@@ -38,6 +38,11 @@ class SlurmConfig:
     # "auto": pyxis when `srun --help` offers --container-image, else podman (container.py)
     container_runtime: str = "auto"
     command_timeout_s: float = 30.0
+    # perf jobs: the `gpufleet` the batch script runs `perf prolog|sample|epilog` with ("" = the
+    # server's own, beside sys.executable: the nodes must see that venv at the same path), and a
+    # fake NVML spec file for GPU-less test/demo nodes ("" = real NVML; cli/hardware.py --fake-nvml)
+    gpufleet_bin: str = ""
+    perf_fake_nvml: str = ""
     log_chunk_bytes: int = 1 << 20
 
     @classmethod

@@ -11,9 +11,11 @@ gpufleet restart, never submits twice.
 from __future__ import annotations
 
 import getpass
+import json
 import logging
 import os
 import stat
+import sys
 import threading
 import time
 from datetime import datetime
@@ -24,8 +26,9 @@ from gpufleet.domain import Booking, Job, Node
 from gpufleet.executors.accounts import Account, Accounts, job_env, lookup, this_account
 from gpufleet.executors.artifact_files import MAX_FILES as MAX_ARTIFACTS, find_artifacts
 from gpufleet.executors.base import (
-    FOREIGN_GPUS_LABEL, Ability, ArtifactFile, ExecutorBase, LogChunk, Observation, Phase, attempt_view,
+    FOREIGN_GPUS_LABEL, Ability, ArtifactFile, ExecutorBase, LogChunk, Observation, Phase, ResultFile, attempt_view,
 )
+from gpufleet.executors.local.results import read_results
 from gpufleet.executors.logfile import UnsafeLog, read_chunk, refusal
 from gpufleet.executors.slurm.client import Admin, CliApi, JobApi, RestApi, Runner, SlurmError, SlurmUnavailable
 from gpufleet.executors.slurm.config import SlurmConfig
@@ -34,7 +37,8 @@ from gpufleet.executors.slurm.container import (
 )
 from gpufleet.executors.slurm.parse import HOLDING_STATES, SlurmJob, job_from_json, node_from_json, phase_of
 from gpufleet.executors.slurm.script import (
-    Identity, SubmitRequest, account_name, build_script, constraint_of, gres_of, job_name, rank_log, time_minutes,
+    Identity, PerfSteps, SubmitRequest, account_name, build_script, constraint_of, gres_of, job_dir, job_name, rank_log,
+    time_minutes,
 )
 
 log = logging.getLogger(__name__)
@@ -42,6 +46,7 @@ TIMEOUT_MARK = "gpufleet:timeout"
 NODES_SNAPSHOT_MAX_AGE_S = 0.5
 ACCOUNT_ERRORS = ("Invalid account", "invalid account")
 GONE_ERRORS = ("already completed", "Invalid job id", "Job/step already completing", "does not exist")
+PERF_FILE_MAX = 8 << 20  # bytes of one rank's perf verdict or state file read back
 
 
 class _Snapshot:
@@ -69,7 +74,8 @@ class SlurmExecutor(ExecutorBase):
 
     name = "slurm"
     abilities = frozenset({Ability.NODES, Ability.DRAIN, Ability.LOGS, Ability.BOOKINGS, Ability.ADOPT,
-                           Ability.RUN_AS_OWNER, Ability.IMAGES, Ability.ARTIFACTS})
+                           Ability.RUN_AS_OWNER, Ability.IMAGES, Ability.ARTIFACTS, Ability.RESULTS,
+                           Ability.PERF_IN_JOB})
 
     def __init__(self, config: SlurmConfig | None = None, *, api: JobApi | None = None, admin: Admin | None = None,
                  clock: Callable[[], float] = time.time, accounts: Accounts | None = None,
@@ -182,7 +188,8 @@ class SlurmExecutor(ExecutorBase):
         return SubmitRequest(
             script=build_script(job, dict(self._addresses), log_dir, placed,
                                 command=container_command(job, self.container_runtime(), self.containers)
-                                if spec.image else None),
+                                if spec.image else None,
+                                perf=PerfSteps.of_job(job, self.gpufleet_bin(), cfg.perf_fake_nvml)),
             name=job_name(job),
             comment=ident.comment(),
             account=self._account(job.tenant, account.name if as_owner else self.user),
@@ -200,7 +207,13 @@ class SlurmExecutor(ExecutorBase):
             environment=job_env(account, {}, {}),
             uid=account.uid if as_owner else None,
             gid=account.gid if as_owner else None,
+            exclusive=spec.perf is not None,
         )
+
+    def gpufleet_bin(self) -> str:
+        """The `gpufleet` the batch script runs the perf steps with: configured, else this server's
+        own (the venv of sys.executable), which the nodes must see at the same path."""
+        return self.config.gpufleet_bin or os.path.join(os.path.dirname(sys.executable), "gpufleet")
 
     def container_runtime(self) -> str:
         """pyxis or podman (container.py); `auto` asks `srun --help` once."""
@@ -377,6 +390,76 @@ class SlurmExecutor(ExecutorBase):
             return
         yield from find_artifacts(Path(os.path.realpath(job.spec.workdir)), globs, 0, notes, [MAX_ARTIFACTS])
 
+    # -------------------------------------------------------------------- results and perf
+
+    def _ranks(self, job: Job, attempt: int) -> tuple[Job, str, str, range]:
+        """(the run's view, its log folder, the name of its folder there, its ranks)."""
+        view, _ = attempt_view(job, attempt)
+        log_dir = self._log_dir(view)
+        folder = os.path.basename(job_dir(log_dir, view))
+        return view, log_dir, folder, range(max(len(view.allocation), view.spec.nodes, 1))
+
+    def results(self, job: Job, attempt: int) -> tuple[list[ResultFile], list[str]]:
+        """What each rank left in its $GPUFLEET_RESULTS_DIR (`job_dir`/rank-<r>/results/, on the
+        shared log folder), read with no link followed: the job's user wrote that folder."""
+        _, log_dir, folder, ranks = self._ranks(job, attempt)
+        files: list[ResultFile] = []
+        notes: list[str] = []
+        for r in ranks:
+            f, n = read_results(Path(log_dir), (folder, f"rank-{r}"), r)
+            files += f
+            notes += n
+        return files, notes
+
+    def perf_verdicts(self, job: Job, attempt: int) -> tuple[list[dict], list[str]]:
+        """What the clean-room steps of run `attempt` wrote per rank (script.py `gpufleet_perf`),
+        one dict per rank that ran them: {rank, node, stage: "prolog"|"epilog"|"unchecked", ok,
+        reason, prolog, epilog, conditions, samples, started_at, ended_at}; and notes on what was
+        missing or unreadable. The files are the job's own (its user can write them): no link is
+        followed and every value is type-checked where it is used (control/perf.py)."""
+        view, log_dir, folder, ranks = self._ranks(job, attempt)
+        out: list[dict] = []
+        notes: list[str] = []
+        for r in ranks:
+            def read(name: str) -> bytes | None:
+                try:
+                    data, size = read_chunk(log_dir, (folder, f"rank-{r}", name), 0, PERF_FILE_MAX)
+                except FileNotFoundError:
+                    return None
+                except (UnsafeLog, OSError) as e:
+                    notes.append(f"rank {r}: {name}: not read ({e})")
+                    return None
+                if size > PERF_FILE_MAX:
+                    notes.append(f"rank {r}: {name} is over {PERF_FILE_MAX >> 20} MiB: not read")
+                    return None
+                return data
+
+            rc = read("perf-prolog.rc")
+            if rc is None:
+                notes.append(f"rank {r}: no perf prolog ran (the job ended before it, or was not a perf run)")
+                continue
+            node_text = (read("node") or b"").decode("utf-8", "replace").strip()
+            node = view.allocation[r].node if r < len(view.allocation) else node_text
+            verdict: dict = {"rank": r, "node": node}
+            code = rc.decode("ascii", "replace").strip()
+            if code == "1":
+                verdict.update(stage="prolog", ok=False, **_json_object(read("perf-prolog.json"), notes, r))
+            elif code != "0":
+                verdict.update(stage="unchecked", ok=None,
+                               reason=f"not checked: gpufleet perf prolog could not run on {node} (exit {code})")
+            else:
+                epilog = _json_object(read("perf.json"), notes, r)
+                if not epilog:
+                    verdict.update(stage="epilog", ok=False, reason="epilog: no verdict (the run was stopped "
+                                   "before the epilog, or it failed)")
+                else:
+                    verdict.update(stage="epilog", **epilog)
+                    verdict["ok"] = epilog.get("perf_valid")
+                verdict.setdefault("prolog", _json_object(read("perf-prolog.json"), notes, r).get("prolog"))
+                verdict["samples"] = _json_object(read("perf-state.json"), notes, r).get("samples")
+            out.append(verdict)
+        return out, notes
+
     def _ended(self, job: Job) -> bool:
         """Whether Slurm says this run ended (a fresh look at most every 0.25 s)."""
         snap = self._snapshot()
@@ -449,6 +532,17 @@ class SlurmExecutor(ExecutorBase):
         closer = getattr(self.api, "close", None)
         if closer is not None:
             closer()
+
+
+def _json_object(data: bytes | None, notes: list[str], rank: int) -> dict:
+    if not data:
+        return {}
+    try:
+        value = json.loads(data)
+    except ValueError as e:
+        notes.append(f"rank {rank}: a perf file is not JSON: {e}")
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _shared_folder(path: str) -> None:

@@ -4,8 +4,9 @@ identifies the job, and where its output lands. Pure: no I/O.
 Nothing a user wrote ever becomes script text. sbatch reads `#SBATCH` options from the script's
 first lines and bash reads every line as code, so a command argument or env value holding a newline
 (or a quote, `$(...)`, a backtick) must never be pasted into the script, quoted or not. Instead the
-script is one fixed text (`_BODY`) preceded by three assignments of single-quoted base64 payloads
-(argv, env, rank plan; each a list of NUL-terminated strings) and one integer. Base64's alphabet has
+script is one fixed text (`_BODY`) preceded by four assignments of single-quoted base64 payloads
+(argv, env, rank plan, the run's folder and perf steps; each a list of NUL-terminated strings) and
+one integer. Base64's alphabet has
 no quote, newline, `$`, backtick or `#`, so a payload cannot end its quotes or start a line whatever
 it holds; the fixed text decodes it (`base64 -d` into `mapfile -d ''`) and execs the argv as argv.
 A separate file staged beside the script was the alternative: it needs a filesystem shared with the
@@ -95,6 +96,39 @@ def log_paths(log_dir: str, job: Job) -> tuple[str, str]:
     return f"{base}.out", f"{base}.rank{{rank}}.out"
 
 
+def job_dir(log_dir: str, job: Job) -> str:
+    """This run's own folder beside its output: `rank-<r>/results/` ($GPUFLEET_RESULTS_DIR),
+    `rank-<r>/node`, and for a perf job `rank-<r>/perf-prolog.json`, `perf-prolog.rc`, `perf.json`."""
+    return f"{log_dir.rstrip('/')}/gf{job.id}.{job.restarts}.d"
+
+
+@dataclass(frozen=True, slots=True)
+class PerfSteps:
+    """How the batch script runs the clean-room steps of a perf job on each node: `gpufleet` (the
+    server's own entry point, same venv), the prolog's options from the job's policy, the sampling
+    period, and a fake NVML spec file (tests/demos on GPU-less nodes; "" = real NVML)."""
+
+    gpufleet: str
+    prolog_args: tuple[str, ...] = ()
+    sample_s: float = 5.0
+    fake_nvml: str = ""
+
+    @classmethod
+    def of_job(cls, job: Job, gpufleet: str, fake_nvml: str = "") -> PerfSteps | None:
+        policy = job.spec.perf
+        if policy is None:
+            return None
+        args: list[str] = []
+        if policy.clocks and policy.clocks != "as_is":
+            args += ["--clocks", str(policy.clocks)]
+        if policy.max_temp_c is not None:
+            args += ["--max-temp", str(int(policy.max_temp_c))]
+        return cls(gpufleet, tuple(args), float(policy.sample_s), fake_nvml)
+
+    def payload(self, folder: str) -> list[str]:
+        return [folder, self.gpufleet, f"{self.sample_s:g}", self.fake_nvml, *self.prolog_args]
+
+
 def rank_log(log_dir: str, job: Job, rank: int) -> str:
     main, pattern = log_paths(log_dir, job)
     return main if rank == 0 else pattern.format(rank=rank)
@@ -130,6 +164,7 @@ class SubmitRequest:
     environment: Mapping[str, str] = field(default_factory=dict)
     uid: int | None = None  # a root server: run the job as this account (sbatch --uid/--gid)
     gid: int | None = None
+    exclusive: bool = False  # a perf job: whole nodes, nothing else of Slurm's beside it
 
     def sbatch_args(self) -> list[str]:
         args = [
@@ -139,6 +174,8 @@ class SubmitRequest:
         ]
         if self.uid is not None:
             args += [f"--uid={int(self.uid)}", f"--gid={int(self.gid if self.gid is not None else self.uid)}"]
+        if self.exclusive:
+            args.append("--exclusive")
         optional = {
             "--gres": self.gres, "--cpus-per-task": self.cpus_per_task, "--time": self.time_minutes,
             "--nodelist": self.nodelist, "--partition": self.partition, "--reservation": self.reservation,
@@ -182,7 +219,7 @@ gpufleet_nodelist=${gpufleet_p[3]}
 if [ -z "$gpufleet_nodelist" ]; then
   gpufleet_nodelist="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | paste -sd,)"
 fi
-export gpufleet_argv gpufleet_env gpufleet_plan gpufleet_master gpufleet_nodelist
+export gpufleet_argv gpufleet_env gpufleet_plan gpufleet_job gpufleet_master gpufleet_nodelist
 gpufleet_rank() {
   local gpufleet_kv gpufleet_i gpufleet_r=${SLURM_NODEID:-0} gpufleet_node=$SLURMD_NODENAME gpufleet_g gpufleet_cvd
   mapfile -d '' -t gpufleet_p < <(gpufleet_decode "$gpufleet_plan")
@@ -191,16 +228,49 @@ gpufleet_rank() {
   done
   gpufleet_g=${SLURM_STEP_GPUS:-${SLURM_JOB_GPUS:-}}
   gpufleet_cvd=${CUDA_VISIBLE_DEVICES:-$gpufleet_g}
+  if [ "$gpufleet_r" != 0 ]; then exec >>"${gpufleet_p[0]}$gpufleet_r${gpufleet_p[1]}" 2>&1; fi
+  mapfile -d '' -t gpufleet_j < <(gpufleet_decode "$gpufleet_job")
+  gpufleet_d="${gpufleet_j[0]}/rank-$gpufleet_r"
+  mkdir -p -m 0700 "${gpufleet_j[0]}" "$gpufleet_d" "$gpufleet_d/results"
+  printf '%s\n' "$gpufleet_node" >"$gpufleet_d/node"
+  if [ "${#gpufleet_j[@]}" -lt 3 ]; then gpufleet_run "$@"; fi
+  gpufleet_perf "$@"
+}
+gpufleet_run() {
   while IFS= read -r -d '' gpufleet_kv; do export "$gpufleet_kv"; done < <(gpufleet_decode "$gpufleet_env")
   export MASTER_ADDR="$gpufleet_master" GPUFLEET_MASTER_ADDR="$gpufleet_master"
   export GPUFLEET_NODELIST="$gpufleet_nodelist" GPUFLEET_NODE="$gpufleet_node"
   export NODE_RANK=$gpufleet_r GPUFLEET_NODE_RANK=$gpufleet_r GPUFLEET_GPUS="$gpufleet_g"
   export CUDA_VISIBLE_DEVICES="$gpufleet_cvd" NVIDIA_VISIBLE_DEVICES="$gpufleet_cvd"
-  if [ "$gpufleet_r" != 0 ]; then exec >>"${gpufleet_p[0]}$gpufleet_r${gpufleet_p[1]}" 2>&1; fi
+  export GPUFLEET_RESULTS_DIR="$gpufleet_d/results"
   unset gpufleet_argv gpufleet_env gpufleet_plan gpufleet_master gpufleet_nodelist gpufleet_p gpufleet_ranks
+  unset gpufleet_job gpufleet_j
   exec "$@"
 }
-export -f gpufleet_decode gpufleet_rank
+gpufleet_perf() {
+  local gpufleet_bin=${gpufleet_j[1]} gpufleet_every=${gpufleet_j[2]} gpufleet_st="$gpufleet_d/perf-state.json"
+  local gpufleet_fake=() gpufleet_rc gpufleet_sampler
+  if [ -n "${gpufleet_j[3]}" ]; then gpufleet_fake=(--fake-nvml "${gpufleet_j[3]}"); fi
+  "$gpufleet_bin" perf prolog --state "$gpufleet_st" "${gpufleet_fake[@]}" "${gpufleet_j[@]:4}" \
+    >"$gpufleet_d/perf-prolog.json"
+  gpufleet_rc=$?
+  printf '%s\n' "$gpufleet_rc" >"$gpufleet_d/perf-prolog.rc"
+  if [ "$gpufleet_rc" = 1 ]; then
+    echo "gpufleet: the perf prolog refused this node ($gpufleet_node): the command did not run" >&2
+    exit 75
+  fi
+  if [ "$gpufleet_rc" != 0 ]; then gpufleet_run "$@"; fi
+  "$gpufleet_bin" perf sample --every "$gpufleet_every" --state "$gpufleet_st" "${gpufleet_fake[@]}" \
+    >/dev/null 2>&1 &
+  gpufleet_sampler=$!
+  (gpufleet_run "$@")
+  gpufleet_rc=$?
+  kill "$gpufleet_sampler" 2>/dev/null
+  wait "$gpufleet_sampler" 2>/dev/null
+  "$gpufleet_bin" perf epilog --state "$gpufleet_st" "${gpufleet_fake[@]}" >"$gpufleet_d/perf.json"
+  exit "$gpufleet_rc"
+}
+export -f gpufleet_decode gpufleet_rank gpufleet_run gpufleet_perf
 mapfile -d '' -t gpufleet_cmd < <(gpufleet_decode "$gpufleet_argv")
 if [ "$gpufleet_ranks" -gt 1 ]; then
   srun --ntasks-per-node=1 --kill-on-bad-exit=1 bash -c 'gpufleet_rank "$@"' gpufleet "${gpufleet_cmd[@]}"
@@ -211,13 +281,18 @@ fi
 
 
 def build_script(job: Job, addresses: dict[str, str], log_dir: str, placed: bool,
-                 command: Sequence[str] | None = None) -> str:
+                 command: Sequence[str] | None = None, perf: PerfSteps | None = None) -> str:
     """The batch script. It runs on the first node of the allocation; a multi-node job starts one
     task per node with srun. Each task works out its rank (gpufleet's rank order when gpufleet placed
     the job, else SLURM_NODEID), exports the job's env, then the rank environment, and keeps Slurm's
     own GPU ids (CUDA_VISIBLE_DEVICES as Slurm set it is what the devices are allocated under).
 
     `command`: what each rank execs instead of the job's command (its container: container.py).
+    `perf`: a perf job's clean-room steps. Each rank then runs `gpufleet perf prolog` first (exit 1,
+    refused: the command does not run, the script exits 75), `gpufleet perf sample` in the
+    background during the command, `gpufleet perf epilog` after; the verdicts land in the rank's
+    folder of `job_dir` for the server to read when the job ends. The steps run in the script's own
+    environment, before the job's env is exported. Every rank gets $GPUFLEET_RESULTS_DIR.
 
     Raises ValueError for what no process can be given: a NUL byte in an argument, env key or value."""
     port = master_port_for(job.id)
@@ -241,6 +316,7 @@ def build_script(job: Job, addresses: dict[str, str], log_dir: str, placed: bool
         f"gpufleet_argv={_payload('command', job.spec.command if command is None else command)}",
         f"gpufleet_env={_payload('env', [f'{k}={v}' for k, v in env.items()])}",
         f"gpufleet_plan={_payload('plan', plan)}",
+        f"gpufleet_job={_payload('job', perf.payload(job_dir(log_dir, job)) if perf else [job_dir(log_dir, job)])}",
         f"gpufleet_ranks={int(ranks)}",
     ]
     return "\n".join(lines) + "\n" + _BODY
