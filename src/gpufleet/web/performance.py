@@ -22,24 +22,36 @@ W, H, PAD = 900, 260, 40
 MAX_POINTS = 2000
 MAX_SERIES = 200
 CACHED = 64  # (scope, what) entries kept
-OUTLIER_WINDOW = "-30d"  # slow nodes are judged on the last month of results, not all of history
 
 
 class _Cache:
-    """LRU of computed views keyed by (scope, what), valid while the version they were made at holds."""
+    """LRU of computed views keyed by (scope, what), valid while the version they were made at holds.
+    A view made at an older version is served while a new one is made in the background (a page
+    never waits for a recompute after new results; only the very first view of a scope does)."""
 
     def __init__(self, size: int = CACHED):
         self._items: OrderedDict[tuple, tuple[Any, Any]] = OrderedDict()
+        self._making: set[tuple] = set()
         self._lock = threading.Lock()
         self.size = size
 
-    def get(self, key: tuple, version: Any, make: Callable[[], Any]) -> Any:
+    def get(self, key: tuple, version: Any, make: Callable[[], Any], stale_ok: bool = False) -> Any:
         with self._lock:
             hit = self._items.get(key)
-            if hit is not None and hit[0] == version:
+            if hit is not None and (hit[0] == version or stale_ok):
                 self._items.move_to_end(key)
+                if hit[0] != version and key not in self._making:
+                    self._making.add(key)
+                    threading.Thread(target=self._make, args=(key, version, make), daemon=True).start()
                 return hit[1]
-        value = make()
+        return self._make(key, version, make)
+
+    def _make(self, key: tuple, version: Any, make: Callable[[], Any]) -> Any:
+        try:
+            value = make()
+        finally:
+            with self._lock:
+                self._making.discard(key)
         with self._lock:
             self._items[key] = (version, value)
             self._items.move_to_end(key)
@@ -87,8 +99,8 @@ def performance(request: Request):
         else:
             version = (sum(s["results"] for s in every), max((s["last_at"] for s in every), default=None))
             trend = None
-            outliers = _cache.get((scope, "outliers"), version,
-                                  lambda: svc.find_outliers(ctx, user, since=OUTLIER_WINDOW)[:50])
+            outliers = _cache.get((scope, "outliers"), version, lambda: svc.find_outliers(ctx, user)[:50],
+                                  stale_ok=True)
     except DOMAIN_ERRORS as e:
         return failure(request, user, session, e)
     drawn = chart(*trend) if trend else None
