@@ -194,11 +194,11 @@ class PerfGuard:
                 conditions = v.get("conditions")
                 run.conditions = conditions if isinstance(conditions, dict) else {}
                 samples = _samples(v.get("samples"))
-                if samples:
-                    self.hardware.add_samples(job.id, attempt, node, samples)
             else:
                 run.reason = str(v.get("reason") or "not checked")
             self.hardware.save_run(run)
+            if stage == "epilog" and samples:
+                self.hardware.add_samples(job.id, attempt, node, samples)
         if refused and self.health is not None:
             for h in refused:
                 self.health.release(h)

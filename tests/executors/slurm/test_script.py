@@ -316,6 +316,18 @@ def test_executor_reads_results_and_perf_verdicts_without_following_links(tmp_pa
     assert verdicts[0]["ok"] is False and "no verdict" in verdicts[0]["reason"] and "perf.json" in notes[0]
 
 
+def test_executor_reads_a_prolog_refusal(tmp_path):
+    from gpufleet.executors.slurm import SlurmConfig, SlurmExecutor
+    from tests.executors.slurm.test_executor_unit import StubAdmin, StubApi
+
+    job, proc, d = run_perf(tmp_path, ("true",), faults=[{"fault": "persistence_off", "gpu": 0}])
+    assert proc.returncode == 75
+    ex = SlurmExecutor(SlurmConfig(log_dir=str(tmp_path)), api=StubApi(), admin=StubAdmin())
+    [v], notes = ex.perf_verdicts(job, job.attempt)
+    assert (v["node"], v["stage"], v["ok"]) == ("gpu01", "prolog", False) and notes == []
+    assert [c["name"] for c in v["prolog"] if not c["ok"]] == ["persistence"]
+
+
 def test_perf_job_is_submitted_exclusive(tmp_path):
     req = SubmitRequest(script="", name="n", comment="c", account="a", nodes=1, gres=None, output="/o", exclusive=True)
     assert "--exclusive" in req.sbatch_args()

@@ -443,7 +443,7 @@ class SlurmExecutor(ExecutorBase):
             verdict: dict = {"rank": r, "node": node}
             code = rc.decode("ascii", "replace").strip()
             if code == "1":
-                verdict.update(stage="prolog", ok=False, **_json_object(read("perf-prolog.json"), notes, r))
+                verdict.update(stage="prolog", ok=False, prolog=_json_object(read("perf-prolog.json"), notes, r).get("prolog"))
             elif code != "0":
                 verdict.update(stage="unchecked", ok=None,
                                reason=f"not checked: gpufleet perf prolog could not run on {node} (exit {code})")
