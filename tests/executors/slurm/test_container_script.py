@@ -112,3 +112,21 @@ def test_a_container_that_could_not_start_gives_the_runtimes_reason():
     assert container_reason(pyxis, 125) == "container: failed to import docker image"
     assert container_reason(log, 1) is None  # the command itself failed: its exit code says so
     assert container_reason(b"all fine\n", 125) is None
+
+
+@pytest.mark.parametrize("mounts,want", [
+    ((), "--container-mounts=/l/gf7.2.d/rank-0/results:/l/gf7.2.d/rank-0/results"),
+    (("/datasets:/data:ro",), "--container-mounts=/datasets:/data:ro,/l/gf7.2.d/rank-0/results:/l/gf7.2.d/rank-0/results"),
+])
+def test_pyxis_binds_the_results_dir_beside_the_jobs_own_mounts(tmp_path, mounts, want):
+    import subprocess
+
+    srun = tmp_path / "srun"
+    srun.write_text('#!/bin/bash\nprintf "%s\\n" "$@"\n')
+    srun.chmod(0o755)
+    argv = pyxis_argv(job(mounts=mounts))
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=10, env={
+        "PATH": f"{tmp_path}:/usr/bin:/bin", "SLURMD_NODENAME": "gpu01",
+        "GPUFLEET_RESULTS_DIR": "/l/gf7.2.d/rank-0/results"}).stdout.splitlines()
+    assert [a for a in out if a.startswith("--container-mounts")] == [want]
+    assert out[-4:] == ["python", "train.py", "--x", "$(rm -rf /)"]

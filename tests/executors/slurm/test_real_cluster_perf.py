@@ -22,6 +22,7 @@ from gpufleet.store import Store, make_engine, migrate
 from gpufleet.store.hardware import HardwareRepo
 from gpufleet.store.results import query_results
 from tests.executors.contract import wait_for
+from tests.executors.images import require_test_image
 
 pytestmark = pytest.mark.slurm
 
@@ -100,3 +101,15 @@ def test_perf_prolog_refusal_inside_the_allocation_skips_the_command(make_execut
     [run] = HardwareRepo(store).runs(job.id)
     assert run.valid is False and run.reason.startswith("prolog stray_processes: GPU 1")
     assert ex.results(job, job.attempt) == ([], [])  # the command never ran
+
+
+def test_results_written_inside_a_podman_image_are_collected(make_executor, store):
+    ex = make_executor()
+    image = require_test_image()
+    assert ex.container_runtime() == "podman"  # the dev cluster has no pyxis
+    cmd = "echo '{\"benchmark\": \"in-image\", \"metric\": \"m\", \"value\": 2}' > \"$GPUFLEET_RESULTS_DIR/r.jsonl\""
+    spec = JobSpec(command=("sh", "-c", cmd), gpus=2, gpu_model="a100", image=image, pull="never")
+    job = launched(ex, job_of(spec, "gpu02"))
+    assert wait_for(ex, job, {Phase.SUCCEEDED}, 60).exit_code == 0
+    files, notes = ex.results(job, job.attempt)
+    assert [f.name for f in files] == ["r.jsonl"] and b'"in-image"' in files[0].data, notes

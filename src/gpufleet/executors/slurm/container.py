@@ -17,7 +17,8 @@ Two runtimes, chosen once per executor (`container_runtime: auto|pyxis|podman`, 
   SLURM_STEP_GPUS/SLURM_JOB_GPUS), CUDA_VISIBLE_DEVICES renumbered from 0 inside, every exported
   variable passed by name (`--env NAME`: values never on a command line), the working directory
   bound at the same path, `mounts`, the pull policy, the tenant's authfile, and the shell's
-  ulimits. A cancel or gpufleet's exact time limit (scancel: SIGTERM to the step) stops the
+  ulimits. Both runtimes bind $GPUFLEET_RESULTS_DIR at its own path, so results written in the
+  image are collected. A cancel or gpufleet's exact time limit (scancel: SIGTERM to the step) stops the
   container (`podman stop`), and `podman rm -f` on the way out leaves none behind.
 
 Nothing a user wrote becomes shell text: the wrappers are fixed strings, the image, mounts and
@@ -67,6 +68,13 @@ def enroot_uri(image: str) -> str:
 PYXIS_WRAPPER = r"""gf_opts=()
 while [ "$#" -gt 0 ] && [ "$1" != -- ]; do gf_opts+=("$1"); shift; done
 shift
+if [ -n "${GPUFLEET_RESULTS_DIR:-}" ]; then
+  gf_m="$GPUFLEET_RESULTS_DIR:$GPUFLEET_RESULTS_DIR"; gf_found=
+  for gf_i in "${!gf_opts[@]}"; do
+    case "${gf_opts[gf_i]}" in --container-mounts=*) gf_opts[gf_i]="${gf_opts[gf_i]},$gf_m"; gf_found=1 ;; esac
+  done
+  if [ -z "$gf_found" ]; then gf_opts+=("--container-mounts=$gf_m"); fi
+fi
 exec srun --overlap --nodes=1 --ntasks=1 --nodelist="$SLURMD_NODENAME" "${gf_opts[@]}" "$@"
 """
 
@@ -92,6 +100,8 @@ if [ -n "${GPUFLEET_GPUS:-}" ]; then
   fi
   export CUDA_VISIBLE_DEVICES="$gf_cvd"
 fi
+gf_res=()
+if [ -n "${GPUFLEET_RESULTS_DIR:-}" ]; then gf_res=(--volume "$GPUFLEET_RESULTS_DIR:$GPUFLEET_RESULTS_DIR"); fi
 gf_env=()
 for gf_k in $(compgen -e); do
   case "$gf_k" in PATH|HOME|SHELL|PWD|OLDPWD|SHLVL|_|BASH_*|gf_*) ;; *) gf_env+=(--env "$gf_k") ;; esac
@@ -105,7 +115,7 @@ gf_stop() { "$gf_podman" stop --time 5 "$gf_name" >/dev/null 2>&1; }
 trap gf_stop TERM INT HUP
 trap '"$gf_podman" rm --force --time 0 --ignore "$gf_name" >/dev/null 2>&1' EXIT
 "$gf_podman" run --rm --name "$gf_name" --init --network=host --ipc=host --log-driver=none \
-  "${gf_ulim[@]}" "${gf_dev[@]}" "${gf_env[@]}" --volume "$PWD:$PWD" --workdir "$PWD" \
+  "${gf_ulim[@]}" "${gf_dev[@]}" "${gf_env[@]}" "${gf_res[@]}" --volume "$PWD:$PWD" --workdir "$PWD" \
   "${gf_opts[@]}" -- "$@" &
 gf_pid=$!
 wait "$gf_pid"; gf_rc=$?
