@@ -64,8 +64,9 @@ def perf_show(job_id: int, samples: bool = typer.Option(False, "--samples", help
 def _nvml(fake: Optional[str] = None, during_run: bool = False):
     """Real NVML, or with `--fake-nvml FILE` the fake NVML of one virtual node (GPU-less test and
     demo nodes): FILE is JSON {"gpus": 2, "model": "a100", "faults": [{"fault": "stray_process",
-    "gpu": 0}, ...], "run_faults": [...]} (faults as FakeNvmlFleet.inject takes them; run_faults only
-    from the sample and epilog steps: a fault that starts during the run). Each step builds it afresh."""
+    "gpu": 0}, ...], "run_faults": [...]} (faults as FakeNvmlFleet.inject takes them, on every node
+    or on the one their "node" names; run_faults only from the sample and epilog steps: a fault that
+    starts during the run). The node is $SLURMD_NODENAME or the host name. Each step builds it afresh."""
     if fake:
         return _fake_nvml(fake, during_run)
     import pynvml  # nvidia-ml-py
@@ -87,7 +88,8 @@ def _fake_nvml(path: str, during_run: bool):
         node = Node(name, gpus=tuple(Gpu(i, str(spec.get("model") or "a100")) for i in range(int(spec.get("gpus", 1)))))
         fleet = FakeNvmlFleet([node])
         for fault in [*(spec.get("faults") or ()), *((spec.get("run_faults") or ()) if during_run else ())]:
-            fleet.inject({**fault, "node": name})
+            if fault.get("node") in (None, name):  # a fault naming another node is not this one's
+                fleet.inject({**fault, "node": name})
     except (OSError, ValueError, TypeError, AttributeError) as e:
         raise ValidationError("fake_nvml", f"{path}: {e}") from None
     nvml = fleet.for_node(name)

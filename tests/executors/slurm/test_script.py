@@ -328,6 +328,20 @@ def test_executor_reads_a_prolog_refusal(tmp_path):
     assert [c["name"] for c in v["prolog"] if not c["ok"]] == ["persistence"]
 
 
+def test_a_node_name_the_job_wrote_is_not_trusted_when_slurm_placed_it(tmp_path):
+    from gpufleet.executors.slurm import SlurmConfig, SlurmExecutor
+    from tests.executors.slurm.test_executor_unit import StubAdmin, StubApi
+
+    job, proc, d = run_perf(tmp_path, ("sh", "-c", "echo gpu09 > $GPUFLEET_RESULTS_DIR/../node"),
+                            faults=[{"fault": "stray_process", "gpu": 0, "node": "gpu02"}])  # not this node
+    assert proc.returncode == 0, proc.stderr  # the fault named another node: the prolog passed
+    ex = SlurmExecutor(SlurmConfig(log_dir=str(tmp_path), slurm_place=True), api=StubApi(), admin=StubAdmin())
+    verdicts, notes = ex.perf_verdicts(job, job.attempt)
+    assert verdicts == [] and "'gpu09' is not one of the Slurm job's nodes" in notes[0]
+    placed = SlurmExecutor(SlurmConfig(log_dir=str(tmp_path)), api=StubApi(), admin=StubAdmin())
+    assert [v["node"] for v in placed.perf_verdicts(job, job.attempt)[0]] == ["gpu01"]  # gpufleet's placement
+
+
 def test_perf_job_is_submitted_exclusive(tmp_path):
     req = SubmitRequest(script="", name="n", comment="c", account="a", nodes=1, gres=None, output="/o", exclusive=True)
     assert "--exclusive" in req.sbatch_args()

@@ -438,8 +438,9 @@ class SlurmExecutor(ExecutorBase):
             if rc is None:
                 notes.append(f"rank {r}: no perf prolog ran (the job ended before it, or was not a perf run)")
                 continue
-            node_text = (read("node") or b"").decode("utf-8", "replace").strip()
-            node = view.allocation[r].node if r < len(view.allocation) else node_text
+            node = self._node_of_rank(view, r, (read("node") or b"").decode("utf-8", "replace").strip(), notes)
+            if not node:
+                continue
             verdict: dict = {"rank": r, "node": node}
             code = rc.decode("ascii", "replace").strip()
             if code == "1":
@@ -459,6 +460,18 @@ class SlurmExecutor(ExecutorBase):
                 verdict["samples"] = _json_object(read("perf-state.json"), notes, r).get("samples")
             out.append(verdict)
         return out, notes
+
+    def _node_of_rank(self, view: Job, rank: int, claimed: str, notes: list[str]) -> str:
+        """Rank `rank`'s node: where gpufleet placed it, or (Slurm placed the job) the name the
+        rank wrote, only when it is one of the Slurm job's nodes: the job could write any name
+        there, and a refusal drains the node named."""
+        if view.allocation and not self.config.slurm_place and rank < len(view.allocation):
+            return view.allocation[rank].node
+        sj = self._find(view, self._snapshot())
+        if sj is not None and claimed in sj.nodes:
+            return claimed
+        notes.append(f"rank {rank}: node {claimed[:64]!r} is not one of the Slurm job's nodes: perf verdict not used")
+        return ""
 
     def _ended(self, job: Job) -> bool:
         """Whether Slurm says this run ended (a fresh look at most every 0.25 s)."""
