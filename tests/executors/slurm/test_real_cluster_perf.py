@@ -23,6 +23,7 @@ from gpufleet.store.hardware import HardwareRepo
 from gpufleet.store.results import query_results
 from tests.executors.contract import wait_for
 from tests.executors.images import require_test_image
+from tests.executors.slurm.conftest import sh
 
 pytestmark = pytest.mark.slurm
 
@@ -113,3 +114,20 @@ def test_results_written_inside_a_podman_image_are_collected(make_executor, stor
     assert wait_for(ex, job, {Phase.SUCCEEDED}, 60).exit_code == 0
     files, notes = ex.results(job, job.attempt)
     assert [f.name for f in files] == ["r.jsonl"] and b'"in-image"' in files[0].data, notes
+
+
+@pytest.mark.parametrize("api", ["cli", "rest"])
+def test_a_perf_job_holds_its_node_exclusively(make_executor, slurm_cluster, log_dir, api):
+    rest = {"api": "rest", "rest_url": "unix:" + slurm_cluster["rest_socket"],
+            "rest_user": slurm_cluster["rest_user"]} if api == "rest" else {}
+    ex = make_executor(perf_fake_nvml=fake_nvml(log_dir), **rest)
+    job = job_of(JobSpec(command=("sleep", "30"), gpus=1, gpu_model="l4", perf=parse_perf(True)), "gpu04")
+    job.allocation = (Allocation("gpu04", (0,)),)
+    launched(ex, job)
+    try:
+        wait_for(ex, job, {Phase.RUNNING}, 30)
+        shown = sh("scontrol", "show", "job", job.handle)
+        assert "OverSubscribe=NO" in shown, shown
+    finally:
+        ex.cancel(job)
+    wait_for(ex, job, {Phase.CANCELLED}, 30)

@@ -205,6 +205,8 @@ def rest_job(req: SubmitRequest) -> dict:
                 "reservation": req.reservation, "constraints": req.constraint,
                 "memory_per_node": req.mem_mb}
     job.update({k: v for k, v in optional.items() if v is not None})
+    if req.exclusive:
+        job["exclusive"] = "exclusive"  # sbatch --exclusive (v0.0.38 takes "exclusive" for it; "true" is refused)
     return job
 
 
