@@ -347,3 +347,21 @@ def test_perf_job_is_submitted_exclusive(tmp_path):
     assert "--exclusive" in req.sbatch_args()
     assert "--exclusive" not in SubmitRequest(script="", name="n", comment="c", account="a", nodes=1, gres=None,
                                               output="/o").sbatch_args()
+
+
+def test_every_rank_of_a_multi_node_perf_job_runs_its_own_steps(tmp_path):
+    from gpufleet.executors.slurm import SlurmConfig, SlurmExecutor
+    from tests.executors.slurm.test_executor_unit import StubAdmin, StubApi
+
+    fake = tmp_path / "fake-nvml.json"
+    fake.write_text(json.dumps({"gpus": 2, "run_faults": [{"fault": "throttle", "gpu": 1, "reason": "hw_slowdown",
+                                                           "node": "gpu01"}]}))
+    job = make_job(nodes=("gpu02", "gpu01"))
+    job.spec = JobSpec(command=("sh", "-c", "echo rank $NODE_RANK"), gpus=2, nodes=2, perf=parse_perf({"sample_s": 1}))
+    script = build_script(job, {}, str(tmp_path), placed=True, perf=PerfSteps.of_job(job, GPUFLEET_BIN, str(fake)))
+    proc = run_script(tmp_path, script)
+    assert proc.returncode == 0, proc.stderr
+    ex = SlurmExecutor(SlurmConfig(log_dir=str(tmp_path)), api=StubApi(), admin=StubAdmin())
+    verdicts, notes = ex.perf_verdicts(job, job.attempt)
+    assert [(v["rank"], v["node"], v["ok"]) for v in verdicts] == [(0, "gpu02", True), (1, "gpu01", False)], notes
+    assert "throttle: GPU 1: hw_slowdown" in verdicts[1]["reason"]
