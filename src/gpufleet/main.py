@@ -85,6 +85,16 @@ def build_pools(settings: Settings, default: Executor, accounts: Accounts | None
     return router
 
 
+def board_farms(settings: Settings, executor: Executor) -> list:
+    """The labgrid engines' board health (executors/labgrid/health.py), for the health loop."""
+    if isinstance(executor, PoolRouter):
+        kinds = {DEFAULT_POOL: settings.executor, **{n: s["executor"] for n, s in (settings.pools or {}).items()}}
+        engines = [executor.pools[n] for n, kind in kinds.items() if kind == "labgrid" and n in executor.pools]
+    else:
+        engines = [executor] if settings.executor == "labgrid" else []
+    return [ex.board_health for ex in engines]
+
+
 @dataclass
 class Server:
     settings: Settings
@@ -187,6 +197,8 @@ def _build(settings: Settings, locks: list) -> Server:
     host = [n.name for n in discovered.inventory.nodes] if discovered else []
     health = build_health_service(ctx, settings.health, settings.home, local_nodes=local, metrics=metrics,
                                   host_nodes=host)
+    for farm in board_farms(settings, executor):  # boards: reflash + golden check, same tickets
+        health.add_boards(farm)
     hardware = HardwareRepo(store)
     refresh_identity(hardware, health.runner.nvml, store.nodes(), time.time())
     health.hardware = hardware

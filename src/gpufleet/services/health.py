@@ -1,6 +1,9 @@
 """Health use-cases for the API/CLI and the health loop: run checks, show history, inject faults,
 and the remediation hooks wired to gpufleet (drain/resume through services.nodes, requeue through
 the job's pending action, runbook through Ansible, burn-in as a command, tickets by config).
+Boards of a labgrid farm (`add_boards`) go through the same remediations and tickets, with their
+own steps: their golden-check verdicts are the health results, the runbook is a reflash with the
+golden image, the re-check is the golden check (docs/boards.md, executors/labgrid/health.py).
 
     svc = build_health_service(ctx, settings.health, home, local_nodes=[...], metrics=metrics)
     health loop, every svc.settings.interval_s:   svc.tick()
@@ -13,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from gpufleet.domain import JobState, NodeState, User, ValidationError, parse_duration
+from gpufleet.domain import JobState, NodeState, NotFound, User, ValidationError, parse_duration
 from gpufleet.health.burnin import CommandBurnIn
 from gpufleet.health.config import HealthSettings, parse_health
 from gpufleet.health.cycle import HealthCycle, RemediationWorkers
@@ -23,7 +26,7 @@ from gpufleet.health.remediation import Remediation, RemediationHooks, Remediato
 from gpufleet.health.runbook import AnsibleRunbook
 from gpufleet.health.runner import HealthRunner, LocalNvml
 from gpufleet.health.tickets import build_ticketer
-from gpufleet.health.types import NodeHealth, Status
+from gpufleet.health.types import CheckRecord, NodeHealth, Status
 from gpufleet.services import nodes as node_svc
 from gpufleet.services.context import Ctx, require_admin
 from gpufleet.store.health import HealthRepo
@@ -51,6 +54,8 @@ class HealthService:
     outlier_interval_s: float = OUTLIER_INTERVAL_S  # how often results are scanned for slow nodes
     _outliers_at: float | None = field(default=None, init=False)
     _outlier_drained: dict[str, frozenset] = field(default_factory=dict, init=False)  # node -> findings
+    # board farms' health (executors/labgrid/health.py GoldenChecks): verdicts, reflash, golden check
+    boards: list = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
         rs = self.settings.remediation
@@ -58,7 +63,7 @@ class HealthService:
             self.remediator = Remediator(self._hooks(), rs.max_rounds, rs.retry_delay_s, self.ctx.clock,
                                          on_change=self._remediation_changed)
             self.workers = RemediationWorkers(self.remediator, poll_s=max(1.0, min(30.0, self.settings.interval_s)))
-        self.cycle = HealthCycle(self.runner, self.remediator, nodes=self.ctx.store.nodes,
+        self.cycle = HealthCycle(self.runner, self.remediator, nodes=self._server_nodes,
                                  save_results=self._save, active=self.repo.open_remediation,
                                  workers=self.workers, on_result=self._observed)
 
@@ -74,9 +79,49 @@ class HealthService:
             nodes = [n for n in self.ctx.store.nodes() if only is None or n.name in set(only)]
             refresh_identity(self.hardware, self.runner.nvml, nodes, self.ctx.clock())
         out = self.cycle.tick(only)
+        out += self.board_verdicts(only)
         if only is None:
             self.drain_outliers()
         return out
+
+    # ---- boards -----------------------------------------------------------------------------
+    def add_boards(self, farm: Any) -> None:
+        """A labgrid farm's board health joins this loop: its verdicts are stored like check
+        results, a failing one starts a remediation (reflash, golden check, resume or ticket)."""
+        self.boards.append(farm)
+        farm.attach(managed=self.remediator is not None)
+
+    def _board(self, node: str) -> Any:
+        return next((farm for farm in self.boards if farm.owns(node)), None)
+
+    def _server_nodes(self) -> list:
+        """The nodes the checks run on: boards have their golden check instead."""
+        nodes = self.ctx.store.nodes()
+        return [n for n in nodes if self._board(n.name) is None] if self.boards else nodes
+
+    def board_verdicts(self, only: Iterable[str] | None = None) -> list[NodeHealth]:
+        """Store the farms' new verdicts (golden checks, a job's failed power-on/flash/SSH);
+        start a remediation for a failing one on a board no admin drained."""
+        out = []
+        for farm in self.boards:
+            events, offset = farm.unread()
+            for ev in events:
+                try:
+                    node = self.ctx.store.get_node(ev["place"])
+                except NotFound:
+                    continue
+                health = board_health(node.name, ev)
+                self._save(health)
+                self._observed(health)
+                out.append(health)
+                if health.status is Status.FAIL and self.remediator is not None \
+                        and self.repo.open_remediation(node.name) is None \
+                        and node.state is not NodeState.DOWN and not farm.admin_drained(node.name):
+                    rem = self.remediator.start(node.name, health)
+                    self.remediator.step(rem)  # the drain (board health drained it already: kept)
+                    self.workers.submit(rem)
+            farm.ack(offset)
+        return [h for h in out if only is None or h.node in set(only)]
 
     def drain_outliers(self, force: bool = False) -> list[str]:
         """Results as a health signal: a node whose benchmark results sit outside its fleet's
@@ -220,6 +265,8 @@ class HealthService:
                                 ticketer=build_ticketer(self.settings.ticket), is_idle=self._idle)
 
     def _drain(self, node: str, reason: str, requeue: bool) -> None:
+        if self._board(node) is not None and self.ctx.store.get_node(node).state is not NodeState.UP:
+            return  # the farm drained the board when the check failed: its reason stays
         node_svc.set_state(self.ctx, SYSTEM_USER, node, NodeState.DRAIN, reason)
         if requeue:
             for job in self._running_on(node):
@@ -230,6 +277,8 @@ class HealthService:
     def _resume(self, node: str) -> None:
         if self.ctx.store.get_node(node).state is not NodeState.UP:
             node_svc.set_state(self.ctx, SYSTEM_USER, node, NodeState.UP)
+        elif self._board(node) is not None:  # the farm's drain the store has not synced yet
+            self.ctx.executor.resume(node)
 
     def _idle(self, node: str) -> bool:
         return not self._running_on(node)
@@ -238,12 +287,28 @@ class HealthService:
         return [j for j in self.ctx.store.list_jobs(states=["RUNNING"], limit=1_000_000) if node in j.node_names]
 
     def _recheck(self, node: str) -> NodeHealth:
-        health = self.runner.run(self.ctx.store.get_node(node))
+        farm = self._board(node)
+        if farm is not None:
+            ok, message, facts = farm.check(node)
+            health = board_health(node, {"check": "golden", "ok": ok, "message": message,
+                                         "at": self.ctx.clock(), "facts": facts})
+        else:
+            health = self.runner.run(self.ctx.store.get_node(node))
         self._save(health)
         self._observed(health)
         return health
 
     def _runbook(self):
+        servers = self._server_runbook()
+
+        def runbook(node: str, reason: str, rnd: int) -> StepResult:
+            farm = self._board(node)
+            if farm is None:
+                return servers(node, reason, rnd)
+            return StepResult(*farm.reflash(node))  # a board's runbook: its golden image again
+        return runbook
+
+    def _server_runbook(self):
         rs = self.settings.remediation
         if not rs.playbook:
             return lambda node, reason, rnd: StepResult(True, "no runbook configured")
@@ -254,11 +319,31 @@ class HealthService:
                               artifacts_dir=str(self.home / "runbooks") if self.home else None)
 
     def _burn_in(self):
+        servers = self._server_burn_in()
+
+        def burn_in(node: str) -> StepResult:
+            if self._board(node) is not None:
+                return StepResult(True, "a board's burn-in is its golden check (the re-check)")
+            return servers(node)
+        return burn_in
+
+    def _server_burn_in(self):
         cfg = self.settings.remediation.burn_in
         if not cfg.get("command"):
             return lambda node: StepResult(True, "no burn-in configured")
         timeout = parse_duration(cfg.get("timeout", 3600), "health.remediation.burn_in.timeout") or 3600
         return CommandBurnIn(tuple(str(c) for c in cfg["command"]), float(timeout))
+
+
+def board_health(node: str, ev: Mapping[str, Any]) -> NodeHealth:
+    """A board farm's verdict as one health run (check `golden`, or `board` for a job's failed
+    power-on/flash/SSH): stored with the servers' results, so flakiness counts it the same way."""
+    at = float(ev.get("at") or 0.0)
+    run_id = f"{ev.get('check', 'board')}-{int(at * 1000)}"
+    status = Status.OK if ev.get("ok") else Status.FAIL
+    record = CheckRecord(node, str(ev.get("check", "board")), at, status, str(ev.get("message", "")),
+                         dict(ev.get("facts") or {}), 0.0, run_id)
+    return NodeHealth(node, at, run_id, (record,))
 
 
 def build_health_service(ctx: Ctx, health_cfg: Mapping[str, Any] | None, home: Path | None = None,

@@ -33,6 +33,9 @@ class LabgridConfig:
     golden_every_s: int = 6 * 3600
     golden_timeout_s: int = 300
     golden_power_cycle: bool = True
+    # remediation of a board the health loop drained (services/health.py): reflash with this image
+    # through `flash_command`, then the golden check again; empty: power-cycle instead of reflashing
+    golden_image: str = ""
     arch: str = "aarch64"  # a node's arch unless its place has an `arch` tag
     timeout_s: float = 10.0  # one call to the coordinator
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -61,7 +64,8 @@ def parse_config(options: Mapping[str, Any]) -> LabgridConfig:
         if not isinstance(p, (list, tuple)) or not all(isinstance(x, str) and x for x in p):
             raise ValidationError("labgrid.places", "must be a list of place names")
         values["places"] = tuple(p)
-    for key in ("coordinator", "identity", "ssh_key", "flash_command", "arch", "golden_command"):
+    for key in ("coordinator", "identity", "ssh_key", "flash_command", "arch", "golden_command",
+                "golden_image"):
         if key in values and not isinstance(values[key], str):
             raise ValidationError(f"labgrid.{key}", "must be a string")
     if "/" in values.get("identity", "x") or not values.get("identity", "x"):

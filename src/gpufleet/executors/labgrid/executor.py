@@ -9,7 +9,8 @@ the serial console, and releases the place at the end. State lives in files unde
 so a restarted server re-adopts a running board job from them; a place left acquired by gpufleet
 with no live runner behind it (a crash between acquire and start, a runner killed) is released by
 the next `nodes()`. A board whose power-on, flash or SSH fails is drained with the reason (kept in
-<home>/labgrid/drains.json, as are admin drains: labgrid has no drain of its own).
+<home>/labgrid/drains.json, as are admin drains: labgrid has no drain of its own) and handed to the
+health loop's remediation (health.py: `board_health`, wired by gpufleet.main).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
 
@@ -32,7 +35,7 @@ from gpufleet.executors.base import (
 )
 from gpufleet.executors.labgrid.config import LABEL_TAGS, LabgridConfig
 from gpufleet.executors.labgrid.coordinator import Coordinator, PlaceInfo, holder
-from gpufleet.executors.labgrid.health import HEALTH_PREFIX, GoldenChecks
+from gpufleet.executors.labgrid.health import HEALTH_PREFIX, GoldenChecks, health_drain
 from gpufleet.executors.logfile import UnsafeLog, read_chunk, refusal
 
 LOG_CHUNK = 1 << 20
@@ -52,7 +55,9 @@ class LabgridExecutor(ExecutorBase):
         self.coordinator = coordinator or Coordinator(config.coordinator, config.identity, config.timeout_s)
         self._lock = threading.Lock()
         self._places: dict[str, PlaceInfo] = {}
+        self._starting_places: set[str] = set()  # acquired by a health run whose runner is not up yet
         self.golden = GoldenChecks(self)
+        self.board_health = self.golden  # the health loop's handle (services/health.py add_boards)
 
     # files ------------------------------------------------------------------------------------
     def run_dir(self, job_id: int, attempt: int) -> Path:
@@ -105,6 +110,16 @@ class LabgridExecutor(ExecutorBase):
         held.mkdir(exist_ok=True, mode=0o700)
         (held / place).write_text(str(run))
 
+    @contextmanager
+    def _starting(self, place: str):
+        with self._lock:
+            self._starting_places.add(place)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._starting_places.discard(place)
+
     def _held_by_live_runner(self, place: str) -> bool:
         try:
             run = Path((self.dir / "held" / place).read_text())
@@ -149,7 +164,7 @@ class LabgridExecutor(ExecutorBase):
     def _release_orphans(self, places: dict[str, PlaceInfo]) -> None:
         ours = holder(self.config.identity)
         for name, p in places.items():
-            if p.acquired == ours and not self._held_by_live_runner(name):
+            if p.acquired == ours and name not in self._starting_places and not self._held_by_live_runner(name):
                 self.coordinator.release(name)
 
     def drain(self, node: str, reason: str) -> None:
@@ -222,7 +237,11 @@ class LabgridExecutor(ExecutorBase):
     def _ended(self, job: Job, run: Path, status: dict) -> Observation:
         place = job.allocation[0].node if job.allocation else ""
         if status.get("drain") and place and not (run / "drained").exists():
-            self._set_drain(place, HEALTH_PREFIX + status["drain"])
+            drained = self._drains().get(place)
+            if not drained or health_drain(drained):  # an admin's drain stays as it is
+                self._set_drain(place, HEALTH_PREFIX + status["drain"])
+            self.golden.events.add(place, "board", False, status["drain"], status.get("at") or time.time(),
+                                   job=job.id, attempt=job.attempt)
             (run / "drained").touch()
         if not status.get("released") and place:
             self._release_quietly(place)
