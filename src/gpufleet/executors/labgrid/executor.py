@@ -131,6 +131,7 @@ class LabgridExecutor(ExecutorBase):
     def nodes(self) -> list[Node]:
         places = self.coordinator.places()
         self._places = places
+        self.golden.remember(places)
         self._release_orphans(places)
         checking = self.golden.step(places, self._drains())
         drains = self._drains()

@@ -106,6 +106,11 @@ class GoldenChecks:
         self.events = BoardEvents(self.dir / "events.jsonl")
         self.managed = False  # a health loop runs the remediation (attach())
         self._lock = threading.Lock()
+        self._known_file = self.dir / "places"  # the farm's boards as last seen (a restart with the
+        try:  # coordinator down still knows which nodes are boards)
+            self._known = frozenset(self._known_file.read_text().split())
+        except FileNotFoundError:
+            self._known = frozenset()
 
     @property
     def enabled(self) -> bool:
@@ -137,8 +142,16 @@ class GoldenChecks:
         self.managed = managed
 
     def owns(self, node: str) -> bool:
-        """Whether `node` is one of this farm's boards (as of the last `nodes()`)."""
-        return node in self.ex._places and (not self.config.places or node in self.config.places)
+        """Whether `node` is one of this farm's boards (as of the last `nodes()` that reached it)."""
+        return node in self._known and (not self.config.places or node in self.config.places)
+
+    def remember(self, places) -> None:
+        names = frozenset(places)
+        if names != self._known:
+            self._known = names
+            tmp = self._known_file.with_name("places.tmp")
+            tmp.write_text("\n".join(sorted(names)))
+            tmp.replace(self._known_file)
 
     def unread(self) -> tuple[list[dict], int]:
         return self.events.unread()
@@ -182,6 +195,11 @@ class GoldenChecks:
         job = self._job(place, 1, command, what, power_cycle, board, self.config.golden_timeout_s)
         job["tags"] = dict(info.tags) if info else {}
         (run / "job.json").write_text(json.dumps(job))
+        deadline = time.monotonic() + timeout_s
+        while self.ex._held_by_live_runner(place):  # e.g. a reflash of the server before a restart
+            if time.monotonic() > deadline:
+                return {"phase": "failed", "reason": "the place is still held by an earlier run"}, run
+            time.sleep(poll_s)
         with self.ex._starting(place):  # not released as an orphan before its runner is up
             self.ex._hold(place, run)
             try:
