@@ -35,6 +35,9 @@ def test_an_unreachable_pool_does_not_stop_the_server_and_its_own_nodes_are_ther
         nodes = server.store.nodes()
         assert nodes and all(n.labels.get("pool") == "default" for n in nodes)
         server.loop.cycle()  # the farm still unreachable: the cycle goes on with the other pool
+        farm = server.executor.pools["boards"].board_health  # the boards' health joins the health loop
+        assert server.health.boards == [farm] and farm.managed is True
+        assert {h.node for h in server.health.tick()} == {n.name for n in nodes}  # the farm's outage stops nothing
     finally:
         server.close()
 
