@@ -23,12 +23,13 @@ pytestmark = [pytest.mark.boards, pytest.mark.e2e]
 
 
 class World:
-    def __init__(self, farm, tmp_path, golden_command: str, health: dict):
+    def __init__(self, farm, tmp_path, golden_command: str, health: dict, every_s: int = 3600):
         self.farm = farm
         self.golden = tmp_path / "golden.img"
         self.golden.write_text(f"golden-l4t-{time.time_ns()}\n")
         golden_command = golden_command.format(golden=self.golden.read_text().strip())
-        self.ex = create(farm.options(places=["board2"], golden_command=golden_command, golden_every_s=1,
+        # a fresh home: the first golden check is due at once, the next one every_s after the last
+        self.ex = create(farm.options(places=["board2"], golden_command=golden_command, golden_every_s=every_s,
                                       golden_power_cycle=False, golden_image=str(self.golden),
                                       serial=False), tmp_path / "home")  # serial: tested in test_boards.py
         self.store = Store(make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}"))
@@ -109,8 +110,9 @@ def test_a_board_that_keeps_failing_gets_a_ticket_after_n_rounds_and_stays_drain
     broken = farm.dir / "board2" / "golden-fail"
     with Receiver(routes={("POST", "/tickets"): lambda req: (201, {"id": "LAB-12", "url": "http://t/LAB-12"})}) as rx:
         broken.touch()
-        w = World(farm, tmp_path, f"test ! -e {broken}",
-                  {"remediation": {"max_rounds": 2}, "ticket": {"kind": "webhook", "url": f"{rx.url}/tickets"}})
+        w = World(farm, tmp_path, f"test ! -e {broken}",  # a check would be due each second, if it ran
+                  {"remediation": {"max_rounds": 2}, "ticket": {"kind": "webhook", "url": f"{rx.url}/tickets"}},
+                  every_s=1)
         try:
             rem = w.until(lambda: w.remediation("escalated"), timeout=45)
             phases = [(s.round, s.phase.value, s.ok) for s in rem.steps]
