@@ -67,6 +67,9 @@ def test_a_board_whose_power_on_fails_is_drained_with_the_reason(executor, farm)
         node = {n.name: n for n in executor.nodes()}["board2"]
         assert node.state is NodeState.DRAIN and "power-on failed" in node.reason
         assert farm.acquired("board2") is None
+        events, _ = executor.board_health.unread()  # and handed to the health loop's remediation
+        assert [(e["place"], e["check"], e["ok"]) for e in events] == [("board2", "board", False)]
+        assert events[0]["message"].startswith("power-on failed") and events[0]["facts"]["job"] == job.id
     finally:
         broken.unlink(missing_ok=True)
         executor.resume("board2")

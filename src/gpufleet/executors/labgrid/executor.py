@@ -185,8 +185,8 @@ class LabgridExecutor(ExecutorBase):
         handle = f"labgrid:{place}:{job.id}-a{job.attempt}"
         if (run / "runner.pid").exists():
             return handle  # launched before (idempotent)
-        if place in self.golden.running():
-            raise EngineUnavailable(f"board {place} is being health-checked")
+        if place in self.golden.running() or self._held_by_live_runner(place):
+            raise EngineUnavailable(f"board {place} is being health-checked or reflashed")
         run.mkdir(parents=True, exist_ok=True, mode=0o700)
         (run / "job.json").write_text(json.dumps(self._job_file(job, place)))
         self._hold(place, run)

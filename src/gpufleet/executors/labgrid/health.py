@@ -250,7 +250,8 @@ class GoldenChecks:
             drained = drains.get(name)
             if drained and (self.managed or not drained.startswith(HEALTH_PREFIX)):
                 continue  # an admin's drain: left alone; managed: the remediation re-checks it
-            if p.acquired or self.clock() - state.get("last_at", 0) < self.config.golden_every_s:
+            if p.acquired or self.clock() - state.get("last_at", 0) < self.config.golden_every_s \
+                    or self.ex._held_by_live_runner(name):  # a remediation's run (an admin resumed meanwhile)
                 continue
             if self._start(name, state):
                 busy.add(name)
