@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 from gpufleet.control.health_loop import run_health, run_recurring
 from gpufleet.control.loop import ControlLoop, CycleReport, run_control
 from gpufleet.control.pools import DEFAULT_POOL, POOL_LABEL, PoolRouter
-from gpufleet.domain import ValidationError, parse_booking_limits
+from gpufleet.domain import ValidationError, parse_booking_limits, parse_duration
 from gpufleet.executors.base import Ability, Executor
 from gpufleet.inventory import Discovered, discover
 from gpufleet.services import Ctx
@@ -306,19 +306,21 @@ def _serve(server: Server, listeners: Listeners) -> None:
     import uvicorn
 
     from gpufleet.api.app import create_app
-    from gpufleet.api.peer import PeerCredProtocol
+    from gpufleet.api.peer import PeerCredProtocol, PeerCredWSProtocol
 
     settings = server.settings
     _log_start(server, listeners)
     app = create_app(server.ctx, metrics=server.metrics.render, health_service=server.health,
-                     schedule_service=server.schedules, max_body_bytes=settings.max_request_bytes)
+                     schedule_service=server.schedules, max_body_bytes=settings.max_request_bytes,
+                     session_idle_s=parse_duration(settings.session_idle_timeout, "session_idle_timeout"))
     info = {"url": settings.url, "pid": os.getpid(), "sockets": [str(u.path) for u in listeners.unix]}
     fd = os.open(settings.home / "server.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(json.dumps(info))
     server.start_loops()
     # one uvicorn server for the port and the sockets; log_config=None: its lines go through ours
-    config = uvicorn.Config(app, http=PeerCredProtocol, log_level="warning", access_log=False, log_config=None)
+    config = uvicorn.Config(app, http=PeerCredProtocol, ws=PeerCredWSProtocol, log_level="warning",
+                            access_log=False, log_config=None)
     uvicorn.Server(config).run(sockets=listeners.sockets)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from gpufleet.domain import ValidationError, parse_booking_limits
+from gpufleet.domain import ValidationError, parse_booking_limits, parse_duration
 from gpufleet.scheduler import POLICIES, SchedulerConfig
 
 EXECUTORS = ("local", "slurm", "kubernetes", "fake", "labgrid")
@@ -63,6 +63,9 @@ class Settings:
     # the artifact store: local (default, <home>/artifacts) or http (Artifactory / WebDAV), quota
     # and expiry defaults (src/gpufleet/artifacts/config.py, docs/ci.md "Artifacts")
     artifacts: dict[str, Any] = field(default_factory=dict)
+    # an interactive session (gpufleet shell/attach/exec) without input for this long is warned,
+    # then ended (docs/sessions.md); a client may ask for less or more with --idle-timeout
+    session_idle_timeout: str | int = "30m"
 
     @property
     def db_url(self) -> str:
@@ -128,6 +131,7 @@ def _check(s: Settings) -> None:
         raise ValidationError("max_request_bytes", f"must be an integer >= 1024, got {s.max_request_bytes!r}")
     if not 0 < s.port < 65536:
         raise ValidationError("port", f"not a port: {s.port}")
+    parse_duration(s.session_idle_timeout, "session_idle_timeout")
     _check_accounts(s)
 
 

@@ -13,6 +13,7 @@ from gpufleet.api.routers import accounts, bookings, health, jobs, nodes, schedu
 from gpufleet.api.routers import results, usage
 from gpufleet.api.routers import hardware
 from gpufleet.api.routers import artifacts, groups
+from gpufleet.api.routers import sessions
 from gpufleet.domain import Conflict, Forbidden, IllegalTransition, NotFound, ValidationError
 from gpufleet.services import Ctx
 
@@ -21,7 +22,7 @@ API_PREFIX = "/api/v1"
 
 def create_app(ctx: Ctx, metrics: Callable[[], tuple[bytes, str]] | None = None,
                health_service: object | None = None, schedule_service: object | None = None,
-               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, session_idle_s: int | None = None) -> FastAPI:
     """The API over the services. Health and schedule routes answer 503 when their service is not
     given (e.g. a bare test app). Request bodies over `max_body_bytes` get 413."""
     app = FastAPI(title="gpufleet", version=__version__,
@@ -34,9 +35,10 @@ def create_app(ctx: Ctx, metrics: Callable[[], tuple[bytes, str]] | None = None,
     ctx.login_caches = [app.state.token_cache, app.state.peer_cache]  # emptied on revoke / user set
     app.state.health = health_service
     app.state.schedules = schedule_service
+    app.state.session_idle_s = session_idle_s or sessions.DEFAULT_IDLE_S  # gpufleet shell/attach/exec
     for r in (jobs.router, nodes.router, tenants.router, accounts.router, bookings.router, health.router,
               schedules.router, usage.router, results.router, hardware.router, artifacts.router,
-              groups.router):
+              groups.router, sessions.router):
         app.include_router(r, prefix=API_PREFIX)
     _errors(app)
     from gpufleet.web import mount as mount_dashboard

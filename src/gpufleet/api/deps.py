@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from fastapi import Depends, HTTPException, Request
+from starlette.requests import HTTPConnection
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from gpufleet.api.peer import scope_peer
@@ -50,6 +51,15 @@ def current_user(request: Request,
     ttl = _CACHE_S if expires_at is None else min(_CACHE_S, expires_at - ctx.clock())
     cache[cred.credentials] = (time.monotonic() + ttl, user)  # revoke / user set empty the cache
     return user
+
+
+def connection_user(conn: HTTPConnection) -> User:
+    """`current_user` for a connection FastAPI's bearer dependency does not serve (a WebSocket):
+    the same token (Authorization: Bearer) or, on the local socket, the same peer credentials."""
+    scheme, _, token = conn.headers.get("authorization", "").partition(" ")
+    cred = HTTPAuthorizationCredentials(scheme=scheme, credentials=token.strip()) \
+        if scheme.lower() == "bearer" and token.strip() else None
+    return current_user(conn, cred)  # type: ignore[arg-type]  # it reads .scope and .app only
 
 
 def _peer_user(request: Request, uid: int) -> User:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
+from uvicorn.protocols.websockets.wsproto_impl import WSProtocol
 
 PEER_KEY = "gpufleet.peer"
 
@@ -40,7 +41,7 @@ class _WithPeer:
         self.app, self.peer = app, peer
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope.get("type") == "http":
+        if scope.get("type") in ("http", "websocket"):
             scope[PEER_KEY] = self.peer
         await self.app(scope, receive, send)
 
@@ -51,6 +52,17 @@ class PeerCredProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
         peer = peer_of(transport.get_extra_info("socket"))
         if peer is not None:
             self.app = _WithPeer(self.app, peer)  # per connection: the protocol is per connection
+
+
+class PeerCredWSProtocol(WSProtocol):  # type: ignore[misc]
+    """The WebSocket side of `PeerCredProtocol` (an upgraded connection gets a new protocol
+    object, with the bare app): the same peer, read from the same transport."""
+
+    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        peer = peer_of(transport.get_extra_info("socket"))
+        if peer is not None:
+            self.app = _WithPeer(self.app, peer)
 
 
 def scope_peer(scope: dict) -> Peer | None:

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from gpufleet.cli import accounts, admin, hardware, health, jobs, sim
+from gpufleet.cli import sessions
 from gpufleet.cli.usage import usage_app
 from gpufleet.cli.results import results_app
 from gpufleet.cli.ci import ci_app
@@ -27,6 +28,9 @@ app.command()(jobs.jobs)
 app.command()(jobs.show)
 app.command()(jobs.logs)
 app.command()(jobs.cancel)
+app.command()(sessions.shell)
+app.command()(sessions.attach)
+app.command("exec")(sessions.exec_)
 app.command()(admin.nodes)
 app.add_typer(admin.node_app, name="node")
 app.command("show-node")(hardware.show_node)

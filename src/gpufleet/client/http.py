@@ -120,6 +120,7 @@ class Client:
                  socket: str | None = None):
         self.url = url.rstrip("/")
         self.socket = socket
+        self.token = token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         transport = httpx.HTTPTransport(uds=socket) if socket else None
         self._http = httpx.Client(base_url=self.url + "/api/v1", headers=headers, timeout=timeout,
@@ -196,6 +197,13 @@ class Client:
 
     def job(self, job_id: int) -> JobDetail:
         return JobDetail.model_validate(self._call("GET", f"/jobs/{job_id}").json())
+
+    def open_pty(self, job_id: int, cmd: Sequence[str] = (), **options: Any):
+        """A terminal in running job `job_id` (client/pty.py: PtyConnection; options: rows, cols,
+        term, tty, end_job, idle_timeout)."""
+        from gpufleet.client.pty import PtyConnection
+
+        return PtyConnection.open(self, job_id, cmd, **options)
 
     def cancel(self, job_id: int) -> CancelOut:
         return CancelOut.model_validate(self._call("POST", f"/jobs/{job_id}/cancel").json())

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from gpufleet.domain import Booking, Job, Node, NodeState, transition
 from gpufleet.executors.base import Ability, Executor, ExecutorBase, LogChunk, Observation, ResultFile
@@ -113,6 +113,12 @@ class PoolRouter(ExecutorBase):
         if Ability.LOGS not in ex.abilities:
             return ExecutorBase.logs(ex, job, offset, rank, attempt)  # type: ignore[arg-type]
         return ex.logs(job, offset, rank, attempt)
+
+    def open_session(self, job: Job, argv: Sequence[str], **kw: Any) -> Any:
+        ex = self.executor_of(job)
+        if Ability.SESSIONS not in ex.abilities:
+            return ExecutorBase.open_session(ex, job, argv, **kw)  # type: ignore[arg-type]
+        return ex.open_session(job, argv, **kw)
 
     def results(self, job: Job, attempt: int) -> tuple[list[ResultFile], list[str]]:
         ex = self.executor_of(job)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import BinaryIO, ClassVar, Iterator, Protocol, Sequence, runtime_checkable
+from typing import Any, BinaryIO, ClassVar, Iterator, Protocol, Sequence, runtime_checkable
 
 from gpufleet.domain import Booking, Job, JobState, Node, ValidationError
 
@@ -42,6 +42,9 @@ class Ability(str, Enum):
     # server's NVML): `perf_verdicts(job, attempt)` returns what they decided per rank, read back
     # when the attempt ends (control/perf.py PerfGuard.record_in_job)
     PERF_IN_JOB = "perf-in-job"
+    # `open_session(job, argv, ...)` starts one more process on a pty in a running job's
+    # allocation (gpufleet shell/attach/exec; executors/local/sessions.py)
+    SESSIONS = "sessions"
 
 
 class Phase(str, Enum):
@@ -176,6 +179,13 @@ class ExecutorBase:
         skipped is appended to `notes`. Engines with Ability.ARTIFACTS override it."""
         notes.append(f"artifacts are not collected from the {self.name} engine yet")
         return iter(())
+
+    def open_session(self, job: Job, argv: Sequence[str], *, rows: int = 24, cols: int = 80,
+                     term: str = "xterm-256color", tty_mode: bool = True, rank: int = 0) -> Any:
+        """A process on a pty in running `job`'s allocation (an object with `fd`, `resize`,
+        `exit_code`, `wait`, `terminate`, `close`: executors/local/sessions.PtyProcess). Engines
+        with Ability.SESSIONS override it."""
+        raise ValidationError("job", f"interactive sessions are not available on the {self.name} engine yet")
 
     def close(self) -> None:
         return None

@@ -48,6 +48,7 @@ from gpufleet.executors.local.files import (
     signal_process,
     write_json,
 )
+from gpufleet.executors.local.sessions import PtyProcess, open_session
 from gpufleet.executors.local.status import RankState, RankView, judge, view_job
 
 SHIM = Path(__file__).with_name("shim.py")
@@ -61,7 +62,8 @@ class LaunchError(RuntimeError):
 class LocalExecutor(ExecutorBase):
     name = "local"
     abilities = frozenset({Ability.LOGS, Ability.ADOPT, Ability.HOST_PATHS, Ability.RUN_AS_OWNER,
-                           Ability.RESULTS, Ability.IMAGES, Ability.ARTIFACTS})
+                           Ability.RESULTS, Ability.IMAGES, Ability.ARTIFACTS,
+                           Ability.SESSIONS})
     launch_timeout_s = 5.0  # a marker without a shim for this long: the launcher died mid-launch
 
     def __init__(
@@ -279,6 +281,13 @@ class LocalExecutor(ExecutorBase):
             work = paths.rank(r).dir / "work"
             if work.is_dir() and not work.is_symlink():
                 yield from find_artifacts(work, globs, r, notes, budget)
+
+    # sessions ----------------------------------------------------------------------------------
+    def open_session(self, job: Job, argv: Sequence[str], *, rows: int = 24, cols: int = 80,
+                     term: str = "xterm-256color", tty_mode: bool = True, rank: int = 0) -> PtyProcess:
+        """One more process on a pty in rank `rank` of running `job` (sessions.py)."""
+        return open_session(self.run_dir, self.python, SHIM, job, argv, rows=rows, cols=cols, term=term,
+                            tty_mode=tty_mode, rank=rank)
 
     def close(self) -> None:
         self._reap()

@@ -27,6 +27,13 @@ when the child has ended, `podman rm -f NAME` makes sure no container outlives t
 not podman, is the container's parent); a podman failure (exit 125-127 with an `Error:` line, e.g.
 an image that cannot be pulled) becomes the rank's error.
 
+`shim.py --session RANK_DIR WORKDIR -- COMMAND ...` (see executors/local/sessions.py) is the other
+use: one more process in a running rank's allocation (`gpufleet shell/attach/exec`), with the
+rank's environment (launch.env), as its account (run_as), in its workdir; started by the server
+in a new session with a pty as stdin/stdout/stderr, it takes that pty as its controlling terminal
+and execs COMMAND (an empty one: the account's $SHELL). In a container job it execs
+`podman exec -it NAME COMMAND` instead (the container's user, environment and GPUs).
+
 Start latency matters (it is submit->running latency), so this module imports only builtin /
 C modules: no json, no subprocess, no enum-based `signal` wrapper, nothing of gpufleet.
 """
@@ -411,7 +418,42 @@ def finish(rank_dir, started_at, **fields):
     write_json(os.path.join(rank_dir, "exit.json"), fields)
 
 
+def session_main(argv):
+    """One more process in the allocation of the rank in RANK_DIR (see the module's doc)."""
+    rank_dir, workdir, dashdash, *cmd = argv
+    if dashdash != "--":
+        raise SystemExit("usage: shim.py --session RANK_DIR WORKDIR -- [COMMAND ...]")
+    import fcntl
+    import termios
+
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # the pty the server opened becomes our terminal
+    env, run_as, container = read_env(rank_dir), read_run_as(rank_dir), read_container(rank_dir)
+    if container is not None:
+        shell = "command -v bash >/dev/null 2>&1 && exec bash || exec sh"
+        cmd = [container["podman"], "exec", "-it", container["name"], *(cmd or ["sh", "-c", shell])]
+        run_as, workdir = None, rank_dir  # podman (root on a root server) starts it as the container's user
+    try:
+        first = run_as is None or run_as["cwd_first"]
+        if workdir and first:
+            os.chdir(workdir)
+        if run_as is not None:
+            drop_privileges(run_as)
+        os.umask(0o022)
+        if workdir and not first:
+            os.chdir(workdir)
+        for s in STOP_SIGNALS + RESET_SIGNALS:
+            sig.signal(s, sig.SIG_DFL)
+        env["TERM"] = os.environ.get("TERM") or "xterm-256color"
+        cmd = cmd or [env.get("SHELL") or "/bin/sh"]
+        execvpe(cmd, env)
+    except OSError as e:
+        os.write(2, f"gpufleet: cannot run {(cmd or ['the shell'])[0]!r}: {e.strerror or e}\r\n".encode(errors="replace"))
+        os._exit(126 if getattr(e, "errno", 0) in (13, 8) else 127)
+
+
 def main(argv):
+    if argv and argv[0] == "--session":
+        return session_main(argv[1:])
     rank_dir, limit_s, grace_s, workdir, cmd = parse_args(argv)
     wake_fd = _wake_pipe()
     signals = []
