@@ -114,3 +114,26 @@ def test_a_root_server_runs_the_session_as_the_job_owner(tmp_path):
     p.close()
     e.cancel(job)
     e.close()
+
+
+def test_a_session_in_a_container_job_runs_inside_its_container(ex):
+    from tests.executors.images import MARKER, require_test_image
+
+    image = require_test_image()
+    job = running_job(5)
+    job.spec = JobSpec(command=("sleep", "30"), gpus=2, image=image)
+    launched(ex, job)
+    deadline = time.monotonic() + 30
+    while True:  # podman is up a moment after the shim wrote pid.json
+        p = ex.open_session(job, ["sh", "-c", "cat /gpufleet-image-marker; echo job=$GPUFLEET_JOB_ID"],
+                            tty_mode=False)
+        out = read_until(p.fd, b"job=", 30)
+        code = p.wait(30)
+        out += read_until(p.fd, b"\n", 5) if b"job=5" not in out else b""
+        p.close()
+        if code == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert code == 0, out
+    assert MARKER.encode() in out and b"job=5" in out  # the image's files, the job's environment
+    ex.cancel(job)
