@@ -9,8 +9,10 @@ import time
 
 import pexpect
 import pytest
+import yaml
 
-from tests.e2e.conftest import BIN
+from tests.e2e.conftest import BIN, ServerProc
+from tests.executors.slurm.conftest import slurm_cluster, tag  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.e2e
 
@@ -109,3 +111,38 @@ def test_an_idle_shell_is_warned_then_ended(server):
     child.close()
     assert child.exitstatus == 129
     assert "idle" in server.wait_state(job, {"CANCELLED"})["reason"]
+
+
+@pytest.fixture
+def slurm_server(slurm_cluster, tag, tmp_path):  # noqa: F811
+    """A real `gpufleet serve --executor slurm` over the dev cluster (scripts/dev-slurm.sh up)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    config = home / "server.yaml"
+    config.write_text(yaml.safe_dump({"executor": "slurm", "slurm": {"tag": tag, "log_dir": str(home / "slurm-logs")}}))
+    server = ServerProc(home, None, ["--config", str(config)]).start(timeout=60)
+    yield server
+    server.stop()
+
+
+@pytest.mark.slurm
+def test_shell_on_slurm_is_an_srun_pty_in_the_allocation(slurm_server):
+    child = spawn(slurm_server, "shell", "--gpus", "1", "--gpu-model", "l4", "--time-limit", "5m")
+    child.expect(r"job (\d+) is running on gpu04", timeout=60)
+    job = int(child.match.group(1))
+    prompt(child)
+    slurm_id = slurm_server.cli_json("show", str(job))["handle"].split(":")[-1]
+    m = run(child, 'echo "slurm=$SLURM_JOB_ID gpus=$CUDA_VISIBLE_DEVICES id=$GPUFLEET_JOB_ID"',
+            r"slurm=(\d+) gpus=(\d[\d,]*) id=(\d+)\r\n")
+    assert (m.group(1), int(m.group(3))) == (slurm_id, job)  # a step of the job's allocation, its GPU
+    child.sendline("sleep 30")
+    time.sleep(1.0)
+    started = time.monotonic()
+    child.sendcontrol("c")
+    child.expect("gf> ")
+    assert time.monotonic() - started < 10
+    child.sendline("exit 3")
+    child.expect(pexpect.EOF, timeout=30)
+    child.close()
+    assert child.exitstatus == 3
+    slurm_server.wait_state(job, {"CANCELLED"}, timeout=60)

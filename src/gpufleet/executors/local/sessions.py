@@ -77,7 +77,7 @@ def set_winsize(fd: int, rows: int, cols: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", max(1, rows), max(1, cols), 0, 0))
 
 
-def _plain(fd: int) -> None:
+def plain_pty(fd: int) -> None:
     attrs = termios.tcgetattr(fd)
     attrs[1] &= ~termios.OPOST
     attrs[3] &= ~(termios.ECHO | termios.ECHONL)
@@ -104,7 +104,7 @@ def open_session(run_dir: Path, python: str, shim: Path, job: Job, argv: Sequenc
     try:
         set_winsize(slave, rows, cols)
         if not tty_mode:
-            _plain(slave)
+            plain_pty(slave)
         proc = subprocess.Popen(
             [python, "-I", "-S", str(shim), "--session", str(rp.dir), workdir, "--", *argv],
             stdin=slave, stdout=slave, stderr=slave, start_new_session=True, close_fds=True,
@@ -119,4 +119,4 @@ def open_session(run_dir: Path, python: str, shim: Path, job: Job, argv: Sequenc
     return PtyProcess(proc, master)
 
 
-__all__ = ["PtyProcess", "open_session", "set_winsize"]
+__all__ = ["PtyProcess", "open_session", "plain_pty", "set_winsize"]

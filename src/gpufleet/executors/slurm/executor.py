@@ -20,7 +20,7 @@ import threading
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from gpufleet.domain import Booking, Job, Node
 from gpufleet.executors.accounts import Account, Accounts, job_env, lookup, this_account
@@ -75,7 +75,7 @@ class SlurmExecutor(ExecutorBase):
     name = "slurm"
     abilities = frozenset({Ability.NODES, Ability.DRAIN, Ability.LOGS, Ability.BOOKINGS, Ability.ADOPT,
                            Ability.RUN_AS_OWNER, Ability.IMAGES, Ability.ARTIFACTS, Ability.RESULTS,
-                           Ability.PERF_IN_JOB})
+                           Ability.PERF_IN_JOB, Ability.SESSIONS})
 
     def __init__(self, config: SlurmConfig | None = None, *, api: JobApi | None = None, admin: Admin | None = None,
                  clock: Callable[[], float] = time.time, accounts: Accounts | None = None,
@@ -209,6 +209,12 @@ class SlurmExecutor(ExecutorBase):
             gid=account.gid if as_owner else None,
             exclusive=spec.perf is not None,
         )
+
+    def open_session(self, job: Job, argv: Sequence[str], **options: Any) -> Any:
+        """`srun --jobid --overlap --pty` into the allocation (sessions.py)."""
+        from gpufleet.executors.slurm.sessions import open_session
+
+        return open_session(self, job, argv, **options)
 
     def gpufleet_bin(self) -> str:
         """The `gpufleet` the batch script runs the perf steps with: configured, else this server's
