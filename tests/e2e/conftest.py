@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from tests.conftest import EXAMPLE_LAB, require_engine
+from tests.executors.slurm.conftest import slurm_cluster, tag  # noqa: F401 (fixtures of the Slurm e2e tests)
 
 BIN = Path(sys.executable).parent / "gpufleet"
 
@@ -172,3 +173,22 @@ def stop_all_jobs(home: Path) -> None:
             os.kill(int(info["shim_pid"]), signal.SIGKILL)
         except (OSError, ValueError, KeyError):
             pass
+
+
+def slurm_serve(home: Path, install_tag: str, **slurm) -> ServerProc:
+    """A started `gpufleet serve --executor slurm` over the dev cluster, its home `home`."""
+    import yaml
+
+    home.mkdir(exist_ok=True)
+    config = home / "server.yaml"
+    config.write_text(yaml.safe_dump({"executor": "slurm",
+                                      "slurm": {"tag": install_tag, "log_dir": str(home / "slurm-logs"), **slurm}}))
+    return ServerProc(home, None, ["--config", str(config)]).start(timeout=60)
+
+
+@pytest.fixture
+def slurm_server(slurm_cluster, tag, tmp_path):  # noqa: F811
+    """A real `gpufleet serve --executor slurm` over the dev cluster (scripts/dev-slurm.sh up)."""
+    server = slurm_serve(tmp_path / "home", tag)
+    yield server
+    server.stop()

@@ -16,10 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.e2e.conftest import BIN, ServerProc
-from tests.executors.slurm.conftest import slurm_cluster, tag  # noqa: F401 (fixtures)
+from tests.e2e.conftest import BIN
 
 pytestmark = pytest.mark.e2e
 
@@ -176,17 +174,6 @@ def test_bad_variables_and_missing_allocation(server, tmp_path):
     assert rc == SYSTEM_FAILURE and b"no gpufleet allocation" in ci.log
     assert ci.call("cleanup") == 0
 
-
-@pytest.fixture
-def slurm_server(slurm_cluster, tag, tmp_path):
-    """A real `gpufleet serve --executor slurm` over the dev cluster (scripts/dev-slurm.sh up)."""
-    home = tmp_path / "home"
-    home.mkdir()
-    config = home / "server.yaml"
-    config.write_text(yaml.safe_dump({"executor": "slurm", "slurm": {"tag": tag, "log_dir": str(home / "slurm-logs")}}))
-    server = ServerProc(home, None, ["--config", str(config)]).start(timeout=60)
-    yield server
-    server.stop()
 
 
 @pytest.mark.slurm

@@ -8,10 +8,8 @@ import json
 import time
 
 import pytest
-import yaml
 
-from tests.e2e.conftest import ServerProc
-from tests.executors.slurm.conftest import slurm_cluster, tag  # noqa: F401 (fixtures)
+from tests.e2e.conftest import slurm_serve
 
 MEASURE = json.dumps({"benchmark": "gemm-bf16", "metric": "tflops", "value": 291.5, "higher_is_better": True})
 REPORT = f"echo '{MEASURE}' > \"$GPUFLEET_RESULTS_DIR/gemm.jsonl\""
@@ -29,14 +27,9 @@ def wait(predicate, timeout=60.0, what=""):
 
 @pytest.fixture
 def perf_slurm_server(slurm_cluster, tag, tmp_path):  # noqa: F811
-    home = tmp_path / "home"
-    home.mkdir()
-    fake = home / "fake-nvml.json"
+    fake = tmp_path / "fake-nvml.json"
     fake.write_text(json.dumps({"gpus": 8, "model": "a100"}))
-    config = home / "server.yaml"
-    config.write_text(yaml.safe_dump({"executor": "slurm", "slurm": {
-        "tag": tag, "log_dir": str(home / "slurm-logs"), "perf_fake_nvml": str(fake)}}))
-    server = ServerProc(home, None, ["--config", str(config)]).start(timeout=60)
+    server = slurm_serve(tmp_path / "home", tag, perf_fake_nvml=str(fake))
     yield server
     server.stop()
 

@@ -9,10 +9,8 @@ import time
 
 import pexpect
 import pytest
-import yaml
 
-from tests.e2e.conftest import BIN, ServerProc
-from tests.executors.slurm.conftest import slurm_cluster, tag  # noqa: F401 (fixtures)
+from tests.e2e.conftest import BIN
 
 pytestmark = pytest.mark.e2e
 
@@ -112,17 +110,6 @@ def test_an_idle_shell_is_warned_then_ended(server):
     assert child.exitstatus == 129
     assert "idle" in server.wait_state(job, {"CANCELLED"})["reason"]
 
-
-@pytest.fixture
-def slurm_server(slurm_cluster, tag, tmp_path):  # noqa: F811
-    """A real `gpufleet serve --executor slurm` over the dev cluster (scripts/dev-slurm.sh up)."""
-    home = tmp_path / "home"
-    home.mkdir()
-    config = home / "server.yaml"
-    config.write_text(yaml.safe_dump({"executor": "slurm", "slurm": {"tag": tag, "log_dir": str(home / "slurm-logs")}}))
-    server = ServerProc(home, None, ["--config", str(config)]).start(timeout=60)
-    yield server
-    server.stop()
 
 
 @pytest.mark.slurm

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from typing import TYPE_CHECKING, Sequence
 
 from gpufleet.domain import Job, JobState, ValidationError
 from gpufleet.executors.accounts import job_env
 from gpufleet.executors.local.sessions import PtyProcess, plain_pty, set_winsize
 from gpufleet.executors.slurm.client import CLIENT_KEYS
+
+START_WAIT_S = 60.0
 
 if TYPE_CHECKING:
     from gpufleet.executors.slurm.executor import SlurmExecutor
@@ -28,6 +31,22 @@ def srun_argv(ex: SlurmExecutor, job: Job, argv: Sequence[str], shell: str, tty_
     srun = os.path.join(ex.config.bin_dir, "srun") if ex.config.bin_dir else "srun"
     return ["setsid", "-w", "-c", srun, f"--jobid={job.handle}", "--overlap", *(["--pty"] if tty_mode else []),
             "--nodes=1", "--ntasks=1", "--quiet", f"--chdir={workdir}", *(list(argv) or [shell])]
+
+
+def _wait_started(ex: SlurmExecutor, job: Job, timeout_s: float = START_WAIT_S) -> None:
+    """gpufleet's RUNNING is its placement; Slurm may still hold the job a moment (prolog,
+    scheduling pass), and srun into a pending job fails: wait until Slurm runs it."""
+    squeue = os.path.join(ex.config.bin_dir, "squeue") if ex.config.bin_dir else "squeue"
+    deadline = time.monotonic() + timeout_s
+    state = ""
+    while time.monotonic() < deadline:
+        r = subprocess.run([squeue, "-h", "-j", job.handle, "-o", "%T"], capture_output=True, text=True,
+                           timeout=30, env={**os.environ, **ex.config.env})
+        state = r.stdout.strip()
+        if state in ("RUNNING", ""):  # "": already gone; srun will say so
+            return
+        time.sleep(0.3)
+    raise ValidationError("job", f"job {job.id} is still {state} in Slurm after {timeout_s:g}s; try again")
 
 
 def open_session(ex: SlurmExecutor, job: Job, argv: Sequence[str], *, rows: int = 24, cols: int = 80,
@@ -40,6 +59,7 @@ def open_session(ex: SlurmExecutor, job: Job, argv: Sequence[str], *, rows: int 
         raise ValidationError("image", "sessions in a container job are not available on the slurm engine yet")
     if rank != 0:
         raise ValidationError("rank", "sessions open on the job's first node")
+    _wait_started(ex, job)
     account, as_owner = ex._runs_as(job)
     env = job_env(account, job.spec.env, {"GPUFLEET_JOB_ID": str(job.id)})
     env.update({k: os.environ[k] for k in CLIENT_KEYS if k in os.environ})
