@@ -37,6 +37,9 @@ class JobCreate(BaseModel):
     artifacts: list[str] | str | None = None  # globs relative to the workdir, kept after every attempt
     dependency: str | list[str] | list[list[Any]] | None = None  # afterok:ID[:ID],afterany:ID,afternotok:ID
     board: dict[str, Any] | None = None  # embedded boards: {image, flash, power_cycle} (docs/boards.md)
+    restart: str | None = None  # never | on-node-fault (default) | on-failure[:N] (docs/training.md)
+    heartbeat: int | str | None = None  # a duration: no sign of life for that long = hung, restarted
+    nodes_min: int | str | None = None  # an elastic gang's fewest nodes (or nodes: "MIN:MAX")
 
 
 class JobOut(BaseModel):

@@ -18,13 +18,14 @@ from gpufleet.domain.spec import build_spec
 
 ACTIVE = ("PENDING", "RUNNING")  # logs -f follows a job through requeues until it is not one of these
 FLAG_FIELDS = ("gpus", "nodes", "gpu_model", "cpus", "mem", "time_limit", "tenant", "priority",
-               "name", "workdir", "booking", "image", "pull")
+               "name", "workdir", "booking", "image", "pull", "restart", "heartbeat")
 
 
 def submit(
     command: Optional[list[str]] = typer.Argument(None, help="CMD ARGS... (after --), or a job.yaml"),
     gpus: Optional[int] = typer.Option(None, "--gpus", "-G", help="GPUs per node"),
-    nodes: Optional[int] = typer.Option(None, "--nodes", "-N", help="nodes (a gang: all or none)"),
+    nodes: Optional[str] = typer.Option(None, "--nodes", "-N", help="nodes (a gang: all or none); "
+                                        "MIN:MAX for an elastic gang, e.g. 6:8"),
     gpu_model: Optional[str] = typer.Option(None, "--gpu-model", help="e.g. a100, h100"),
     cpus: Optional[int] = typer.Option(None, "--cpus", help="CPUs per node"),
     mem: Optional[str] = typer.Option(None, "--mem", help="memory per node, e.g. 16G"),
@@ -39,6 +40,10 @@ def submit(
                                               "(repeatable; `gpufleet usage --by label:K`)"),
     booking: Optional[int] = typer.Option(None, "--booking", help="run inside this booking"),
     no_requeue: bool = typer.Option(False, "--no-requeue", help="fail instead of requeue when preempted"),
+    restart: Optional[str] = typer.Option(None, "--restart", help="never, on-node-fault (default) or "
+                                          "on-failure[:N]: run again as a new attempt after a fault/failure"),
+    heartbeat: Optional[str] = typer.Option(None, "--heartbeat", help="e.g. 10m: no touch of "
+                                            "$GPUFLEET_HEARTBEAT_FILE or output for that long = hung, restarted"),
     image: Optional[str] = typer.Option(None, "--image", help="container image, e.g. nvcr.io/nvidia/pytorch:24.05-py3"),
     mount: Optional[list[str]] = typer.Option(None, "--mount", help="SRC:DST[:ro] bind mount into the image (repeatable)"),
     pull: Optional[str] = typer.Option(None, "--pull", help="with --image: always, missing (default) or never"),

@@ -3,7 +3,8 @@
 Every cycle:
   1. observe   ask the executor about RUNNING jobs, apply what it saw (ends, losses)
   2. act       carry out decisions written earlier: signal jobs marked cancel/preempt/requeue,
-               launch RUNNING jobs that have no engine handle yet (crash between decide and launch)
+               launch RUNNING jobs that have no engine handle yet (crash between decide and launch);
+               restart jobs whose --heartbeat stopped (a hang)
   3. nodes     refresh the inventory from the engine (when it owns it); requeue jobs on DOWN nodes
   4. schedule  freeze a snapshot, call the pure scheduler
   5. record    write placements (PENDING -> RUNNING, durable) and preemption decisions, then launch
@@ -18,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from gpufleet.domain import Job, JobState, Node, NodeState, transition
+from gpufleet.domain import Job, JobState, Node, NodeState, format_duration, transition
 from gpufleet.executors.base import FOREIGN_GPUS_LABEL, Ability, EngineUnavailable, Executor
 from gpufleet.control.apply import apply_observation
 from gpufleet.control.gating import gate
@@ -78,6 +79,7 @@ class ControlLoop:
         report.ended = self._observe(running, now)  # 1
         running = [j for j in running if j.state is JobState.RUNNING]
         self._act(running)  # 2
+        self._check_heartbeats(running, now)
         if self.perf is not None:
             self.perf.sample(running, now)
         nodes = self._nodes(now)  # 3
@@ -143,6 +145,31 @@ class ControlLoop:
                 self._signal(job)
             elif job.handle is None and not job.extra.get("pending_action"):
                 self._launch(job)
+
+    def _check_heartbeats(self, running: list[Job], now: float) -> None:
+        """A job with --heartbeat that showed no sign of life (heartbeat file, output) for that
+        long is hung (the NCCL-hang case): restarted like a node fault (control/apply.py)."""
+        if Ability.HEARTBEAT not in self.executor.abilities:
+            return
+        for job in running:
+            limit = job.spec.heartbeat_s
+            if not limit or job.handle is None or job.extra.get("pending_action") or job.started_at is None:
+                continue
+            try:
+                seen = self.executor.last_sign_of_life(job)  # type: ignore[attr-defined]
+            except Exception as e:
+                with job_context(job):
+                    log.warning("could not read the heartbeat", error=str(e))
+                continue
+            last = max(seen or 0.0, job.started_at)
+            if now - last <= limit:
+                continue
+            why = f"heartbeat stopped: no sign of life for {format_duration(int(now - last))} (--heartbeat {format_duration(limit)})"
+            if self.store.set_action(job.id, "requeue", why, JobState.RUNNING):
+                job.extra.update(pending_action="requeue", action_reason=why)
+                with job_context(job):
+                    log.warning("job hung", reason=why)
+                self._signal(job)
 
     def _signal(self, job: Job) -> None:
         try:

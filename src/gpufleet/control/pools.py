@@ -132,6 +132,10 @@ class PoolRouter(ExecutorBase):
             return [], []
         return ex.perf_verdicts(job, attempt)  # type: ignore[attr-defined]
 
+    def last_sign_of_life(self, job: Job) -> float | None:
+        ex = self.executor_of(job)
+        return ex.last_sign_of_life(job) if Ability.HEARTBEAT in ex.abilities else None  # type: ignore[attr-defined]
+
     def nodes(self) -> list[Node]:
         """The nodes of the pools that own their inventory, each labelled with its pool."""
         out: list[Node] = []

@@ -37,6 +37,9 @@ class JobSpec:
     artifacts: tuple[str, ...] = ()  # globs relative to the workdir, collected when an attempt ends
     dependency: tuple[tuple[str, int], ...] = ()  # (afterok|afternotok|afterany, job id): start after
     board: BoardPolicy | None = None  # embedded boards: flash an image / power-cycle first (labgrid)
+    restart: str | None = None  # never | on-node-fault | on-failure[:N] (domain/training.py); None: default
+    heartbeat_s: int | None = None  # the run must show life this often, or it is hung (restarted)
+    nodes_min: int | None = None  # an elastic gang: may run on as few as this many nodes (< nodes)
 
     @property
     def total_gpus(self) -> int:
@@ -71,6 +74,7 @@ class Job:
     allocation: tuple[Allocation, ...] = ()
     handle: str | None = None  # the engine's id for this job (pid file, Slurm job id, k8s name)
     restarts: int = 0  # times it was preempted / requeued
+    failures: int = 0  # of those, restarts after a fault or failure (what --restart on-failure:N counts)
     attained_gpu_s: float = 0.0  # GPU-seconds already consumed by earlier runs (LAS)
     extra: dict[str, object] = field(default_factory=dict)
 

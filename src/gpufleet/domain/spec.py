@@ -5,7 +5,8 @@ The YAML file mirrors the CLI flags one to one: `gpus`, `nodes`, `gpu_model`, `c
 `requeue`, `image`, `mounts` (SRC:DST[:ro], with an image), `pull` (always|missing|never, with an
 image), `perf` (true or {clocks, max_temp_c, sample_s}), `artifacts` (globs relative to the
 workdir), `dependency` (afterok:ID[:ID],afterany:ID,afternotok:ID), `board` ({image, flash,
-power_cycle}: embedded boards, docs/boards.md), `command`.
+power_cycle}: embedded boards, docs/boards.md), `restart` (never|on-node-fault|on-failure[:N]),
+`heartbeat` (a duration), `nodes` as MIN:MAX for an elastic gang (docs/training.md), `command`.
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ from gpufleet.domain.image import DEFAULT_PULL, parse_image, parse_mounts, parse
 from gpufleet.domain.job import JobSpec
 from gpufleet.domain.node import normalise_model
 from gpufleet.domain.perf import parse_perf, perf_from_dict
+from gpufleet.domain.training import parse_heartbeat, parse_nodes, parse_restart
 from gpufleet.domain.units import MAX_INT, parse_duration, parse_mem_mb
 
 SPEC_FIELDS = (
     "command", "gpus", "nodes", "gpu_model", "cpus", "mem", "time_limit", "tenant", "priority",
     "name", "env", "workdir", "constraint", "booking", "requeue", "image", "mounts", "pull", "perf",
-    "artifacts", "dependency", "label", "board",
+    "artifacts", "dependency", "label", "board", "restart", "heartbeat", "nodes_min",
 )
 _ALIASES = {"gpu-model": "gpu_model", "time-limit": "time_limit", "constraints": "constraint", "labels": "label",
             "mem_mb": "mem", "time_limit_s": "time_limit", "no_requeue": None}
@@ -50,10 +52,12 @@ def _arg_max() -> int:
 def build_spec(data: Mapping[str, Any], default_tenant: str = "default") -> JobSpec:
     """Validate user input into a JobSpec. Raises ValidationError naming the first bad field."""
     data = _canonical_keys(data)
+    nodes, nodes_min = _nodes(data)
     spec = JobSpec(
         command=_command(data.get("command")),
         gpus=_count(data.get("gpus", 1), "gpus", minimum=1),
-        nodes=_count(data.get("nodes", 1), "nodes", minimum=1),
+        nodes=nodes,
+        nodes_min=nodes_min,
         gpu_model=normalise_model(_text(data["gpu_model"], "gpu_model")) if data.get("gpu_model") else None,
         cpus=_count(data["cpus"], "cpus", minimum=1) if data.get("cpus") is not None else None,
         mem_mb=parse_mem_mb(data.get("mem"), "mem"),
@@ -74,6 +78,8 @@ def build_spec(data: Mapping[str, Any], default_tenant: str = "default") -> JobS
         artifacts=check_globs(data.get("artifacts"), "artifacts"),
         dependency=parse_dependency(data.get("dependency")),
         board=parse_board(data.get("board")),
+        restart=parse_restart(data.get("restart")),
+        heartbeat_s=parse_heartbeat(data.get("heartbeat")),
     )
     _check_container_fields(spec, data)
     _check_exec_size(spec)
@@ -92,6 +98,7 @@ def spec_to_dict(spec: JobSpec) -> dict[str, Any]:
         "perf": spec.perf.to_dict() if spec.perf else None, "label": dict(spec.labels),
         "artifacts": list(spec.artifacts), "dependency": [list(d) for d in spec.dependency],
         "board": spec.board.to_dict() if spec.board else None,
+        "restart": spec.restart, "heartbeat": spec.heartbeat_s, "nodes_min": spec.nodes_min,
     }
 
 
@@ -108,7 +115,20 @@ def spec_from_dict(d: Mapping[str, Any]) -> JobSpec:
         artifacts=tuple(d.get("artifacts") or ()),
         dependency=tuple((k, int(i)) for k, i in d.get("dependency") or ()),
         board=board_from_dict(d.get("board")),
+        restart=d.get("restart"), heartbeat_s=d.get("heartbeat"), nodes_min=d.get("nodes_min"),
     )
+
+
+def _nodes(data: Mapping[str, Any]) -> tuple[int, int | None]:
+    """`nodes: 8`, `nodes: "6:8"`, or the stored form `nodes: 8, nodes_min: 6`."""
+    nodes, low = parse_nodes(data.get("nodes", 1))
+    if data.get("nodes_min") is not None:
+        if low is not None:
+            raise ValidationError("nodes_min", "give MIN once: nodes: MIN:MAX, or nodes_min with nodes: MAX")
+        low = _count(data["nodes_min"], "nodes_min", minimum=1)
+        if low > nodes:
+            raise ValidationError("nodes_min", f"must be <= nodes ({nodes}), got {low}")
+    return nodes, (low if low is not None and low < nodes else None)
 
 
 def _canonical_keys(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -45,6 +45,9 @@ class Ability(str, Enum):
     # `open_session(job, argv, ...)` starts one more process on a pty in a running job's
     # allocation (gpufleet shell/attach/exec; executors/local/sessions.py)
     SESSIONS = "sessions"
+    # `last_sign_of_life(job)`: when a running job last touched $GPUFLEET_HEARTBEAT_FILE or wrote
+    # output (any rank); the control loop restarts a job whose --heartbeat it outlived (a hang)
+    HEARTBEAT = "heartbeat"
 
 
 class Phase(str, Enum):
@@ -187,10 +190,15 @@ class ExecutorBase:
         with Ability.SESSIONS override it."""
         raise ValidationError("job", f"interactive sessions are not available on the {self.name} engine yet")
 
+    def last_sign_of_life(self, job: Job) -> float | None:
+        """Engines with Ability.HEARTBEAT override it (None: nothing seen yet)."""
+        return None
+
     def close(self) -> None:
         return None
 
 
+HEARTBEAT_FILE = "heartbeat"  # $GPUFLEET_HEARTBEAT_FILE = $GPUFLEET_RUN_DIR/heartbeat
 FOREIGN_GPUS_LABEL = "gpufleet.io/foreign-gpus"
 
 

@@ -71,11 +71,12 @@ class FakeWorld:
     cancels: list[int] = field(default_factory=list)
     # what each rank's workdir holds when a run ends: (job id, attempt) -> {rank: {path: bytes}}
     files: dict[tuple[int, int], dict[int, dict[str, bytes]]] = field(default_factory=dict)
+    beats: dict[tuple[int, int], float] = field(default_factory=dict)  # (job id, attempt) -> last heartbeat
 
 
 class FakeExecutor(ExecutorBase):
     name = "fake"
-    abilities = frozenset({Ability.LOGS, Ability.ADOPT, Ability.ARTIFACTS})
+    abilities = frozenset({Ability.LOGS, Ability.ADOPT, Ability.ARTIFACTS, Ability.HEARTBEAT})
 
     def __init__(self, clock: Callable[[], float] = time.time, world: FakeWorld | None = None):
         self.clock = clock
@@ -160,6 +161,13 @@ class FakeExecutor(ExecutorBase):
         run = self._latest(job_id)
         if self._observe(run).phase is Phase.RUNNING:
             run.ended = _exited(run, exit_code, self.clock())
+
+    def beat(self, job_id: int) -> None:
+        """The job's latest run touches its heartbeat file now."""
+        self.world.beats[max(k for k in self.world.runs if k[0] == job_id)] = self.clock()
+
+    def last_sign_of_life(self, job: Job) -> float | None:
+        return self.world.beats.get((job.id, job.attempt))
 
     def vanish(self, job_id: int) -> None:
         """The engine loses every trace of the job's latest run: it will be LOST."""

@@ -20,7 +20,7 @@ def job_from_light(r, spec: JobSpec) -> Job:
         submitted_at=r.submitted_at, started_at=r.started_at, ended_at=r.ended_at,
         exit_code=r.exit_code,
         allocation=tuple(Allocation(a["node"], tuple(a["gpus"])) for a in r.allocation or ()),
-        handle=r.handle, restarts=r.restarts, attained_gpu_s=r.attained_gpu_s,
+        handle=r.handle, restarts=r.restarts, attained_gpu_s=r.attained_gpu_s, failures=r.failures or 0,
     )
     if r.pending_action:
         job.extra["pending_action"] = r.pending_action
@@ -65,6 +65,7 @@ def job_values(job: Job) -> dict:
         "started_at": job.started_at, "ended_at": job.ended_at, "exit_code": job.exit_code,
         "allocation": [{"node": a.node, "gpus": list(a.gpus)} for a in job.allocation],
         "handle": job.handle, "restarts": job.restarts, "attained_gpu_s": job.attained_gpu_s,
+        "failures": job.failures,
     }
 
 

@@ -367,9 +367,9 @@ class Store(TokenRepo):
 
 _LIGHT = ("id", "user", "state", "reason", "submitted_at", "started_at", "ended_at", "exit_code",
           "allocation", "handle", "restarts", "attained_gpu_s", "pending_action", "action_reason",
-          "group_id")
+          "group_id", "failures")
 _MUTABLE = ("state", "reason", "submitted_at", "started_at", "ended_at", "exit_code", "allocation",
-            "handle", "restarts", "attained_gpu_s")
+            "handle", "restarts", "attained_gpu_s", "failures")
 _JOBS = JobRow.__table__
 _SAVE = (update(_JOBS).where(_JOBS.c.id == bindparam("b_id"), _JOBS.c.state == bindparam("b_expected"))
          .values({c: bindparam(f"b_{c}") for c in _MUTABLE}))

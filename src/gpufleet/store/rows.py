@@ -75,6 +75,7 @@ class JobRow(Base):
     allocation: Mapped[list] = mapped_column(JSON, default=list)
     handle: Mapped[str | None] = mapped_column(Text, nullable=True)
     restarts: Mapped[int] = mapped_column(Integer, default=0)
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # of those: faults/failures
     attained_gpu_s: Mapped[float] = mapped_column(Float, default=0.0)
     # a decision written before acting on it: "cancel" | "preempt" | "requeue" (see control.loop)
     pending_action: Mapped[str | None] = mapped_column(String(16), nullable=True)

@@ -151,9 +151,11 @@ def env_file(env: Mapping[str, str]) -> bytes:
 
 def render(cfg: ContainerConfig, job: Job, rank: int, *, name: str, workdir: str, results_dir: str,
            env_path: str, account: Account | None, cdi: bool, drivers: Sequence[str] = (),
-           ulimits: Sequence[str] = (), rootless: bool = False) -> list[str]:
+           ulimits: Sequence[str] = (), rootless: bool = False, job_dirs: Sequence[str] = ()) -> list[str]:
     """`podman run ...` for rank `rank` of `job`. `account`: a root server's job owner (the
-    container runs as it); None: as the server (`rootless`: podman keeps the server's uid)."""
+    container runs as it); None: as the server (`rootless`: podman keeps the server's uid).
+    `results_dir` and `job_dirs` ($GPUFLEET_RUN_DIR, $GPUFLEET_CHECKPOINT_DIR) are bound at their
+    own paths, so the variables mean the same inside."""
     spec = job.spec
     if ":" in workdir or "," in workdir:
         raise ValidationError("workdir", f"{workdir!r}: a container's workdir cannot hold ':' or ','")
@@ -172,6 +174,7 @@ def render(cfg: ContainerConfig, job: Job, rank: int, *, name: str, workdir: str
         argv.append("--userns=keep-id")
     argv += [f"--volume={workdir}:{workdir}:rw", f"--workdir={workdir}",
              f"--volume={results_dir}:{results_dir}:rw"]
+    argv += [f"--volume={d}:{d}:rw" for d in job_dirs]
     argv += [f"--volume={m}" for m in _mounts(spec.mounts)]
     argv += gpu_args(job.allocation[rank].gpus, cdi, cfg.dev_dir, driver_files=drivers)
     argv += list(cfg.extra_args)
@@ -206,9 +209,10 @@ def prepare(cfg: ContainerConfig, job: Job, rank: int, rank_dir: Path, run_dir: 
     env_path = rank_dir / CONTAINER_ENV
     write(env_path, env_file(container_env(env, job.spec.env, job.allocation[rank].gpus)))
     cdi = has_nvidia_cdi(cfg.cdi_dirs)
+    job_dirs = [env[k] for k in ("GPUFLEET_RUN_DIR", "GPUFLEET_CHECKPOINT_DIR") if env.get(k)]
     argv = render(cfg, job, rank, name=name, workdir=workdir, results_dir=results_dir, env_path=str(env_path),
                   account=account, cdi=cdi, drivers=() if cdi else driver_files(), ulimits=ulimit_args(),
-                  rootless=os.geteuid() != 0)
+                  rootless=os.geteuid() != 0, job_dirs=job_dirs)
     write(rank_dir / CONTAINER, control_file(cfg, name, job))
     return argv
 

@@ -23,6 +23,7 @@ from gpufleet.executors.base import (
     Ability,
     ArtifactFile,
     ExecutorBase,
+    HEARTBEAT_FILE,
     LogChunk,
     Observation,
     Phase,
@@ -52,6 +53,7 @@ from gpufleet.executors.local.sessions import PtyProcess, open_session
 from gpufleet.executors.local.status import RankState, RankView, judge, view_job
 
 SHIM = Path(__file__).with_name("shim.py")
+RUN = "run"  # rank-<r>/run/: $GPUFLEET_RUN_DIR, the job's own (its heartbeat file lives there)
 LOG_CHUNK = 1 << 20
 
 
@@ -63,7 +65,7 @@ class LocalExecutor(ExecutorBase):
     name = "local"
     abilities = frozenset({Ability.LOGS, Ability.ADOPT, Ability.HOST_PATHS, Ability.RUN_AS_OWNER,
                            Ability.RESULTS, Ability.IMAGES, Ability.ARTIFACTS,
-                           Ability.SESSIONS})
+                           Ability.SESSIONS, Ability.HEARTBEAT})
     launch_timeout_s = 5.0  # a marker without a shim for this long: the launcher died mid-launch
 
     def __init__(
@@ -126,7 +128,10 @@ class LocalExecutor(ExecutorBase):
         try:
             account, drop = self._account(job)  # no account (root server): FAILED with why
             workdir = job.spec.workdir or str(_own_workdir(rp, account if drop else None))
-            make_results_dir(rp.dir, *((account.uid, account.gid) if drop else (None, None)))
+            owner = (account.uid, account.gid) if drop else (None, None)
+            make_results_dir(rp.dir, *owner)
+            _own_dir(rp.dir / RUN, *owner)
+            _own_dir(self.checkpoint_dir(job.id), *owner)
             env, command, cwd = self._rank_env(job, r, account), list(job.spec.command), workdir
             if job.spec.image:  # the shim supervises `podman run` instead (container.py)
                 command = prepare(self.containers, job, r, rp.dir, self.run_dir, workdir=workdir,
@@ -162,8 +167,30 @@ class LocalExecutor(ExecutorBase):
         """The rank's whole environment, built (see account.job_env): nothing of the server's."""
         master = self.addresses.get(job.allocation[0].node, "127.0.0.1")
         ranks = rank_env(job, r, master_addr=master, master_port=master_port_for(job.id))
-        ranks["GPUFLEET_RESULTS_DIR"] = str(self.paths(job.id, job.attempt).rank(r).dir / RESULTS)
+        rank_dir = self.paths(job.id, job.attempt).rank(r).dir
+        ranks["GPUFLEET_RESULTS_DIR"] = str(rank_dir / RESULTS)
+        ranks["GPUFLEET_RUN_DIR"] = str(rank_dir / RUN)
+        ranks["GPUFLEET_HEARTBEAT_FILE"] = str(rank_dir / RUN / HEARTBEAT_FILE)
+        ranks["GPUFLEET_CHECKPOINT_DIR"] = str(self.checkpoint_dir(job.id))
         return job_env(account or this_account(), job.spec.env, ranks, self.lang)
+
+    def checkpoint_dir(self, job_id: int) -> Path:
+        """$GPUFLEET_CHECKPOINT_DIR: one per job, beside its attempts, so it survives restarts."""
+        return self.run_dir / "jobs" / str(job_id) / "checkpoint"
+
+    def last_sign_of_life(self, job: Job) -> float | None:
+        """The newest touch of any rank's heartbeat file or output log (lstat: no link followed)."""
+        paths = self.paths(job.id, job.attempt)
+        newest = None
+        for r in range(len(job.allocation)):
+            rp = paths.rank(r)
+            for f in (rp.dir / RUN / HEARTBEAT_FILE, rp.output):
+                try:
+                    t = os.lstat(f).st_mtime
+                except OSError:
+                    continue
+                newest = t if newest is None else max(newest, t)
+        return newest
 
     def _abort(self, job: Job, paths: JobPaths, why: str) -> None:
         create_exclusive(paths.launch_failed, why)
@@ -303,6 +330,13 @@ def _stop_rank(rp: RankPaths, reason: str) -> None:
     pids = read_json(rp.pid)
     if pids is not None:
         signal_process(pids.get("shim_pid"), pids.get("shim_start"), signal.SIGTERM)
+
+
+def _own_dir(d: Path, uid: int | None, gid: int | None) -> None:
+    """A directory the job writes into: 0700, its account's when it runs as one."""
+    d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if uid is not None and gid is not None:
+        os.lchown(d, uid, gid)
 
 
 def _own_workdir(rp: RankPaths, account: Account | None) -> Path:
