@@ -20,6 +20,17 @@ from tests.executors.slurm.conftest import slurm_cluster, tag  # noqa: F401 (fix
 BIN = Path(sys.executable).parent / "gpufleet"
 
 
+def wait(predicate, timeout: float = 90.0, what: str = ""):
+    """Poll `predicate` until it returns something true (returned), or fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 
 import pytest
 import yaml
 
 from tests.conftest import EXAMPLE_LAB, ROOT
-from tests.e2e.conftest import ServerProc, stop_all_jobs
+from tests.e2e.conftest import wait, ServerProc, stop_all_jobs
 from tests.health.receiver import Receiver
 from tests.observability.test_prometheus_e2e import query_until, require_prometheus, start_prometheus
 
@@ -49,15 +48,6 @@ def ops(tmp_path):
 def node(s: ServerProc, name: str) -> dict:
     return next(n for n in s.cli_json("nodes") if n["name"] == name)
 
-
-def wait(predicate, timeout=90.0, what=""):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_xid_drains_heals_and_resumes_and_a_persistent_fault_opens_a_ticket(ops):

@@ -7,12 +7,11 @@ results are kept but marked invalid (never in change-point detection)."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 import yaml
 
-from tests.e2e.conftest import ServerProc, stop_all_jobs
+from tests.e2e.conftest import wait, ServerProc, stop_all_jobs
 
 INVENTORY = {
     "tenants": [{"name": "default", "quota": {"a100": 4}}],
@@ -33,15 +32,6 @@ def server(tmp_path):
     s.stop()
     stop_all_jobs(tmp_path)
 
-
-def wait(predicate, timeout=30.0, what=""):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 MEASURE = json.dumps({"benchmark": "gemm-bf16", "metric": "tflops", "value": 291.5, "unit": "TFLOP/s",

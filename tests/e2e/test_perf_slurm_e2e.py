@@ -5,24 +5,14 @@ have no GPU), and the server records the verdict and the job's results with it w
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
-from tests.e2e.conftest import slurm_serve
+from tests.e2e.conftest import wait, slurm_serve
 
 MEASURE = json.dumps({"benchmark": "gemm-bf16", "metric": "tflops", "value": 291.5, "higher_is_better": True})
 REPORT = f"echo '{MEASURE}' > \"$GPUFLEET_RESULTS_DIR/gemm.jsonl\""
 
-
-def wait(predicate, timeout=60.0, what=""):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
