@@ -134,7 +134,7 @@ def test_kill9_loses_nothing_and_launches_nothing_twice(server, tmp_path):
 
 
 def test_restart_marks_vanished_job_lost(server):
-    job = server.submit("--", "sleep", "60")
+    job = server.submit("--restart", "never", "--", "sleep", "60")  # the default restarts it (a fault)
     j = server.wait_state(job, {"RUNNING"})
     server.kill9()
     kill_job_processes(server.home, job)
