@@ -165,11 +165,17 @@ class ControlLoop:
             if now - last <= limit:
                 continue
             why = f"heartbeat stopped: no sign of life for {format_duration(int(now - last))} (--heartbeat {format_duration(limit)})"
-            if self.store.set_action(job.id, "requeue", why, JobState.RUNNING):
-                job.extra.update(pending_action="requeue", action_reason=why)
+            if self._decide(job, "requeue", why):
                 with job_context(job):
                     log.warning("job hung", reason=why)
-                self._signal(job)
+
+    def _decide(self, job: Job, action: str, why: str) -> bool:
+        """Write the decision to stop a RUNNING job (durable first), then signal the engine."""
+        if not self.store.set_action(job.id, action, why, JobState.RUNNING):
+            return False
+        job.extra.update(pending_action=action, action_reason=why)
+        self._signal(job)
+        return True
 
     def _signal(self, job: Job) -> None:
         try:
@@ -267,9 +273,7 @@ class ControlLoop:
         for job in running:
             if down.intersection(job.node_names) and not job.extra.get("pending_action"):
                 bad = ",".join(sorted(down.intersection(job.node_names)))
-                if self.store.set_action(job.id, "requeue", f"node {bad} is down", JobState.RUNNING):
-                    job.extra.update(pending_action="requeue", action_reason=f"node {bad} is down")
-                    self._signal(job)
+                self._decide(job, "requeue", f"node {bad} is down")
 
     # 4. schedule -----------------------------------------------------------------------------
     def _gate(self, pending: list[Job], running: list[Job], now: float) -> list[Job]:
@@ -330,9 +334,7 @@ class ControlLoop:
         preempted = 0
         for p in d.preemptions:
             job = run_by_id.get(p.job_id)
-            if job and self.store.set_action(job.id, "preempt", p.reason, JobState.RUNNING):
-                job.extra.update(pending_action="preempt", action_reason=p.reason)
-                self._signal(job)
+            if job and self._decide(job, "preempt", p.reason):
                 preempted += 1
         placed: list[Job] = []
         items = []
