@@ -135,6 +135,7 @@ class Server:
 
     def on_cycle(self, report: CycleReport) -> None:
         self.metrics.observe_cycle(report.duration_s)
+        self.metrics.observe_interruptions(report.interruptions)
         if self.busy is not None:
             try:
                 self.busy.sample(report.jobs, report.nodes, self.ctx.clock())

@@ -291,3 +291,21 @@ def test_logs_never_follow_a_link_out_of_the_run_dir(local, tmp_path):
         assert time.monotonic() - t0 < 2
         assert b"TOP-SECRET" not in chunk.data, job_id
         assert chunk.data == b"" and "not served" in chunk.note, (job_id, chunk)
+
+
+def test_the_newest_checkpoint_write_is_found_below_the_dir_without_following_links(tmp_path):
+    from gpufleet.executors.local.executor import newest_mtime
+
+    top = tmp_path / "checkpoint"
+    assert newest_mtime(top) is None  # nothing written yet
+    (top / "step-100").mkdir(parents=True)
+    (top / "step-100" / "model.pt").write_text("w")
+    os.utime(top / "step-100" / "model.pt", (1000, 1000))
+    (top / "old.pt").write_text("w")
+    os.utime(top / "old.pt", (500, 500))
+    outside = tmp_path / "elsewhere"
+    outside.write_text("x")
+    os.utime(outside, (9000, 9000))
+    (top / "link").symlink_to(outside)
+    os.utime(top / "link", (700, 700), follow_symlinks=False)
+    assert newest_mtime(top) == 1000

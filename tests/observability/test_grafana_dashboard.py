@@ -29,6 +29,9 @@ def exposed_names() -> set[str]:
     m.health_status.labels("n", "xid").set(0)
     m.gpu_seconds.labels("t", "u", "a100").inc()
     m.add_busy("t", "u", "a100", 1.0)
+    m.job_restarts.labels("t", "node_fault").inc()
+    m.lost_gpu_hours.labels("t").inc()
+    m.restart_seconds.labels("t").observe(1.0)
     return {s.name for fam in m.registry.collect() for s in fam.samples}
 
 

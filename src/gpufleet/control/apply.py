@@ -6,6 +6,8 @@ from gpufleet.domain import Job, JobState, StateChange, transition
 from gpufleet.domain.training import restart_policy
 from gpufleet.executors.base import Observation, Phase
 
+HEARTBEAT_STOPPED = "heartbeat stopped"  # how control/loop.py's hang decision begins its reason
+
 _END_STATE = {
     Phase.SUCCEEDED: JobState.SUCCEEDED,
     Phase.FAILED: JobState.FAILED,
@@ -66,6 +68,21 @@ def restart_or_end(job: Job, why: str, at: float, fault: bool, end: JobState) ->
         return transition(job, end, f"{why} (no requeue)" if not job.spec.requeue and not job.spec.restart
                           else f"{why} (restart never)", at)
     return transition(job, end, f"{why} (gave up after {job.failures} restarts: --restart {policy})", at)
+
+
+def interruption_cause(job: Job, obs: Observation) -> str | None:
+    """Why an ending run lost its work, read before the observation is applied (the metrics'
+    `cause`): "hang" (its --heartbeat stopped), "node_fault" (a node went down or failed its health
+    checks), "lost" (the engine lost the run), "failure" (a non-zero exit); None when it succeeded,
+    timed out, or was cancelled or preempted on purpose."""
+    if not obs.phase.ended:
+        return None
+    action = job.extra.get("pending_action")
+    if action == "requeue":
+        return "hang" if str(job.extra.get("action_reason") or "").startswith(HEARTBEAT_STOPPED) else "node_fault"
+    if action in ("cancel", "preempt") or obs.phase is Phase.PREEMPTED:
+        return None
+    return {Phase.LOST: "lost", Phase.FAILED: "failure"}.get(obs.phase)
 
 
 def _end_reason(obs: Observation) -> str:

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from gpufleet.domain import Job, JobState, Node, NodeState, format_duration, transition
 from gpufleet.executors.base import FOREIGN_GPUS_LABEL, Ability, EngineUnavailable, Executor
-from gpufleet.control.apply import apply_observation
+from gpufleet.control.apply import HEARTBEAT_STOPPED, apply_observation, interruption_cause
 from gpufleet.control.gating import gate
 from gpufleet.store import groups as groups_repo
 from gpufleet.scheduler import Decisions, SchedulerConfig, Snapshot, schedule
@@ -35,6 +35,20 @@ REASON_REFRESH_S = 60.0  # a reason that moved only in its numbers is rewritten 
 _DIGITS = re.compile(r"\d+(?:\.\d+)?")
 
 
+@dataclass(frozen=True, slots=True)
+class Interruption:
+    """A run that lost its work this cycle (observability/metrics.py counts them): `lost_gpu_s` is
+    the GPU-time since the attempt started or, when the engine can tell, since its newest
+    checkpoint file; `restarted` when the job went back to the queue as a new attempt."""
+
+    job_id: int
+    tenant: str
+    cause: str  # control/apply.py interruption_cause
+    restarted: bool
+    lost_gpu_s: float
+    at: float
+
+
 @dataclass(slots=True)
 class CycleReport:
     started: int = 0
@@ -44,6 +58,7 @@ class CycleReport:
     running: int = 0
     duration_s: float = 0.0
     decisions: Decisions | None = None
+    interruptions: list[Interruption] = field(default_factory=list)
     jobs: list[Job] = field(default_factory=list)  # the active jobs of this cycle, as left by it
     nodes: list[Node] = field(default_factory=list)
 
@@ -76,7 +91,7 @@ class ControlLoop:
         report = CycleReport()
         jobs = self.store.active_jobs()
         running = [j for j in jobs if j.state is JobState.RUNNING]
-        report.ended = self._observe(running, now)  # 1
+        report.ended = self._observe(running, now, report.interruptions)  # 1
         running = [j for j in running if j.state is JobState.RUNNING]
         self._act(running)  # 2
         self._check_heartbeats(running, now)
@@ -99,7 +114,7 @@ class ControlLoop:
         return report
 
     # 1. observe ------------------------------------------------------------------------------
-    def _observe(self, running: list[Job], now: float) -> int:
+    def _observe(self, running: list[Job], now: float, interrupted: list[Interruption]) -> int:
         launched = [j for j in running if j.handle is not None]
         if not launched:
             return 0
@@ -111,9 +126,11 @@ class ControlLoop:
                 continue
             old_handle = job.handle
             refused = self._in_job_perf(job) if obs.phase.ended and job.spec.perf is not None else []
+            lost = None
             if refused and not job.extra.get("pending_action"):
                 change = self._requeue_refused(job, refused, obs.at or now)
             else:
+                lost = self._interruption(job, obs)
                 change = apply_observation(job, obs, now)
             if change is None:
                 if job.handle != old_handle:
@@ -122,12 +139,33 @@ class ControlLoop:
             if self.store.save_job(job, JobState.RUNNING, change, clear_action=True):
                 ended += 1
                 self._signalled.discard(job.id)
+                if lost is not None:
+                    interrupted.append(lost(job, change.at))
                 if self.perf is not None and job.spec.perf is not None:
                     self._epilog(job, change.attempt or job.attempt)
                 with job_context(job):
                     log.info("job ended", state=job.state.value, reason=job.reason, exit_code=job.exit_code)
                 self._attempt_ended(job)
         return ended
+
+    def _interruption(self, job: Job, obs: Any) -> Callable[[Job, float], Interruption] | None:
+        """Read before `obs` is applied (the attempt's start, its GPUs, its newest checkpoint); the
+        returned function completes the record once the outcome is known."""
+        cause = interruption_cause(job, obs)
+        if cause is None or job.started_at is None:
+            return None
+        since, gpus, failures = job.started_at, job.gpus_held, job.failures
+        try:
+            since = max(since, self.executor.last_checkpoint(job) or since)
+        except Exception as e:  # unreadable: count the whole attempt
+            with job_context(job):
+                log.warning("could not read the checkpoint time", error=str(e))
+
+        def done(job: Job, at: float) -> Interruption:
+            restarted = job.failures > failures
+            lost = gpus * max(0.0, at - since) if restarted or cause != "failure" else 0.0
+            return Interruption(job.id, job.tenant, cause, restarted, lost, at)
+        return done
 
     def _attempt_ended(self, job: Job) -> None:
         if self.on_attempt_end is None:
@@ -164,7 +202,7 @@ class ControlLoop:
             last = max(seen or 0.0, job.started_at)
             if now - last <= limit:
                 continue
-            why = f"heartbeat stopped: no sign of life for {format_duration(int(now - last))} (--heartbeat {format_duration(limit)})"
+            why = f"{HEARTBEAT_STOPPED}: no sign of life for {format_duration(int(now - last))} (--heartbeat {format_duration(limit)})"
             if self._decide(job, "requeue", why):
                 with job_context(job):
                     log.warning("job hung", reason=why)

@@ -136,6 +136,9 @@ class PoolRouter(ExecutorBase):
         ex = self.executor_of(job)
         return ex.last_sign_of_life(job) if Ability.HEARTBEAT in ex.abilities else None  # type: ignore[attr-defined]
 
+    def last_checkpoint(self, job: Job) -> float | None:
+        return self.executor_of(job).last_checkpoint(job)
+
     def nodes(self) -> list[Node]:
         """The nodes of the pools that own their inventory, each labelled with its pool."""
         out: list[Node] = []

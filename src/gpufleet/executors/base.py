@@ -194,6 +194,11 @@ class ExecutorBase:
         """Engines with Ability.HEARTBEAT override it (None: nothing seen yet)."""
         return None
 
+    def last_checkpoint(self, job: Job) -> float | None:
+        """When `job` last wrote under $GPUFLEET_CHECKPOINT_DIR (None: unknown, or nothing yet):
+        the work lost at a fault is counted from there (gpufleet_lost_gpu_hours_total)."""
+        return None
+
     def close(self) -> None:
         return None
 

@@ -72,6 +72,7 @@ class FakeWorld:
     # what each rank's workdir holds when a run ends: (job id, attempt) -> {rank: {path: bytes}}
     files: dict[tuple[int, int], dict[int, dict[str, bytes]]] = field(default_factory=dict)
     beats: dict[tuple[int, int], float] = field(default_factory=dict)  # (job id, attempt) -> last heartbeat
+    checkpoints: dict[int, float] = field(default_factory=dict)  # job id -> last checkpoint write
 
 
 class FakeExecutor(ExecutorBase):
@@ -168,6 +169,13 @@ class FakeExecutor(ExecutorBase):
 
     def last_sign_of_life(self, job: Job) -> float | None:
         return self.world.beats.get((job.id, job.attempt))
+
+    def checkpoint(self, job_id: int) -> None:
+        """The job writes its checkpoint now."""
+        self.world.checkpoints[job_id] = self.clock()
+
+    def last_checkpoint(self, job: Job) -> float | None:
+        return self.world.checkpoints.get(job.id)
 
     def vanish(self, job_id: int) -> None:
         """The engine loses every trace of the job's latest run: it will be LOST."""

@@ -5,6 +5,7 @@
     control loop:  metrics.update_fleet(jobs, nodes, now, unhealthy_nodes)   # every cycle (gauges,
                                                                    # and gpufleet_gpu_seconds_total)
                    metrics.observe_cycle(seconds)
+                   metrics.observe_interruptions(report.interruptions)  # before update_fleet
                    metrics.add_busy(tenant, user, model, s)   # control/busy.py (gpufleet_gpu_busy_seconds_total)
     health loop:   metrics.observe_health(node_health)
     remediation:   metrics.observe_remediation(rem)       # from Remediator(on_change=...)
@@ -27,6 +28,7 @@ from prometheus_client.registry import Collector
 
 from gpufleet.domain import Job, JobState, Node, NodeState
 
+RESTART_BUCKETS = (1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600)
 CYCLE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 STATUS_VALUE = {"ok": 0, "warn": 1, "fail": 2}
 
@@ -130,6 +132,13 @@ class Metrics:
         self.gpu_busy_seconds = Counter("gpufleet_gpu_busy_seconds", "GPU-seconds sampled busy (NVML "
                                         "utilisation) on the nodes this server samples", ["tenant", "user", "gpu_model"],
                                         registry=r)
+        self.job_restarts = Counter("gpufleet_job_restarts", "Runs restarted as a new attempt, by cause "
+                                    "(node_fault, hang, lost, failure)", ["tenant", "cause"], registry=r)
+        self.lost_gpu_hours = Counter("gpufleet_lost_gpu_hours", "GPU-hours of work lost to interrupted runs "
+                                      "(since the attempt started or its newest checkpoint)", ["tenant"], registry=r)
+        self.restart_seconds = Histogram("gpufleet_restart_seconds", "From a run's interruption to its new "
+                                         "attempt running", ["tenant"], buckets=RESTART_BUCKETS, registry=r)
+        self._restarting: dict[int, tuple[str, float]] = {}  # job -> (tenant, interrupted at)
         self._gpu_counted: dict[tuple[int, int], float] = {}  # (job, attempt) -> counted up to
         self._counted_steps: dict[tuple[str, float], int] = {}
         self._finished: set[tuple[str, float]] = set()
@@ -146,6 +155,30 @@ class Metrics:
         with self._lock:
             self._snapshot = snap
             self._count_gpu_seconds(jobs, nodes, now)
+            self._time_restarts(jobs)
+
+    def observe_interruptions(self, interruptions: Iterable[Any]) -> None:
+        """control/loop.py's Interruption records of one cycle."""
+        for i in interruptions:
+            if i.lost_gpu_s > 0:
+                self.lost_gpu_hours.labels(i.tenant).inc(i.lost_gpu_s / 3600)
+            if i.restarted:
+                self.job_restarts.labels(i.tenant, i.cause).inc()
+                with self._lock:
+                    self._restarting[i.job_id] = (i.tenant, i.at)
+
+    def _time_restarts(self, jobs: list[Job]) -> None:
+        """Time-to-restart of the restarted jobs whose new attempt runs now; forget those that
+        ended or left the active list without running again."""
+        waiting, self._restarting = self._restarting, {}
+        for j in jobs:
+            if j.id not in waiting:
+                continue
+            tenant, at = waiting.pop(j.id)
+            if j.state is JobState.RUNNING and j.started_at is not None:
+                self.restart_seconds.labels(tenant).observe(max(0.0, j.started_at - at))
+            elif not j.state.terminal:
+                self._restarting[j.id] = (tenant, at)
 
     def _count_gpu_seconds(self, jobs: list[Job], nodes: list[Node], now: float) -> None:
         """Add the GPU-seconds each running attempt held since the last cycle (to its end when it

@@ -192,6 +192,9 @@ class LocalExecutor(ExecutorBase):
                 newest = t if newest is None else max(newest, t)
         return newest
 
+    def last_checkpoint(self, job: Job) -> float | None:
+        return newest_mtime(self.checkpoint_dir(job.id))
+
     def _abort(self, job: Job, paths: JobPaths, why: str) -> None:
         create_exclusive(paths.launch_failed, why)
         for r in paths.existing_ranks():
@@ -377,3 +380,22 @@ def _describe(job: Job) -> dict[str, object]:
         "time_limit_s": job.spec.time_limit_s, "launched_at": time.time(),
         "attempt": job.attempt, "restart_count": job.restarts,
     }
+
+
+def newest_mtime(top: Path, limit: int = 10_000) -> float | None:
+    """The newest modification time of the files under `top` (links not followed; after `limit`
+    entries the newest seen so far), or None when there are none."""
+    newest, seen, stack = None, 0, [str(top)]
+    while stack and seen < limit:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for e in entries:
+                    seen += 1
+                    if e.is_dir(follow_symlinks=False):
+                        stack.append(e.path)
+                    else:
+                        t = e.stat(follow_symlinks=False).st_mtime
+                        newest = t if newest is None else max(newest, t)
+        except OSError:
+            continue
+    return newest
