@@ -2,12 +2,12 @@
 """Time to restart a faulted gang on the local engine (issue 17): node fault -> all ranks of the
 new attempt running, against a cold start (submit -> all ranks running) measured in the same run.
 
-Starts a real `gpufleet serve` (SQLite, local engine, fake NVML, health every --health-interval)
+Starts a real `gpufleet serve` (SQLite, local engine, fake NVML, health every second)
 with --nodes one-GPU nodes. Each round submits a 2-node gang whose ranks write a marker when they
 start, waits until both run, injects an XID on one of its nodes (the health loop drains it; a long
 burn-in keeps it drained), and waits for both ranks of attempt 2. One JSON object:
 
-    python bench/restart.py [--rounds 8] [--nodes 12] [--health-interval 1s]
+    python bench/restart.py [--rounds 8] [--nodes 12]
 """
 
 from __future__ import annotations
@@ -21,10 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.e2e.conftest import ServerProc, stop_all_jobs, wait  # noqa: E402
+from tests.e2e.conftest import ServerProc, fake_nvml_serve, stop_all_jobs, wait  # noqa: E402
 
 RANK = 'touch "$MARKS/$GPUFLEET_JOB_ID-a$GPUFLEET_ATTEMPT-r$GPUFLEET_NODE_RANK"; exec sleep 600'
 
@@ -45,15 +43,11 @@ def server_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
-def start(home: Path, nodes: int, interval: str) -> ServerProc:
-    inv, cfg = home / "lab.yaml", home / "server.yaml"
-    inv.write_text(yaml.safe_dump({"tenants": [{"name": "default", "quota": {"a100": nodes}}],
-                                   "nodes": [{"name": f"n{i}", "gpus": 1, "gpu_model": "a100"} for i in range(nodes)]}))
-    cfg.write_text(yaml.safe_dump({"health": {
-        "interval": interval, "nvml": "fake",
-        "remediation": {"max_rounds": 1, "burn_in": {"command": ["sleep", "3600"], "timeout": "2h"}},
-        "checks": {"disk": {"enabled": False}, "memory": {"enabled": False}}}}))
-    return ServerProc(home, None, ["--inventory", str(inv), "--config", str(cfg)]).start()
+def start(home: Path, nodes: int) -> ServerProc:
+    inv = {"tenants": [{"name": "default", "quota": {"a100": nodes}}],
+           "nodes": [{"name": f"n{i}", "gpus": 1, "gpu_model": "a100"} for i in range(nodes)]}
+    # a long burn-in keeps every faulted node drained
+    return fake_nvml_serve(home, inv, {"max_rounds": 1, "burn_in": {"command": ["sleep", "3600"], "timeout": "2h"}})
 
 
 def one_round(s: ServerProc, marks: Path) -> tuple[float, float]:
@@ -73,7 +67,6 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--nodes", type=int, default=12)
-    ap.add_argument("--health-interval", default="1s")
     a = ap.parse_args()
     if a.nodes < a.rounds + 2:
         sys.exit("--nodes must be at least --rounds + 2 (every round drains one node)")
@@ -81,7 +74,7 @@ def main() -> None:
         home, marks = Path(tmp), Path(tmp) / "marks"
         marks.mkdir(mode=0o777)
         os.chmod(marks, 0o1777)  # the job's account writes there
-        s = start(home, a.nodes, a.health_interval)
+        s = start(home, a.nodes)
         cpu0, t0 = server_cpu_s(s.proc.pid), time.time()
         try:
             rounds = [one_round(s, marks) for _ in range(a.rounds)]
@@ -91,7 +84,7 @@ def main() -> None:
             stop_all_jobs(home)
     cold, restart = [r[0] for r in rounds], [r[1] for r in rounds]
     print(json.dumps({
-        "rounds": a.rounds, "health_interval": a.health_interval,
+        "rounds": a.rounds, "health_interval_s": 1,
         "restart_p50_s": round(pct(restart, 50), 3), "restart_p99_s": round(pct(restart, 99), 3),
         "cold_start_p50_s": round(pct(cold, 50), 3), "cold_start_p99_s": round(pct(cold, 99), 3),
         "restart_vs_cold_p50": round(pct(restart, 50) / pct(cold, 50), 2),

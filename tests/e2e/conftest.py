@@ -186,6 +186,20 @@ def stop_all_jobs(home: Path) -> None:
             pass
 
 
+def fake_nvml_serve(home: Path, inventory: dict, remediation: dict | None = None) -> ServerProc:
+    """A started local-engine server over `inventory` (the YAML file's content) whose health loop
+    reads the fake NVML every second (faults are injected with `gpufleet health inject`); disk and
+    memory checks off. `remediation`: the health settings' remediation (None: off)."""
+    import yaml
+
+    inv, cfg = home / "lab.yaml", home / "server.yaml"
+    inv.write_text(yaml.safe_dump(inventory))
+    cfg.write_text(yaml.safe_dump({"health": {
+        "interval": "1s", "nvml": "fake", "remediation": remediation or {"enabled": False},
+        "checks": {"disk": {"enabled": False}, "memory": {"enabled": False}}}}))
+    return ServerProc(home, None, ["--inventory", str(inv), "--config", str(cfg)]).start()
+
+
 def slurm_serve(home: Path, install_tag: str, **slurm) -> ServerProc:
     """A started `gpufleet serve --executor slurm` over the dev cluster, its home `home`."""
     import yaml

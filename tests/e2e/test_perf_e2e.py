@@ -9,9 +9,8 @@ from __future__ import annotations
 import json
 
 import pytest
-import yaml
 
-from tests.e2e.conftest import wait, ServerProc, stop_all_jobs
+from tests.e2e.conftest import ServerProc, fake_nvml_serve, stop_all_jobs, wait
 
 INVENTORY = {
     "tenants": [{"name": "default", "quota": {"a100": 4}}],
@@ -21,17 +20,10 @@ INVENTORY = {
 
 @pytest.fixture
 def server(tmp_path):
-    inv = tmp_path / "lab.yaml"
-    inv.write_text(yaml.safe_dump(INVENTORY))
-    cfg = tmp_path / "server.yaml"
-    cfg.write_text(yaml.safe_dump({"health": {
-        "interval": "1s", "nvml": "fake", "remediation": {"enabled": False},
-        "checks": {"disk": {"enabled": False}, "memory": {"enabled": False}}}}))
-    s = ServerProc(tmp_path, None, ["--inventory", str(inv), "--config", str(cfg)]).start()
+    s = fake_nvml_serve(tmp_path, INVENTORY)
     yield s
     s.stop()
     stop_all_jobs(tmp_path)
-
 
 
 MEASURE = json.dumps({"benchmark": "gemm-bf16", "metric": "tflops", "value": 291.5, "unit": "TFLOP/s",

@@ -8,9 +8,8 @@ from __future__ import annotations
 import time
 
 import pytest
-import yaml
 
-from tests.e2e.conftest import ServerProc, stop_all_jobs, wait
+from tests.e2e.conftest import ServerProc, fake_nvml_serve, stop_all_jobs
 
 pytestmark = pytest.mark.e2e
 
@@ -26,17 +25,13 @@ TRAIN = ('ck="$GPUFLEET_CHECKPOINT_DIR/step"; '
          'echo "rank $GPUFLEET_NODE_RANK training"; sleep 600')
 
 
+# the faulted node stays drained through a long burn-in (the healing is tests/e2e/test_ops_e2e.py)
+KEEP_DRAINED = {"max_rounds": 1, "burn_in": {"command": ["sleep", "120"], "timeout": "5m"}}
+
+
 @pytest.fixture
 def server(tmp_path):
-    inv = tmp_path / "lab.yaml"
-    inv.write_text(yaml.safe_dump(INVENTORY))
-    cfg = tmp_path / "server.yaml"
-    cfg.write_text(yaml.safe_dump({"health": {
-        "interval": "1s", "nvml": "fake",
-        # the faulted node stays drained through a long burn-in (the healing is tests/e2e/test_ops_e2e.py)
-        "remediation": {"max_rounds": 1, "burn_in": {"command": ["sleep", "120"], "timeout": "5m"}},
-        "checks": {"disk": {"enabled": False}, "memory": {"enabled": False}}}}))
-    s = ServerProc(tmp_path, None, ["--inventory", str(inv), "--config", str(cfg)]).start()
+    s = fake_nvml_serve(tmp_path, INVENTORY, KEEP_DRAINED)
     yield s
     s.stop()
     stop_all_jobs(tmp_path)
