@@ -8,9 +8,10 @@ sees comes back through `poll` as `Observation`s, which the control loop applies
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import Any, BinaryIO, ClassVar, Iterator, Protocol, Sequence, runtime_checkable
+from typing import Any, BinaryIO, ClassVar, Iterable, Iterator, Protocol, Sequence, runtime_checkable
 
 from gpufleet.domain import Booking, Job, JobState, Node, ValidationError
 
@@ -204,6 +205,19 @@ class ExecutorBase:
 
 
 HEARTBEAT_FILE = "heartbeat"  # $GPUFLEET_HEARTBEAT_FILE = $GPUFLEET_RUN_DIR/heartbeat
+
+
+def newest_mtime(paths: Iterable[str | os.PathLike]) -> float | None:
+    """The newest modification time of those of `paths` that exist (lstat: no link followed; the
+    job writes these files), None when none does: last_sign_of_life over heartbeat files and logs."""
+    newest = None
+    for f in paths:
+        try:
+            t = os.lstat(f).st_mtime
+        except OSError:
+            continue
+        newest = t if newest is None else max(newest, t)
+    return newest
 FOREIGN_GPUS_LABEL = "gpufleet.io/foreign-gpus"
 
 

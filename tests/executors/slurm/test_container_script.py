@@ -114,11 +114,19 @@ def test_a_container_that_could_not_start_gives_the_runtimes_reason():
     assert container_reason(b"all fine\n", 125) is None
 
 
-@pytest.mark.parametrize("mounts,want", [
-    ((), "--container-mounts=/l/gf7.2.d/rank-0/results:/l/gf7.2.d/rank-0/results"),
-    (("/datasets:/data:ro",), "--container-mounts=/datasets:/data:ro,/l/gf7.2.d/rank-0/results:/l/gf7.2.d/rank-0/results"),
+R = "/l/gf7.2.d/rank-0"
+JOB_DIRS = {"GPUFLEET_RESULTS_DIR": f"{R}/results", "GPUFLEET_RUN_DIR": f"{R}/run",
+            "GPUFLEET_CHECKPOINT_DIR": "/ck/gf-7-1"}
+
+
+@pytest.mark.parametrize("mounts,dirs,want", [
+    ((), ("GPUFLEET_RESULTS_DIR",), f"--container-mounts={R}/results:{R}/results"),
+    (("/datasets:/data:ro",), ("GPUFLEET_RESULTS_DIR",),
+     f"--container-mounts=/datasets:/data:ro,{R}/results:{R}/results"),
+    (("/datasets:/data:ro",), tuple(JOB_DIRS),
+     f"--container-mounts=/datasets:/data:ro,{R}/results:{R}/results,{R}/run:{R}/run,/ck/gf-7-1:/ck/gf-7-1"),
 ])
-def test_pyxis_binds_the_results_dir_beside_the_jobs_own_mounts(tmp_path, mounts, want):
+def test_pyxis_binds_the_jobs_dirs_beside_the_jobs_own_mounts(tmp_path, mounts, dirs, want):
     import subprocess
 
     srun = tmp_path / "srun"
@@ -127,6 +135,18 @@ def test_pyxis_binds_the_results_dir_beside_the_jobs_own_mounts(tmp_path, mounts
     argv = pyxis_argv(job(mounts=mounts))
     out = subprocess.run(argv, capture_output=True, text=True, timeout=10, env={
         "PATH": f"{tmp_path}:/usr/bin:/bin", "SLURMD_NODENAME": "gpu01",
-        "GPUFLEET_RESULTS_DIR": "/l/gf7.2.d/rank-0/results"}).stdout.splitlines()
+        **{k: JOB_DIRS[k] for k in dirs}}).stdout.splitlines()
     assert [a for a in out if a.startswith("--container-mounts")] == [want]
     assert out[-4:] == ["python", "train.py", "--x", "$(rm -rf /)"]
+
+
+def test_podman_binds_results_run_and_checkpoint_dirs_at_their_own_paths(tmp_path):
+    import subprocess
+
+    podman = tmp_path / "podman"
+    podman.write_text('#!/bin/bash\n[ "$1" = run ] && printf "%s\\n" "$@"\nexit 0\n')
+    podman.chmod(0o755)
+    out = subprocess.run(podman_argv(job(), SlurmContainers(podman=str(podman))), capture_output=True, text=True,
+                         timeout=10, env={"PATH": "/usr/bin:/bin", **JOB_DIRS}).stdout.splitlines()
+    volumes = [out[i + 1] for i, a in enumerate(out) if a == "--volume"]
+    assert [v for v in volumes if v.startswith(("/l/", "/ck/"))] == [f"{d}:{d}" for d in JOB_DIRS.values()]

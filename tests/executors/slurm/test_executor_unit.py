@@ -276,6 +276,7 @@ def test_rest_job_environment_is_the_built_one(monkeypatch):
     req = SubmitRequest(script="", name="n", comment="c", account="a", nodes=1, gres=None, output="/tmp/o",
                         environment={"PATH": "/usr/local/bin:/usr/bin:/bin", "USER": "u"})
     assert rest_job(req)["environment"] == {"PATH": "/usr/local/bin:/usr/bin:/bin", "USER": "u"}
+    assert rest_job(req)["requeue"] is False  # sbatch --no-requeue: gpufleet owns restarts
 
 
 def test_artifacts_come_from_the_workdir_the_job_names_once(tmp_path):
@@ -296,3 +297,43 @@ def test_artifacts_come_from_the_workdir_the_job_names_once(tmp_path):
     nowhere: list[str] = []
     assert list(ex.artifacts(Job(id=6, spec=JobSpec(command=("true",))), 1, ["*"], nowhere)) == []
     assert "names (-C)" in nowhere[0]
+
+
+def test_last_sign_of_life_is_the_newest_heartbeat_or_output_of_the_running_attempt(tmp_path):
+    ex, _, _ = make(tmp_path)
+    assert Ability.HEARTBEAT in ex.abilities
+    job = adopted_job(heartbeat_s=60)
+    job.restarts = 1  # attempt 2: gf7.1.*
+    assert ex.last_sign_of_life(job) is None  # nothing written yet
+    (tmp_path / "gf7.1.out").write_text("step 1\n")
+    os.utime(tmp_path / "gf7.1.out", (100.0, 100.0))
+    assert ex.last_sign_of_life(job) == 100.0
+    beat = tmp_path / "gf7.1.d" / "rank-1" / "run" / "heartbeat"
+    beat.parent.mkdir(parents=True)
+    beat.write_text("")
+    os.utime(beat, (250.0, 250.0))
+    (tmp_path / "gf7.0.out").write_text("attempt 1 wrote later\n")  # another attempt: not this run's
+    os.utime(tmp_path / "gf7.0.out", (900.0, 900.0))
+    assert ex.last_sign_of_life(job) == 250.0
+    beat.unlink()
+    beat.symlink_to(tmp_path / "gf7.0.out")  # a link the job planted: its own mtime, not the target's
+    os.utime(beat, (300.0, 300.0), follow_symlinks=False)
+    assert ex.last_sign_of_life(job) == 300.0
+
+
+def test_each_job_gets_a_checkpoint_dir_in_the_shared_folder_the_same_for_every_attempt(tmp_path):
+    from tests.executors.slurm.test_script import decoded
+
+    ex, api, _ = make(tmp_path)
+    root = tmp_path / ".checkpoints"
+    assert root.is_dir() and root.stat().st_mode & 0o7777 == 0o1777  # ranks of every user make theirs there
+    job = adopted_job()
+    job.id = 8
+    ex.launch(job)
+    job.restarts = 1
+    ex.launch(job)
+    first, second = (decoded(r.script, "gpufleet_ckpt") for r in api.submitted)
+    assert first == second == [f"{root}/gpufleet-test-8-1795314000000"]
+    other = SlurmExecutor(SlurmConfig(tag="t", log_dir=str(tmp_path), checkpoint_dir=str(tmp_path / "ck")),
+                          api=StubApi(), admin=StubAdmin())
+    assert other.checkpoint_root == str(tmp_path / "ck") and (tmp_path / "ck").is_dir()

@@ -78,10 +78,10 @@ def test_jobs_from_real_squeue_json():
 
 
 @pytest.mark.parametrize("state, phase, reason", [
-    ("NODE_FAIL", Phase.FAILED, "NODE_FAIL"),
+    ("NODE_FAIL", Phase.LOST, "Slurm: NODE_FAIL (a node of the job failed)"),  # a fault: restarted
     ("OUT_OF_MEMORY", Phase.FAILED, "OUT_OF_MEMORY"),
     ("PREEMPTED", Phase.PREEMPTED, "Preempted in Slurm"),
-    ("BOOT_FAIL", Phase.FAILED, "BOOT_FAIL"),
+    ("BOOT_FAIL", Phase.LOST, "Slurm: BOOT_FAIL (a node of the job failed to boot)"),
     ("DEADLINE", Phase.TIMEOUT, "TimeLimit"),
     ("COMPLETING", Phase.RUNNING, "Slurm: COMPLETING"),
     ("SUSPENDED", Phase.RUNNING, "Slurm: SUSPENDED"),

@@ -18,7 +18,7 @@ from gpufleet.domain.perf import parse_perf
 from gpufleet.executors.base import Ability, master_port_for
 from gpufleet.executors.slurm.script import (
     Identity, PerfSteps, SubmitRequest, account_name, build_script, constraint_of, gres_of, job_dir, job_name,
-    rank_log, time_minutes,
+    checkpoint_dir, rank_log, time_minutes,
 )
 
 
@@ -51,7 +51,7 @@ def test_submit_options():
     args = req.sbatch_args()
     for want in ("--gres=gpu:a100:2", "--nodes=2", "--ntasks-per-node=1", "--nodelist=gpu02,gpu01", "--time=2",
                  "--account=a", "--job-name=n", "--comment=c", "--output=/l/o", "--error=/l/o", "--mem=2048M",
-                 "--cpus-per-task=4", "--reservation=gpufleet_b3", "--parsable"):
+                 "--cpus-per-task=4", "--reservation=gpufleet_b3", "--parsable", "--no-requeue"):
         assert want in args
     assert not any(a.startswith("--constraint") or a.startswith("--chdir") for a in args)
 
@@ -135,7 +135,7 @@ def assert_script_is_fixed_text_plus_payloads(script: str) -> None:
     assert not any(line.lstrip().startswith("#SBATCH") for line in lines)
     for line in lines:
         if line.startswith("gpufleet_") and "='" in line and "(" not in line:
-            assert re.fullmatch(r"gpufleet_(argv|env|plan|job)='[A-Za-z0-9+/=]*'", line), line
+            assert re.fullmatch(r"gpufleet_(argv|env|plan|job|ckpt)='[A-Za-z0-9+/=]*'", line), line
     for bad in ("pwned", "qos", "exclusive", "touch", "\u2028", "\r"):
         assert bad not in script
 
@@ -234,6 +234,48 @@ def test_every_rank_gets_its_own_results_dir_in_the_runs_folder(tmp_path):
         assert (d / "node").read_text().strip() == node
         assert (d / "results").stat().st_mode & 0o777 == 0o700
         assert not (d / "perf-prolog.rc").exists()
+
+
+def test_every_rank_gets_run_dir_heartbeat_file_restart_count_and_the_jobs_one_checkpoint_dir(tmp_path):
+    job = make_job()  # restarts=1: attempt 2
+    job.spec = JobSpec(command=DUMP_ARGV, gpus=2, nodes=2, env={"GPUFLEET_CHECKPOINT_DIR": "/evil"})
+    ck = checkpoint_dir(str(tmp_path / "ck"), "gf", job)
+    assert ck == f"{tmp_path}/ck/gf-42-1700000000500"  # job id and submit time: never another job's
+    (tmp_path / "ck").mkdir(mode=0o1777)
+    proc = run_script(tmp_path, build_script(job, {}, str(tmp_path), placed=True, checkpoint=ck))
+    assert proc.returncode == 0, proc.stderr
+    folder = Path(job_dir(str(tmp_path), job))
+    for rank in (0, 1):
+        env = json.loads((tmp_path / f"dump.{rank}").read_text())["env"]
+        run = folder / f"rank-{rank}" / "run"
+        assert env["GPUFLEET_RUN_DIR"] == str(run) and run.stat().st_mode & 0o777 == 0o700
+        assert env["GPUFLEET_HEARTBEAT_FILE"] == str(run / "heartbeat")
+        assert env["GPUFLEET_CHECKPOINT_DIR"] == ck  # the same for every rank, not the user's
+        assert (env["GPUFLEET_RESTART_COUNT"], env["GPUFLEET_ATTEMPT"]) == ("1", "2")
+        assert not any(k.startswith("gpufleet_") for k in env)
+    assert Path(ck).stat().st_mode & 0o777 == 0o700 and Path(ck).stat().st_uid == os.geteuid()
+
+
+@pytest.mark.parametrize("planted", ["link", "file"])
+def test_a_checkpoint_dir_planted_in_the_shared_folder_is_refused(tmp_path, planted):
+    job = one_node_job(("sh", "-c", "touch $OUT_DIR/ran"))
+    ck = tmp_path / "ck" / "gf-42-1"
+    ck.parent.mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    if planted == "link":
+        ck.symlink_to(tmp_path / "elsewhere")
+    else:
+        ck.write_text("")
+    proc = run_script(tmp_path, build_script(job, {}, str(tmp_path), placed=True, checkpoint=str(ck)))
+    assert proc.returncode == 75 and "checkpoint folder" in proc.stderr
+    assert not (tmp_path / "ran").exists()
+
+
+def test_without_a_checkpoint_dir_the_job_gets_none(tmp_path):
+    job = one_node_job(DUMP_ARGV)
+    proc = run_script(tmp_path, build_script(job, {}, str(tmp_path), placed=True))
+    assert proc.returncode == 0, proc.stderr
+    assert "GPUFLEET_CHECKPOINT_DIR" not in json.loads((tmp_path / "dump.0").read_text())["env"]
 
 
 def test_perf_steps_are_payload_and_the_policy_becomes_prolog_options(tmp_path):

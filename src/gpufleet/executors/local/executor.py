@@ -30,6 +30,7 @@ from gpufleet.executors.base import (
     ResultFile,
     attempt_view,
     master_port_for,
+    newest_mtime,
     rank_env,
 )
 from gpufleet.executors.logfile import UnsafeLog, read_chunk, refusal
@@ -181,16 +182,8 @@ class LocalExecutor(ExecutorBase):
     def last_sign_of_life(self, job: Job) -> float | None:
         """The newest touch of any rank's heartbeat file or output log (lstat: no link followed)."""
         paths = self.paths(job.id, job.attempt)
-        newest = None
-        for r in range(len(job.allocation)):
-            rp = paths.rank(r)
-            for f in (rp.dir / RUN / HEARTBEAT_FILE, rp.output):
-                try:
-                    t = os.lstat(f).st_mtime
-                except OSError:
-                    continue
-                newest = t if newest is None else max(newest, t)
-        return newest
+        ranks = [paths.rank(r) for r in range(len(job.allocation))]
+        return newest_mtime(f for rp in ranks for f in (rp.dir / RUN / HEARTBEAT_FILE, rp.output))
 
     def last_checkpoint(self, job: Job) -> float | None:
         return newest_mtime(self.checkpoint_dir(job.id))

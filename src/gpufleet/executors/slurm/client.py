@@ -199,6 +199,7 @@ def rest_job(req: SubmitRequest) -> dict:
         "tasks_per_node": 1, "standard_output": req.output, "standard_error": req.output,
         "current_working_directory": req.workdir or os.path.dirname(req.output) or "/tmp",
         "environment": dict(req.environment) or {"PATH": DEFAULT_PATH},
+        "requeue": False,  # sbatch --no-requeue: gpufleet restarts runs itself, as new attempts
     }
     optional = {"gres": req.gres, "cpus_per_task": req.cpus_per_task, "time_limit": req.time_minutes,
                 "required_nodes": req.nodelist.split(",") if req.nodelist else None, "partition": req.partition,

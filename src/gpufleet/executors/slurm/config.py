@@ -16,6 +16,11 @@ class SlurmConfig:
     # Job output (rank 0 / batch: gf<id>.<run>.out, rank r: gf<id>.<run>.rank<r>.out). Must be a
     # folder that the compute nodes can write and this host can read (a shared filesystem).
     log_dir: str = "/var/tmp/gpufleet-slurm"
+    # $GPUFLEET_CHECKPOINT_DIR of each job: <checkpoint_dir>/<tag>-<job id>-<submitted ms>/, made by
+    # the job's first rank as the job's user (0700) and kept across its attempts. Must be shared by
+    # the compute nodes (the restart may land elsewhere); "" = `log_dir`/.checkpoints. Made 1777
+    # (sticky) when the server creates it, like log_dir.
+    checkpoint_dir: str = ""
     # Job API: "cli" (sbatch/squeue/sinfo/scancel) or "rest" (slurmrestd at rest_url).
     api: str = "cli"
     rest_url: str | None = None  # unix:/path/slurmrestd.sock or http://host:6820

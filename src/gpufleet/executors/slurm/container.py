@@ -17,9 +17,11 @@ Two runtimes, chosen once per executor (`container_runtime: auto|pyxis|podman`, 
   SLURM_STEP_GPUS/SLURM_JOB_GPUS), CUDA_VISIBLE_DEVICES renumbered from 0 inside, every exported
   variable passed by name (`--env NAME`: values never on a command line), the working directory
   bound at the same path, `mounts`, the pull policy, the tenant's authfile, and the shell's
-  ulimits. Both runtimes bind $GPUFLEET_RESULTS_DIR at its own path, so results written in the
-  image are collected. A cancel or gpufleet's exact time limit (scancel: SIGTERM to the step) stops the
-  container (`podman stop`), and `podman rm -f` on the way out leaves none behind.
+  ulimits. Both runtimes bind $GPUFLEET_RESULTS_DIR, $GPUFLEET_RUN_DIR and
+  $GPUFLEET_CHECKPOINT_DIR at their own paths, so results, heartbeats and checkpoints written in
+  the image land where gpufleet (and the next attempt) look for them. A cancel or gpufleet's
+  exact time limit (scancel: SIGTERM to the step) stops the container (`podman stop`), and
+  `podman rm -f` on the way out leaves none behind.
 
 Nothing a user wrote becomes shell text: the wrappers are fixed strings, the image, mounts and
 command are argv after them.
@@ -68,8 +70,12 @@ def enroot_uri(image: str) -> str:
 PYXIS_WRAPPER = r"""gf_opts=()
 while [ "$#" -gt 0 ] && [ "$1" != -- ]; do gf_opts+=("$1"); shift; done
 shift
-if [ -n "${GPUFLEET_RESULTS_DIR:-}" ]; then
-  gf_m="$GPUFLEET_RESULTS_DIR:$GPUFLEET_RESULTS_DIR"; gf_found=
+gf_m=
+for gf_d in "${GPUFLEET_RESULTS_DIR:-}" "${GPUFLEET_RUN_DIR:-}" "${GPUFLEET_CHECKPOINT_DIR:-}"; do
+  if [ -n "$gf_d" ]; then gf_m="${gf_m:+$gf_m,}$gf_d:$gf_d"; fi
+done
+if [ -n "$gf_m" ]; then
+  gf_found=
   for gf_i in "${!gf_opts[@]}"; do
     case "${gf_opts[gf_i]}" in --container-mounts=*) gf_opts[gf_i]="${gf_opts[gf_i]},$gf_m"; gf_found=1 ;; esac
   done
@@ -101,7 +107,9 @@ if [ -n "${GPUFLEET_GPUS:-}" ]; then
   export CUDA_VISIBLE_DEVICES="$gf_cvd"
 fi
 gf_res=()
-if [ -n "${GPUFLEET_RESULTS_DIR:-}" ]; then gf_res=(--volume "$GPUFLEET_RESULTS_DIR:$GPUFLEET_RESULTS_DIR"); fi
+for gf_d in "${GPUFLEET_RESULTS_DIR:-}" "${GPUFLEET_RUN_DIR:-}" "${GPUFLEET_CHECKPOINT_DIR:-}"; do
+  if [ -n "$gf_d" ]; then gf_res+=(--volume "$gf_d:$gf_d"); fi
+done
 gf_env=()
 for gf_k in $(compgen -e); do
   case "$gf_k" in PATH|HOME|SHELL|PWD|OLDPWD|SHLVL|_|BASH_*|gf_*) ;; *) gf_env+=(--env "$gf_k") ;; esac

@@ -26,7 +26,8 @@ from gpufleet.domain import Booking, Job, Node
 from gpufleet.executors.accounts import Account, Accounts, job_env, lookup, this_account
 from gpufleet.executors.artifact_files import MAX_FILES as MAX_ARTIFACTS, find_artifacts
 from gpufleet.executors.base import (
-    FOREIGN_GPUS_LABEL, Ability, ArtifactFile, ExecutorBase, LogChunk, Observation, Phase, ResultFile, attempt_view,
+    FOREIGN_GPUS_LABEL, HEARTBEAT_FILE, Ability, ArtifactFile, ExecutorBase, LogChunk, Observation, Phase, ResultFile,
+    attempt_view, newest_mtime,
 )
 from gpufleet.executors.local.results import read_results
 from gpufleet.executors.logfile import UnsafeLog, read_chunk, refusal
@@ -37,8 +38,8 @@ from gpufleet.executors.slurm.container import (
 )
 from gpufleet.executors.slurm.parse import HOLDING_STATES, SlurmJob, job_from_json, node_from_json, phase_of
 from gpufleet.executors.slurm.script import (
-    Identity, PerfSteps, SubmitRequest, account_name, build_script, constraint_of, gres_of, job_dir, job_name, rank_log,
-    time_minutes,
+    Identity, PerfSteps, SubmitRequest, account_name, build_script, checkpoint_dir, constraint_of, gres_of, job_dir,
+    job_name, rank_log, time_minutes,
 )
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ class SlurmExecutor(ExecutorBase):
     name = "slurm"
     abilities = frozenset({Ability.NODES, Ability.DRAIN, Ability.LOGS, Ability.BOOKINGS, Ability.ADOPT,
                            Ability.RUN_AS_OWNER, Ability.IMAGES, Ability.ARTIFACTS, Ability.RESULTS,
-                           Ability.PERF_IN_JOB, Ability.SESSIONS})
+                           Ability.PERF_IN_JOB, Ability.SESSIONS, Ability.HEARTBEAT})
 
     def __init__(self, config: SlurmConfig | None = None, *, api: JobApi | None = None, admin: Admin | None = None,
                  clock: Callable[[], float] = time.time, accounts: Accounts | None = None,
@@ -111,6 +112,8 @@ class SlurmExecutor(ExecutorBase):
         self._limited: set[int] = set()
         self._min_job_age: int | None = None
         _shared_folder(cfg.log_dir)
+        self.checkpoint_root = cfg.checkpoint_dir or os.path.join(cfg.log_dir, ".checkpoints")
+        _shared_folder(self.checkpoint_root)
 
     # ------------------------------------------------------------------------------ snapshots
 
@@ -189,7 +192,8 @@ class SlurmExecutor(ExecutorBase):
             script=build_script(job, dict(self._addresses), log_dir, placed,
                                 command=container_command(job, self.container_runtime(), self.containers)
                                 if spec.image else None,
-                                perf=PerfSteps.of_job(job, self.gpufleet_bin(), cfg.perf_fake_nvml)),
+                                perf=PerfSteps.of_job(job, self.gpufleet_bin(), cfg.perf_fake_nvml),
+                                checkpoint=checkpoint_dir(self.checkpoint_root, cfg.tag, job)),
             name=job_name(job),
             comment=ident.comment(),
             account=self._account(job.tenant, account.name if as_owner else self.user),
@@ -466,6 +470,15 @@ class SlurmExecutor(ExecutorBase):
                 verdict["samples"] = _json_object(read("perf-state.json"), notes, r).get("samples")
             out.append(verdict)
         return out, notes
+
+    def last_sign_of_life(self, job: Job) -> float | None:
+        """The newest touch of any rank's $GPUFLEET_HEARTBEAT_FILE (`job_dir`/rank-<r>/run/heartbeat)
+        or output file of the running attempt. Both lie in the log folder, which the compute nodes
+        and this server share (a shared filesystem: NFS, Lustre, ...; on the dev cluster one host),
+        so a stat here sees what the ranks wrote there (lstat: the job's folder, no link followed)."""
+        view, log_dir, folder, ranks = self._ranks(job, job.attempt)
+        files = [os.path.join(log_dir, folder, f"rank-{r}", "run", HEARTBEAT_FILE) for r in ranks]
+        return newest_mtime(files + [rank_log(log_dir, view, r) for r in ranks])
 
     def _node_of_rank(self, view: Job, rank: int, claimed: str, notes: list[str]) -> str:
         """Rank `rank`'s node: where gpufleet placed it, or (Slurm placed the job) the name the

@@ -22,14 +22,17 @@ ENDED_STATES: Mapping[str, Phase] = {
     "FAILED": Phase.FAILED,
     "TIMEOUT": Phase.TIMEOUT,
     "DEADLINE": Phase.TIMEOUT,
-    "NODE_FAIL": Phase.FAILED,
+    # a node of the job failed / could not boot: a fault of the infrastructure, not of the
+    # command: LOST, which restarts the job under its default --restart on-node-fault
+    "NODE_FAIL": Phase.LOST,
     "OUT_OF_MEMORY": Phase.FAILED,
-    "BOOT_FAIL": Phase.FAILED,
+    "BOOT_FAIL": Phase.LOST,
     "SPECIAL_EXIT": Phase.FAILED,
     "PREEMPTED": Phase.PREEMPTED,
     "CANCELLED": Phase.CANCELLED,
     "REVOKED": Phase.CANCELLED,
 }
+LOST_WHY = {"NODE_FAIL": "a node of the job failed", "BOOT_FAIL": "a node of the job failed to boot"}
 # Jobs in these states still hold their GPUs.
 HOLDING_STATES = frozenset({"RUNNING", "COMPLETING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT", "RESIZING"})
 
@@ -284,6 +287,7 @@ def phase_of(job: SlurmJob, timeout_marker: str = "") -> tuple[Phase, int | None
         Phase.TIMEOUT: "TimeLimit",
         Phase.PREEMPTED: "Preempted in Slurm",
         Phase.CANCELLED: "cancelled in Slurm",
+        Phase.LOST: f"Slurm: {state} ({LOST_WHY.get(state, 'lost')})",
     }
     reason = reasons.get(phase) or (state if state != "FAILED" else job.reason or "NonZeroExitCode")
     return phase, job.exit_code, reason

@@ -4,9 +4,9 @@ identifies the job, and where its output lands. Pure: no I/O.
 Nothing a user wrote ever becomes script text. sbatch reads `#SBATCH` options from the script's
 first lines and bash reads every line as code, so a command argument or env value holding a newline
 (or a quote, `$(...)`, a backtick) must never be pasted into the script, quoted or not. Instead the
-script is one fixed text (`_BODY`) preceded by four assignments of single-quoted base64 payloads
-(argv, env, rank plan, the run's folder and perf steps; each a list of NUL-terminated strings) and
-one integer. Base64's alphabet has
+script is one fixed text (`_BODY`) preceded by five assignments of single-quoted base64 payloads
+(argv, env, rank plan, the run's folder and perf steps, the job's checkpoint folder; each a list of
+NUL-terminated strings) and one integer. Base64's alphabet has
 no quote, newline, `$`, backtick or `#`, so a payload cannot end its quotes or start a line whatever
 it holds; the fixed text decodes it (`base64 -d` into `mapfile -d ''`) and execs the argv as argv.
 A separate file staged beside the script was the alternative: it needs a filesystem shared with the
@@ -98,8 +98,17 @@ def log_paths(log_dir: str, job: Job) -> tuple[str, str]:
 
 def job_dir(log_dir: str, job: Job) -> str:
     """This run's own folder beside its output: `rank-<r>/results/` ($GPUFLEET_RESULTS_DIR),
-    `rank-<r>/node`, and for a perf job `rank-<r>/perf-prolog.json`, `perf-prolog.rc`, `perf.json`."""
+    `rank-<r>/run/` ($GPUFLEET_RUN_DIR, holding $GPUFLEET_HEARTBEAT_FILE), `rank-<r>/node`, and for
+    a perf job `rank-<r>/perf-prolog.json`, `perf-prolog.rc`, `perf.json`."""
     return f"{log_dir.rstrip('/')}/gf{job.id}.{job.restarts}.d"
+
+
+def checkpoint_dir(root: str, tag: str, job: Job) -> str:
+    """$GPUFLEET_CHECKPOINT_DIR: one folder per gpufleet job under the shared `root`, the same for
+    every attempt (so a restart resumes from it). Named by the installation tag, job id and submit
+    time, like the identity: a job of another installation or of an earlier database that reused
+    the id never finds this job's checkpoints."""
+    return f"{root.rstrip('/')}/{safe_word('checkpoint_dir', tag)}-{int(job.id)}-{int(job.submitted_at * 1000)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +180,7 @@ class SubmitRequest:
             "--parsable", f"--job-name={self.name}", f"--comment={self.comment}", f"--account={self.account}",
             f"--nodes={self.nodes}", "--ntasks-per-node=1", f"--output={self.output}", f"--error={self.output}",
             "--open-mode=append", "--export=ALL",  # ALL of sbatch's built environment (see `environment`)
+            "--no-requeue",  # gpufleet restarts a run as a new attempt (a new Slurm job); Slurm never requeues
         ]
         if self.uid is not None:
             args += [f"--uid={int(self.uid)}", f"--gid={int(self.gid if self.gid is not None else self.uid)}"]
@@ -219,9 +229,10 @@ gpufleet_nodelist=${gpufleet_p[3]}
 if [ -z "$gpufleet_nodelist" ]; then
   gpufleet_nodelist="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | paste -sd,)"
 fi
-export gpufleet_argv gpufleet_env gpufleet_plan gpufleet_job gpufleet_master gpufleet_nodelist
+export gpufleet_argv gpufleet_env gpufleet_plan gpufleet_job gpufleet_ckpt gpufleet_master gpufleet_nodelist
 gpufleet_rank() {
   local gpufleet_kv gpufleet_i gpufleet_r=${SLURM_NODEID:-0} gpufleet_node=$SLURMD_NODENAME gpufleet_g gpufleet_cvd
+  local gpufleet_ck
   mapfile -d '' -t gpufleet_p < <(gpufleet_decode "$gpufleet_plan")
   for ((gpufleet_i = 4; gpufleet_i < ${#gpufleet_p[@]}; gpufleet_i++)); do
     if [ "${gpufleet_p[gpufleet_i]}" = "$gpufleet_node" ]; then gpufleet_r=$((gpufleet_i - 4)); break; fi
@@ -231,8 +242,16 @@ gpufleet_rank() {
   if [ "$gpufleet_r" != 0 ]; then exec >>"${gpufleet_p[0]}$gpufleet_r${gpufleet_p[1]}" 2>&1; fi
   mapfile -d '' -t gpufleet_j < <(gpufleet_decode "$gpufleet_job")
   gpufleet_d="${gpufleet_j[0]}/rank-$gpufleet_r"
-  mkdir -p -m 0700 "${gpufleet_j[0]}" "$gpufleet_d" "$gpufleet_d/results"
+  mkdir -p -m 0700 "${gpufleet_j[0]}" "$gpufleet_d" "$gpufleet_d/results" "$gpufleet_d/run"
   printf '%s\n' "$gpufleet_node" >"$gpufleet_d/node"
+  gpufleet_ck=$(gpufleet_decode "$gpufleet_ckpt" | tr -d '\0')
+  if [ -n "$gpufleet_ck" ]; then
+    mkdir -p -m 0700 "$gpufleet_ck" 2>/dev/null
+    if [ -L "$gpufleet_ck" ] || [ ! -d "$gpufleet_ck" ] || [ ! -O "$gpufleet_ck" ]; then
+      echo "gpufleet: checkpoint folder $gpufleet_ck is not a directory of this job's user: the command did not run" >&2
+      exit 75
+    fi
+  fi
   if [ "${#gpufleet_j[@]}" -lt 3 ]; then gpufleet_run "$@"; fi
   gpufleet_perf "$@"
 }
@@ -242,9 +261,11 @@ gpufleet_run() {
   export GPUFLEET_NODELIST="$gpufleet_nodelist" GPUFLEET_NODE="$gpufleet_node"
   export NODE_RANK=$gpufleet_r GPUFLEET_NODE_RANK=$gpufleet_r GPUFLEET_GPUS="$gpufleet_g"
   export CUDA_VISIBLE_DEVICES="$gpufleet_cvd" NVIDIA_VISIBLE_DEVICES="$gpufleet_cvd"
-  export GPUFLEET_RESULTS_DIR="$gpufleet_d/results"
+  export GPUFLEET_RESULTS_DIR="$gpufleet_d/results" GPUFLEET_RUN_DIR="$gpufleet_d/run"
+  export GPUFLEET_HEARTBEAT_FILE="$gpufleet_d/run/heartbeat"
+  if [ -n "$gpufleet_ck" ]; then export GPUFLEET_CHECKPOINT_DIR="$gpufleet_ck"; fi
   unset gpufleet_argv gpufleet_env gpufleet_plan gpufleet_master gpufleet_nodelist gpufleet_p gpufleet_ranks
-  unset gpufleet_job gpufleet_j
+  unset gpufleet_job gpufleet_j gpufleet_ckpt gpufleet_ck
   exec "$@"
 }
 gpufleet_perf() {
@@ -281,7 +302,8 @@ fi
 
 
 def build_script(job: Job, addresses: dict[str, str], log_dir: str, placed: bool,
-                 command: Sequence[str] | None = None, perf: PerfSteps | None = None) -> str:
+                 command: Sequence[str] | None = None, perf: PerfSteps | None = None,
+                 checkpoint: str = "") -> str:
     """The batch script. It runs on the first node of the allocation; a multi-node job starts one
     task per node with srun. Each task works out its rank (gpufleet's rank order when gpufleet placed
     the job, else SLURM_NODEID), exports the job's env, then the rank environment, and keeps Slurm's
@@ -292,7 +314,12 @@ def build_script(job: Job, addresses: dict[str, str], log_dir: str, placed: bool
     refused: the command does not run, the script exits 75), `gpufleet perf sample` in the
     background during the command, `gpufleet perf epilog` after; the verdicts land in the rank's
     folder of `job_dir` for the server to read when the job ends. The steps run in the script's own
-    environment, before the job's env is exported. Every rank gets $GPUFLEET_RESULTS_DIR.
+    environment, before the job's env is exported. Every rank gets $GPUFLEET_RESULTS_DIR and its own
+    $GPUFLEET_RUN_DIR with $GPUFLEET_HEARTBEAT_FILE in it (`job_dir`/rank-<r>/).
+
+    `checkpoint`: the job's $GPUFLEET_CHECKPOINT_DIR (`checkpoint_dir`, "" = none), made by each rank
+    as the job's user (0700) when missing; one that is a link or another user's is refused (exit 75,
+    the command does not run): its parent is shared by every user, like the log folder.
 
     Raises ValueError for what no process can be given: a NUL byte in an argument, env key or value."""
     port = master_port_for(job.id)
@@ -304,7 +331,8 @@ def build_script(job: Job, addresses: dict[str, str], log_dir: str, placed: bool
                     if k not in PER_RANK_KEYS + GPU_KEYS + SCRIPT_KEYS})
     env.update({"GPUFLEET_JOB_ID": str(job.id), "GPUFLEET_JOB_NAME": job.spec.display_name,
                 "GPUFLEET_TENANT": job.spec.tenant, "MASTER_PORT": str(port), "GPUFLEET_MASTER_PORT": str(port),
-                "WORLD_SIZE": str(ranks), "GPUFLEET_WORLD_SIZE": str(ranks)})
+                "WORLD_SIZE": str(ranks), "GPUFLEET_WORLD_SIZE": str(ranks),
+                "GPUFLEET_ATTEMPT": str(job.attempt), "GPUFLEET_RESTART_COUNT": str(job.restarts)})
     prefix, _, suffix = log_paths(log_dir, job)[1].partition("{rank}")
     in_order = placed and bool(job.allocation)
     plan = [prefix, suffix, master, ",".join(job.node_names) if in_order else "",
@@ -317,6 +345,7 @@ def build_script(job: Job, addresses: dict[str, str], log_dir: str, placed: bool
         f"gpufleet_env={_payload('env', [f'{k}={v}' for k, v in env.items()])}",
         f"gpufleet_plan={_payload('plan', plan)}",
         f"gpufleet_job={_payload('job', perf.payload(job_dir(log_dir, job)) if perf else [job_dir(log_dir, job)])}",
+        f"gpufleet_ckpt={_payload('checkpoint', [checkpoint])}",
         f"gpufleet_ranks={int(ranks)}",
     ]
     return "\n".join(lines) + "\n" + _BODY
