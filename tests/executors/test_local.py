@@ -294,7 +294,7 @@ def test_logs_never_follow_a_link_out_of_the_run_dir(local, tmp_path):
 
 
 def test_the_newest_checkpoint_write_is_found_below_the_dir_without_following_links(tmp_path):
-    from gpufleet.executors.local.executor import newest_mtime
+    from gpufleet.executors.base import newest_write_below as newest_mtime
 
     top = tmp_path / "checkpoint"
     assert newest_mtime(top) is None  # nothing written yet

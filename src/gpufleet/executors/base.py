@@ -218,6 +218,27 @@ def newest_mtime(paths: Iterable[str | os.PathLike]) -> float | None:
             continue
         newest = t if newest is None else max(newest, t)
     return newest
+
+
+def newest_write_below(top: str | os.PathLike, limit: int = 10_000) -> float | None:
+    """The newest modification time of the files below `top` (links not followed; after `limit`
+    entries the newest seen so far), or None when there are none."""
+    newest, seen, stack = None, 0, [str(top)]
+    while stack and seen < limit:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for e in entries:
+                    seen += 1
+                    if e.is_dir(follow_symlinks=False):
+                        stack.append(e.path)
+                    else:
+                        t = e.stat(follow_symlinks=False).st_mtime
+                        newest = t if newest is None else max(newest, t)
+        except OSError:
+            continue
+    return newest
+
+
 FOREIGN_GPUS_LABEL = "gpufleet.io/foreign-gpus"
 
 

@@ -31,6 +31,7 @@ from gpufleet.executors.base import (
     attempt_view,
     master_port_for,
     newest_mtime,
+    newest_write_below,
     rank_env,
 )
 from gpufleet.executors.logfile import UnsafeLog, read_chunk, refusal
@@ -186,7 +187,7 @@ class LocalExecutor(ExecutorBase):
         return newest_mtime(f for rp in ranks for f in (rp.dir / RUN / HEARTBEAT_FILE, rp.output))
 
     def last_checkpoint(self, job: Job) -> float | None:
-        return newest_mtime(self.checkpoint_dir(job.id))
+        return newest_write_below(self.checkpoint_dir(job.id))
 
     def _abort(self, job: Job, paths: JobPaths, why: str) -> None:
         create_exclusive(paths.launch_failed, why)
@@ -374,21 +375,3 @@ def _describe(job: Job) -> dict[str, object]:
         "attempt": job.attempt, "restart_count": job.restarts,
     }
 
-
-def newest_mtime(top: Path, limit: int = 10_000) -> float | None:
-    """The newest modification time of the files under `top` (links not followed; after `limit`
-    entries the newest seen so far), or None when there are none."""
-    newest, seen, stack = None, 0, [str(top)]
-    while stack and seen < limit:
-        try:
-            with os.scandir(stack.pop()) as entries:
-                for e in entries:
-                    seen += 1
-                    if e.is_dir(follow_symlinks=False):
-                        stack.append(e.path)
-                    else:
-                        t = e.stat(follow_symlinks=False).st_mtime
-                        newest = t if newest is None else max(newest, t)
-        except OSError:
-            continue
-    return newest

@@ -27,7 +27,7 @@ from gpufleet.executors.accounts import Account, Accounts, job_env, lookup, this
 from gpufleet.executors.artifact_files import MAX_FILES as MAX_ARTIFACTS, find_artifacts
 from gpufleet.executors.base import (
     FOREIGN_GPUS_LABEL, HEARTBEAT_FILE, Ability, ArtifactFile, ExecutorBase, LogChunk, Observation, Phase, ResultFile,
-    attempt_view, newest_mtime,
+    attempt_view, newest_mtime, newest_write_below,
 )
 from gpufleet.executors.local.results import read_results
 from gpufleet.executors.logfile import UnsafeLog, read_chunk, refusal
@@ -479,6 +479,10 @@ class SlurmExecutor(ExecutorBase):
         view, log_dir, folder, ranks = self._ranks(job, job.attempt)
         files = [os.path.join(log_dir, folder, f"rank-{r}", "run", HEARTBEAT_FILE) for r in ranks]
         return newest_mtime(files + [rank_log(log_dir, view, r) for r in ranks])
+
+    def last_checkpoint(self, job: Job) -> float | None:
+        """The newest write under the job's $GPUFLEET_CHECKPOINT_DIR (the shared filesystem again)."""
+        return newest_write_below(checkpoint_dir(self.checkpoint_root, self.config.tag, job))
 
     def _node_of_rank(self, view: Job, rank: int, claimed: str, notes: list[str]) -> str:
         """Rank `rank`'s node: where gpufleet placed it, or (Slurm placed the job) the name the
