@@ -159,7 +159,7 @@ def build(settings: Settings, lock: HomeLock | None = None) -> Server:
 
 def _build(settings: Settings, locks: list) -> Server:
     _private_home(settings.home)
-    store = Store(make_engine(settings.db_url))
+    store = Store(make_engine(settings.db_url), jobs_resync_s=settings.jobs_resync_s)
     locks.append(DatabaseLock.acquire(store.engine))  # before the first write to the database
     migrate(store.engine)
     _private_sqlite(settings)

@@ -38,6 +38,9 @@ class Settings:
     port: int = 8765
     executor: str = "local"
     loop_interval_s: float = 0.5
+    # the control loop's active jobs are kept in memory, written through by every job write, and
+    # all re-read from the database this often (catches writers outside this server)
+    jobs_resync_s: float = 60.0
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     slurm: dict[str, Any] = field(default_factory=dict)  # options for the Slurm executor
     kubernetes: dict[str, Any] = field(default_factory=dict)  # kubeconfig, namespace, ...
@@ -132,6 +135,8 @@ def _check(s: Settings) -> None:
     if not 0 < s.port < 65536:
         raise ValidationError("port", f"not a port: {s.port}")
     parse_duration(s.session_idle_timeout, "session_idle_timeout")
+    if isinstance(s.jobs_resync_s, bool) or not isinstance(s.jobs_resync_s, (int, float)) or s.jobs_resync_s <= 0:
+        raise ValidationError("jobs_resync_s", f"must be a number of seconds > 0, got {s.jobs_resync_s!r}")
     _check_accounts(s)
 
 

@@ -30,6 +30,12 @@ def job_from_light(r, spec: JobSpec) -> Job:
     return job
 
 
+def copy_job(j: Job) -> Job:
+    """A copy the caller may change (spec and allocations are immutable, `extra` is copied)."""
+    return Job(j.id, j.spec, j.user, j.state, j.reason, j.submitted_at, j.started_at, j.ended_at,
+               j.exit_code, j.allocation, j.handle, j.restarts, j.failures, j.attained_gpu_s, dict(j.extra))
+
+
 def job_to_row(job: Job, row: JobRow | None = None) -> JobRow:
     row = row or JobRow()
     if job.id:

@@ -12,22 +12,22 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from gpufleet.domain import (
-    Attempt, Booking, Job, JobSpec, JobState, Node, NotFound, StateChange, Tenant, User,
+    Attempt, Booking, Job, JobState, Node, NotFound, StateChange, Tenant, User,
 )
-from gpufleet.domain.spec import spec_from_dict
 from gpufleet.store import groups
+from gpufleet.store.active import ActiveJobs
 from gpufleet.store.attempts import Attempts
 from gpufleet.store.tokens import TokenRepo, hash_token  # noqa: F401 (hash_token: re-exported)
 from gpufleet.store.usage import add_busy
 from gpufleet.store.mapping import (
-    attempt_from_row, booking_from_row, job_from_light, job_from_row, job_to_row, job_values, node_from_row,
+    attempt_from_row, booking_from_row, job_from_row, job_to_row, job_values, node_from_row,
     node_to_row, tenant_from_row,
 )
 from gpufleet.store.rows import (
-    AttemptRow, AuditRow, BookingRow, EventRow, JobRow, MetaRow, NodeRow, TenantRow, TokenRow, UserRow,
+    AttemptRow, AuditRow, BookingRow, EventRow, JobRow, MetaRow, NodeRow, TenantRow, UserRow,
 )
 
-ACTIVE = (JobState.PENDING.value, JobState.RUNNING.value)
+__all__ = ["DuplicateKey", "Store", "hash_token"]
 
 
 class DuplicateKey(Exception):
@@ -35,10 +35,12 @@ class DuplicateKey(Exception):
 
 
 class Store(TokenRepo):
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, jobs_resync_s: float = 60.0):
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
-        self._specs: dict[int, JobSpec] = {}  # job specs never change: parsed once
+        # the active jobs, kept in memory: every job write below marks its ids (jobs_changed)
+        # after its commit; all re-read every `jobs_resync_s` (store/active.py)
+        self._active = ActiveJobs(engine, jobs_resync_s)
         # the node table, read once and kept until a node write (the loop and the API read it all
         # the time; at 10k nodes a read is ORM rows and JSON for every node). A read caches only
         # if no write finished meanwhile (the generation), so a slow reader never keeps stale rows.
@@ -74,6 +76,13 @@ class Store(TokenRepo):
     def _add_jobs(self, jobs: Sequence[Job], now: float, audit_user: str, keys: Sequence[str | None],
                   group: dict | None = None) -> None:
         """`group`: a job group's row (store/groups.py) written with its jobs, its id set in it."""
+        try:
+            self._insert_jobs(jobs, now, audit_user, keys, group)
+        finally:  # after the commit (or its failure: ids given by a rolled-back flush read as gone)
+            self.jobs_changed(j.id for j in jobs if j.id)
+
+    def _insert_jobs(self, jobs: Sequence[Job], now: float, audit_user: str, keys: Sequence[str | None],
+                     group: dict | None) -> None:
         with self.tx() as s:
             rows = [job_to_row(j) for j in jobs]
             for row, key in zip(rows, keys):
@@ -130,19 +139,13 @@ class Store(TokenRepo):
             return [(job_id, tenant, list(alloc or ())) for job_id, tenant, alloc in s.execute(q)]
 
     def active_jobs(self) -> list[Job]:
-        """PENDING and RUNNING jobs, oldest first. The control loop calls this every cycle, so it
-        reads plain columns (no ORM objects) and keeps the immutable specs in memory."""
-        cols = [getattr(JobRow, c) for c in _LIGHT]
-        with self.tx() as s:
-            rows = s.execute(select(*cols).where(JobRow.state.in_(ACTIVE)).order_by(JobRow.id)).all()
-            missing = [r.id for r in rows if r.id not in self._specs]
-            for i in range(0, len(missing), 500):
-                q = select(JobRow.id, JobRow.spec).where(JobRow.id.in_(missing[i:i + 500]))
-                self._specs.update((jid, spec_from_dict(spec)) for jid, spec in s.execute(q))
-        live = {r.id for r in rows}
-        if len(self._specs) > 2 * len(live) + 1000:
-            self._specs = {k: v for k, v in self._specs.items() if k in live}
-        return [job_from_light(r, self._specs[r.id]) for r in rows]
+        """PENDING and RUNNING jobs, oldest first (copies the caller may change). The control
+        loop calls this every cycle: kept in memory, only rows written since re-read."""
+        return self._active.jobs()
+
+    def jobs_changed(self, ids: Iterable[int]) -> None:
+        """These jobs' rows were written: every write to `jobs` calls this after its commit."""
+        self._active.changed(ids)
 
     def save_job(self, job: Job, expected: JobState, change: StateChange | None = None,
                  clear_action: bool = False) -> bool:
@@ -154,6 +157,13 @@ class Store(TokenRepo):
         """Compare-and-set each job; in the same transaction its event, and its attempt: a change
         into RUNNING opens one (n = job.attempt), a change out of RUNNING closes the open one, a
         RUNNING job saved without a change (its handle learnt) stamps the open one's handle."""
+        items = list(items)
+        try:
+            return self._save_jobs(items, clear_action)
+        finally:
+            self.jobs_changed(job.id for job, _, _ in items)
+
+    def _save_jobs(self, items: list[tuple[Job, JobState, StateChange | None]], clear_action: bool) -> list[bool]:
         out: list[bool] = []
         stmt = _SAVE_CLEARING if clear_action else _SAVE
         with self.tx() as s:
@@ -173,11 +183,14 @@ class Store(TokenRepo):
     def set_action(self, job_id: int, action: str | None, reason: str = "",
                    only_state: JobState | None = None) -> bool:
         """Record a decision to act on a job (cancel/preempt/requeue) before acting on it."""
-        with self.tx() as s:
-            q = update(JobRow).where(JobRow.id == job_id)
-            if only_state is not None:
-                q = q.where(JobRow.state == only_state.value)
-            return s.execute(q.values(pending_action=action, action_reason=reason)).rowcount == 1
+        try:
+            with self.tx() as s:
+                q = update(JobRow).where(JobRow.id == job_id)
+                if only_state is not None:
+                    q = q.where(JobRow.state == only_state.value)
+                return s.execute(q.values(pending_action=action, action_reason=reason)).rowcount == 1
+        finally:
+            self.jobs_changed((job_id,))
 
     def events(self, kind: str, key: str) -> list[StateChange]:
         with self.tx() as s:
@@ -365,9 +378,6 @@ class Store(TokenRepo):
             s.merge(MetaRow(key=key, value=value))
 
 
-_LIGHT = ("id", "user", "state", "reason", "submitted_at", "started_at", "ended_at", "exit_code",
-          "allocation", "handle", "restarts", "attained_gpu_s", "pending_action", "action_reason",
-          "group_id", "failures")
 _MUTABLE = ("state", "reason", "submitted_at", "started_at", "ended_at", "exit_code", "allocation",
             "handle", "restarts", "attained_gpu_s", "failures")
 _JOBS = JobRow.__table__
