@@ -94,3 +94,16 @@ def test_bad_restart_fields_are_refused_naming_the_field(w, spec, field):
         w.submit(**spec)
     assert e.value.field == field
     assert w.store.active_jobs() == []
+
+
+def test_an_elastic_gang_restarts_on_fewer_nodes_when_no_replacement_is_free(w):
+    job = w.submit(gpus=8, nodes="3:4", env=SLOW)
+    w.loop.cycle()
+    first = w.store.get_job(job).node_names
+    assert len(first) == 4
+    fault(w, first[1])
+    w.loop.cycle()
+    w.loop.cycle()
+    j = w.store.get_job(job)
+    assert (j.state, j.attempt, j.failures) == (JobState.RUNNING, 2, 1)
+    assert len(j.node_names) == 3 and first[1] not in j.node_names

@@ -58,14 +58,20 @@ def make_job(gpus: int = 1, *, nodes: int = 1, tenant: str = "default", priority
              gpu_model: str | None = None, time_limit_s: int | None = None, id: int | None = None,
              submitted_at: float | None = None, constraints: Mapping[str, str] | None = None,
              booking: int | None = None, requeue: bool = True, cpus: int | None = None,
-             mem_mb: int | None = None, attained_gpu_s: float = 0.0, name: str | None = None) -> Job:
-    """A PENDING job. Ids are auto-assigned in creation order; submitted_at defaults to the id."""
+             mem_mb: int | None = None, attained_gpu_s: float = 0.0, name: str | None = None,
+             nodes_min: int | None = None, failures: int = 0, previous: Sequence[str] = ()) -> Job:
+    """A PENDING job. Ids are auto-assigned in creation order; submitted_at defaults to the id.
+    nodes_min: an elastic gang (nodes_min:nodes); failures/previous: a gang restarted after a fault
+    whose previous attempt ran on the nodes `previous`."""
     jid = next_id() if id is None else id
     spec = JobSpec(command=("train",), gpus=gpus, nodes=nodes, gpu_model=gpu_model, cpus=cpus, mem_mb=mem_mb,
                    time_limit_s=time_limit_s, tenant=tenant, priority=priority, name=name,
-                   constraints=dict(constraints or {}), booking=booking, requeue=requeue)
-    return Job(id=jid, spec=spec, submitted_at=float(jid if submitted_at is None else submitted_at),
-               attained_gpu_s=attained_gpu_s)
+                   constraints=dict(constraints or {}), booking=booking, requeue=requeue, nodes_min=nodes_min)
+    job = Job(id=jid, spec=spec, submitted_at=float(jid if submitted_at is None else submitted_at),
+              attained_gpu_s=attained_gpu_s, failures=failures, restarts=failures)
+    if previous:
+        job.extra["previous_nodes"] = tuple(previous)
+    return job
 
 
 def make_running(gpus: int = 1, *, on: str | Sequence[str] | Sequence[tuple[str, Sequence[int]]] = "n1",

@@ -59,7 +59,8 @@ def snapshots(draw):
     nodes = draw(nodes_st())
     running, foreign = draw(running_st(nodes, ids))
     pending = [make_job(
-        draw(st.integers(0, 8)), nodes=draw(st.integers(1, 3)), id=next(ids),
+        draw(st.integers(0, 8)), nodes=(most := draw(st.integers(1, 3))), id=next(ids),
+        nodes_min=draw(st.sampled_from([None, None, *range(1, most)])),
         tenant=draw(st.sampled_from(TENANTS)), priority=draw(st.sampled_from([0, 5, 100, 250])),
         gpu_model=draw(st.sampled_from([None, *MODELS])), time_limit_s=draw(st.sampled_from([None, 60, 3600])),
         constraints=draw(st.sampled_from([{}, {}, {"driver": "x"}, {"rack": "r2"}])),
@@ -113,8 +114,8 @@ def test_gangs_are_all_or_nothing_and_match_their_spec(snap):
     nodes = {n.name: n for n in snap.nodes}
     for p in d.placements:
         spec = jobs[p.job_id].spec
-        assert len(p.allocation) == spec.nodes
-        assert len({a.node for a in p.allocation}) == spec.nodes
+        assert (spec.nodes_min or spec.nodes) <= len(p.allocation) <= spec.nodes  # elastic: nodes_min:nodes
+        assert len({a.node for a in p.allocation}) == len(p.allocation)
         assert all(len(a.gpus) == spec.gpus for a in p.allocation)
         models = {g.model for a in p.allocation for g in nodes[a.node].gpus if g.index in a.gpus}
         assert len(models) <= 1 and (not spec.gpu_model or models <= {spec.gpu_model})

@@ -106,7 +106,7 @@ def _steps(cyc: Cycle, ask: Ask, first_pass: bool) -> tuple[str, bool] | None:
     if not models:
         return None
     # 3. place
-    if _place(cyc, ask, models):
+    if _place(cyc, ask, models, first_pass):
         return "", False
     if first_pass and adm is not None and adm.borrowing:
         return None  # it may still borrow another model, after the guaranteed jobs
@@ -161,21 +161,36 @@ def _admit(cyc: Cycle, ask: Ask, first_pass: bool) -> tuple[list, Admission | No
 
 
 # 3. place ---------------------------------------------------------------------------------------------
-def _place(cyc: Cycle, ask: Ask, models: list) -> bool:
+def _place(cyc: Cycle, ask: Ask, models: list, first_pass: bool) -> bool:
     for model in models:
         key = cyc.search_key(ask, model)
         if key in cyc.failed:
             continue
         gate = cyc.gate(ask, model)
+        most = _most(cyc, ask, model, first_pass) if ask.nodes_max > ask.nodes else 0
         if model is None:
-            nodes = find_cpu_nodes(cyc.state, ask.nodes, ask.cpus, ask.mem, ask.elig, gate)
+            nodes = find_cpu_nodes(cyc.state, ask.nodes, ask.cpus, ask.mem, ask.elig, gate, most)
         else:
-            nodes = find_nodes(cyc.state, model, ask.gpus, ask.nodes, ask.elig, gate)
+            nodes = find_nodes(cyc.state, model, ask.gpus, ask.nodes, ask.elig, gate, most)
         if nodes:
             cyc.commit(ask, model, nodes)
             return True
         cyc.failed[key] = None
     return False
+
+
+def _most(cyc: Cycle, ask: Ask, model: str | None, first_pass: bool) -> int:
+    """The most nodes an elastic gang (admitted for its `nodes_min`) may take of `model` now: up to
+    its `nodes`, within its tenant's guaranteed quota in the first pass, its hard limit after."""
+    if model is None or ask.gpus == 0 or ask.booking is not None:  # outside GPU quota
+        return ask.nodes_max
+    tenant = ask.job.spec.tenant
+    quota, cap = cyc.quota.limits(tenant, model)
+    bound = quota if first_pass else cap
+    if bound is None:
+        return ask.nodes_max
+    room = bound - cyc.quota.used.get(tenant, {}).get(model, 0)
+    return max(ask.nodes, min(ask.nodes_max, room // ask.gpus))
 
 
 # 4. preempt -------------------------------------------------------------------------------------------
@@ -270,7 +285,8 @@ def _blocked(cyc: Cycle, ask: Ask, models: list) -> tuple[str, bool]:
     """Why the job waits; the first `max_reservations` blocked jobs also reserve (EASY backfill).
     (reason, reserved)."""
     if models[0] is None:
-        return f"Resources(needs {ask.nodes} nodes with {ask.cpus} CPUs, {ask.mem} MB free)", False
+        return (f"Resources(needs {why.count(ask.nodes, ask.nodes_max)} nodes with {ask.cpus} CPUs, "
+                f"{ask.mem} MB free)"), False
     key = cyc.search_key(ask, models[0])
     reason = cyc.failed.get(key)
     if reason is None:
@@ -309,4 +325,4 @@ def _explain(cyc: Cycle, ask: Ask, models: list) -> str:
                 if b is not None:
                     return cyc.bookings.describe(b)
     largest = max(state.largest_free(m, ask.elig) for m in models)
-    return why.resources(ask.gpus, ask.nodes, models, largest, ask.cpus, ask.mem)
+    return why.resources(ask.gpus, ask.nodes, models, largest, ask.cpus, ask.mem, ask.nodes_max)

@@ -7,6 +7,7 @@ from bisect import bisect_left
 from dataclasses import dataclass
 
 from gpufleet.domain import Allocation, Booking, Job
+from gpufleet.scheduler.reasons import count as node_count
 from gpufleet.scheduler.backfill import UNKNOWN, Backfill
 from gpufleet.scheduler.base import Base
 from gpufleet.scheduler.filters import Eligibility, static_eligibility
@@ -25,7 +26,7 @@ class Ask:
 
     job: Job
     gpus: int  # per node
-    nodes: int
+    nodes: int  # the fewest nodes it runs on (an elastic gang's nodes_min; else spec.nodes)
     cpus: int
     mem: int
     end: float  # now + time limit
@@ -35,6 +36,7 @@ class Ask:
     models: tuple[str, ...]  # GPU models that could host it, by node size
     booking: Booking | None  # its own booking, open now
     reason: str = ""  # set when it cannot run whatever is free
+    nodes_max: int = 0  # an elastic gang (nodes_min < nodes) grows up to this many when free; else nodes
 
 
 class Cycle:
@@ -108,19 +110,20 @@ class Cycle:
         cons = tuple(sorted(spec.constraints.items())) if spec.constraints else ()
         key = (spec.gpu_model, cons, booking.id if booking else None)
         cls = preempt_class(job, cfg, self.now) if self.las else spec.priority // cfg.priority_class_size
-        ask = Ask(job, max(0, spec.gpus), max(1, spec.nodes), spec.cpus or 0, spec.mem_mb or 0, end,
-                  cls, None, key, (), booking, why)
+        most = max(1, spec.nodes)
+        ask = Ask(job, max(0, spec.gpus), min(most, spec.nodes_min or most), spec.cpus or 0, spec.mem_mb or 0,
+                  end, cls, None, key, (), booking, why, most)
         if why:
             return ask
         shapes, eligs = (self.base.shapes, self.base.elig) if booking is None else (self._shapes, self._elig)
-        shape = shapes.get((key, ask.gpus, ask.nodes))
+        shape = shapes.get((key, ask.gpus, ask.nodes, ask.nodes_max))
         if shape is None:
             elig = eligs.get(key)
             if elig is None:
                 elig = eligs[key] = static_eligibility(job, self.state, booking)
             ask.elig = elig.nodes
             ask.reason = elig.reason or self._sizes(ask, elig)
-            shape = shapes[(key, ask.gpus, ask.nodes)] = (ask.elig, ask.models, ask.reason)
+            shape = shapes[(key, ask.gpus, ask.nodes, ask.nodes_max)] = (ask.elig, ask.models, ask.reason)
         ask.elig, ask.models, ask.reason = shape
         return ask
 
@@ -134,7 +137,7 @@ class Cycle:
             cons = tuple(sorted(spec.constraints.items())) if spec.constraints else ()
             static = self._static[job.id] = (
                 spec.tenant, spec.priority // self._class_size, spec.gpu_model, spec.gpus, spec.nodes,
-                spec.cpus, spec.mem_mb, spec.booking, cons)
+                spec.cpus, spec.mem_mb, spec.booking, cons, spec.nodes_min)
         if self.las:  # its LAS queue may change between cycles
             static = (static, preempt_class(job, self.cfg, self.now))
         if not self.bookings.on_node and not self.backfill.starts:
@@ -147,7 +150,8 @@ class Cycle:
         """Which models have at least `nodes` eligible nodes big enough; else why not."""
         if ask.gpus == 0:
             n = len(elig.nodes) if elig.nodes is not None else sum(self.state.up)
-            return "" if n >= ask.nodes else f"NodeConstraint(needs {ask.nodes} nodes, {n} up{elig.label})"
+            need = node_count(ask.nodes, ask.nodes_max)
+            return "" if n >= ask.nodes else f"NodeConstraint(needs {need} nodes, {n} up{elig.label})"
         models = []
         for model, sizes in sorted(elig.sizes.items()):
             if len(sizes) >= ask.nodes and sizes[ask.nodes - 1] >= ask.gpus:
@@ -160,7 +164,8 @@ class Cycle:
             return (f"NodeConstraint(gpus={ask.gpus} per node matches 0 up nodes{elig.label}, "
                     f"largest has {largest})")
         fit = max(sum(1 for s in sizes if s >= ask.gpus) for sizes in elig.sizes.values())
-        return f"NodeConstraint(needs {ask.nodes} nodes with {ask.gpus} GPUs, {fit} up{elig.label})"
+        return (f"NodeConstraint(needs {node_count(ask.nodes, ask.nodes_max)} nodes with {ask.gpus} GPUs, "
+                f"{fit} up{elig.label})")
 
     # placing --------------------------------------------------------------------------------------
     def gate(self, ask: Ask, model: str | None, reservations: bool = True, bookings: bool = True,
@@ -197,7 +202,7 @@ class Cycle:
             self.backfill.placed(i, model, len(gpus), ask.end, ask.cpus, ask.mem)
             allocs.append(Allocation(state.nodes[i].name, gpus))
         if model is not None and ask.booking is None:
-            self.quota.take(job.spec.tenant, model, ask.gpus * ask.nodes)
+            self.quota.take(job.spec.tenant, model, ask.gpus * len(nodes))
             self.quota.started(job.id)
         if self.backfill.reservations:
             self.backfilled += 1

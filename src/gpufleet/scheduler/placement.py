@@ -16,11 +16,12 @@ FEW = 48  # eligible sets this small are scored node by node instead of walking 
 
 
 def find_nodes(state: ClusterState, model: str, gpus: int, count: int,
-               eligible: frozenset[int] | None, gate: Gate) -> list[int] | None:
-    """`count` distinct nodes with `gpus` free GPUs of `model` each, best first; None if there are none."""
+               eligible: frozenset[int] | None, gate: Gate, most: int = 0) -> list[int] | None:
+    """`count` distinct nodes with `gpus` free GPUs of `model` each, best first; None if there are none.
+    An elastic gang (`most` > count) gets as many as fit now, up to `most`."""
     if state.count_fitting(model, gpus) < count:
         return None
-    if count == 1:
+    if count == 1 and most <= 1:
         i = best_node(state, model, gpus, eligible, gate)
         return None if i is None else [i]
     cands = candidates(state, model, gpus, eligible, gate)
@@ -28,7 +29,7 @@ def find_nodes(state: ClusterState, model: str, gpus: int, count: int,
         return None
     if not state.topology:
         cands.sort(key=lambda c: c[1])
-    return pack_gang(cands, count, state.rack, state.topology)
+    return pack_gang(cands, max(count, min(most, len(cands))), state.rack, state.topology)
 
 
 def best_node(state: ClusterState, model: str, gpus: int, eligible: frozenset[int] | None,
@@ -67,13 +68,15 @@ def candidates(state: ClusterState, model: str, gpus: int, eligible: frozenset[i
 
 
 def find_cpu_nodes(state: ClusterState, count: int, cpus: int, mem_mb: int,
-                   eligible: frozenset[int] | None, gate: Gate) -> list[int] | None:
-    """Nodes for a job that asks no GPUs: the first `count` UP nodes with the CPU and memory."""
+                   eligible: frozenset[int] | None, gate: Gate, most: int = 0) -> list[int] | None:
+    """Nodes for a job that asks no GPUs: the first `count` UP nodes with the CPU and memory (an
+    elastic gang: up to `most`)."""
     nodes = sorted(eligible) if eligible is not None else range(len(state.nodes))
+    want = max(count, most)
     chosen = []
     for i in nodes:
         if state.up[i] and state.cpu_mem_ok(i, cpus, mem_mb) and (gate is None or gate(i)):
             chosen.append(i)
-            if len(chosen) == count:
+            if len(chosen) == want:
                 return chosen
-    return None
+    return chosen if len(chosen) >= count else None

@@ -4,6 +4,7 @@
     QuotaExceeded(a100: 16/16)                            the tenant's hard limit (or quota, no borrowing)
     WaitingForBooking(booking 7 starts in 41m)            its booking has not started
     Resources(needs 2x8 h100, largest free 8)             not enough free GPUs now
+    Resources(needs at least 6x8 h100 (nodes 6:8), ...)   an elastic gang: fewer than its minimum fit
     BackfillBlocked(head job 123 starts in 41m)           it fits, but would delay a reserved head job
     ...; reserved, starts in 2h)                          one of the first blocked jobs: capacity reserved
     Booked(booking 7 of tenant b, 2h left)                it fits only on nodes booked by others
@@ -29,17 +30,25 @@ def fmt_in(seconds: float) -> str:
     return f"{d}d{h}h" if h else f"{d}d"
 
 
-def what(gpus: int, nodes: int, models, cpus: int = 0, mem_mb: int = 0) -> str:
+def count(nodes: int, most: int = 0) -> str:
+    """How many nodes a job needs: "6", or "at least 6" for an elastic gang (nodes_min < nodes)."""
+    return f"at least {nodes}" if most > nodes else str(nodes)
+
+
+def what(gpus: int, nodes: int, models, cpus: int = 0, mem_mb: int = 0, most: int = 0) -> str:
     model = models[0] if len(models) == 1 else "gpus" if not models else "|".join(models)
     extra = [f"{cpus} CPUs"] * bool(cpus) + [f"{mem_mb} MB"] * bool(mem_mb)
-    return f"{nodes}x{gpus} {model}" + (f" with {', '.join(extra)} per node" if extra else "")
+    elastic = f" (nodes {nodes}:{most})" if most > nodes else ""
+    return (f"{count(nodes, most)}x{gpus} {model}{elastic}"
+            + (f" with {', '.join(extra)} per node" if extra else ""))
 
 
-def resources(gpus: int, nodes: int, models, largest: int, cpus: int = 0, mem_mb: int = 0) -> str:
+def resources(gpus: int, nodes: int, models, largest: int, cpus: int = 0, mem_mb: int = 0,
+              most: int = 0) -> str:
     free = f"largest free {largest}"
     if (cpus or mem_mb) and largest >= gpus:
         free += ", CPUs/memory short"
-    return f"Resources(needs {what(gpus, nodes, models, cpus, mem_mb)}, {free})"
+    return f"Resources(needs {what(gpus, nodes, models, cpus, mem_mb, most)}, {free})"
 
 
 def backfill_blocked(head_job: int, starts_in: float) -> str:

@@ -286,8 +286,10 @@ class Simulation(FaultsMixin):
 
     def _check(self, job: Job, alloc: tuple[Allocation, ...]) -> None:
         spec = job.spec
-        if len(alloc) != spec.nodes or len({a.node for a in alloc}) != spec.nodes:
-            raise SimError(f"job {job.id}: placed on {len(alloc)} nodes, needs {spec.nodes} distinct")
+        low = spec.nodes_min or spec.nodes  # an elastic gang: between nodes_min and nodes
+        if not low <= len(alloc) <= spec.nodes or len({a.node for a in alloc}) != len(alloc):
+            need = spec.nodes if low == spec.nodes else f"{low}:{spec.nodes}"
+            raise SimError(f"job {job.id}: placed on {len(alloc)} nodes, needs {need} distinct")
         for a in alloc:
             used = self.used.get(a.node)
             if used is None:

@@ -45,9 +45,11 @@ def validate_spec(cfg: KubernetesConfig, job: Job) -> None:
 def validate(cfg: KubernetesConfig, job: Job) -> None:
     """validate_spec + a full placement (gangs start all together or not at all)."""
     validate_spec(cfg, job)
-    if len(job.allocation) != job.spec.nodes:
+    low = job.spec.nodes_min or job.spec.nodes  # an elastic gang runs on as many as were placed
+    if not low <= len(job.allocation) <= job.spec.nodes:
+        need = job.spec.nodes if low == job.spec.nodes else f"{low}:{job.spec.nodes}"
         raise ValidationError(
-            "allocation", f"job {job.id} has {len(job.allocation)} placed ranks, needs {job.spec.nodes}: "
+            "allocation", f"job {job.id} has {len(job.allocation)} placed ranks, needs {need}: "
             "gangs are created only once every rank is placed")
 
 

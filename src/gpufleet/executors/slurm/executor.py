@@ -197,7 +197,7 @@ class SlurmExecutor(ExecutorBase):
             name=job_name(job),
             comment=ident.comment(),
             account=self._account(job.tenant, account.name if as_owner else self.user),
-            nodes=spec.nodes,
+            nodes=len(job.allocation) if placed else spec.nodes,  # an elastic gang: as many as placed
             gres=gres_of(job),
             output=main_log,
             cpus_per_task=spec.cpus,
