@@ -40,6 +40,7 @@ def test_failed_exit_code_is_recorded(api):
     ({"command": []}, "command"),
     ({"tenant": "nobody"}, "tenant"),
     ({"nodes": 5, "gpus": 2}, "nodes"),
+    ({"nodes": "5:6", "gpus": 2}, "nodes"),  # an elastic gang whose minimum cannot fit either
     ({"constraint": "driver=999"}, "constraint"),
     ({"colour": "red"}, "colour"),
 ])
@@ -51,6 +52,12 @@ def test_bad_input_is_422_naming_the_field_and_stores_nothing(api, spec, field):
     fields = [".".join(str(x) for x in d["loc"] if x != "body") for d in body["detail"]]
     assert field in fields
     assert api.get("/api/v1/jobs?all=true", headers=api.admin).json() == before
+
+
+def test_an_elastic_gang_larger_than_the_cluster_is_accepted_when_its_minimum_fits(api):
+    r = api.submit(nodes="1:5", gpus=2)
+    assert r.status_code in (200, 201), r.text
+    assert api.job(r.json()["id"])["request"]["nodes_min"] == 1
 
 
 def test_auth_required_and_tenants_isolated(api):

@@ -175,14 +175,21 @@ def jobs(
         return
     now = time.time()
     table(("ID", "NAME", "TENANT", "USER", "STATE", "GPUS", "NODES", "TIME", "REASON/NODELIST"), [
-        (j.id, j.name[:24], j.tenant, j.user, j.state,
-         f"{j.request['nodes']}x{j.request['gpus']}" if j.request["nodes"] > 1 else j.request["gpus"],
-         j.request["nodes"],
+        (j.id, j.name[:24], j.tenant, j.user, j.state, *_shape(j),
          ago(j.started_at, now) if j.state == "RUNNING" else ago(j.submitted_at, now) if j.state == "PENDING"
          else format_duration((j.ended_at or now) - (j.started_at or j.submitted_at)),
          _reason_col(j))
         for j in rows
     ])
+
+
+def _shape(j) -> tuple:
+    """GPUS and NODES: the nodes it got once placed, else what it asks (MIN:MAX for an elastic gang)."""
+    req = j.request
+    n = len(j.nodes) if j.nodes else req["nodes"]
+    gpus = f"{n}x{req['gpus']}" if n > 1 else req["gpus"]
+    lo = req.get("nodes_min")
+    return gpus, (f"{lo}:{req['nodes']}" if not j.nodes and lo is not None and lo < req["nodes"] else n)
 
 
 def _reason_col(j) -> str:

@@ -154,8 +154,10 @@ def _check_fits(spec, nodes: Sequence[Node]) -> None:
     if spec.constraints and not matching:
         c = ",".join(constraint_term(k, v) for k, v in spec.constraints.items())
         raise ValidationError("constraint", f"{c} matches no node with {spec.gpus} GPUs")
-    if spec.nodes > len(matching):
-        raise ValidationError("nodes", f"{spec.nodes} nodes requested, only {len(matching)} can host {spec.gpus} GPUs each")
+    fewest = spec.nodes_min if spec.nodes_min is not None else spec.nodes  # an elastic gang: its minimum
+    if fewest > len(matching):
+        at_least = "at least " if fewest < spec.nodes else ""
+        raise ValidationError("nodes", f"{at_least}{fewest} nodes requested, only {len(matching)} can host {spec.gpus} GPUs each")
     _check_size(spec, matching)
 
 
