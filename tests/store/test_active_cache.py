@@ -5,63 +5,27 @@ check) having to step in; those catch writers outside the process."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 
 import gpufleet.store.active as active
-from gpufleet.control.loop import ControlLoop
-from gpufleet.domain import JobState, NodeState, User
-from gpufleet.executors.fake import FakeClock, FakeExecutor
-from gpufleet.inventory import load_inventory
+from gpufleet.domain import JobState, NodeState
 from gpufleet.services import Ctx
 from gpufleet.services import groups as groups_svc
 from gpufleet.services import jobs as svc
 from gpufleet.services import nodes as node_svc
-from gpufleet.services.tenants import bootstrap
-from gpufleet.store import Store, make_engine, migrate
-from tests.conftest import DATABASES, EXAMPLE_LAB, database_url
+from gpufleet.store import Store, make_engine
+from tests.conftest import DATABASES, database_url
+from tests.control.conftest import ADMIN, LoopWorld, make_loop_world
 
-ADMIN = User("admin", "default", admin=True)
 SLOW = {"GPUFLEET_FAKE_SECONDS": "3600"}
-
-
-@dataclass
-class World:
-    ctx: Ctx
-    loop: ControlLoop
-    clock: FakeClock
-
-    @property
-    def store(self) -> Store:
-        return self.ctx.store
-
-    @property
-    def executor(self) -> FakeExecutor:
-        return self.ctx.executor
-
-    def submit(self, **spec) -> int:
-        spec.setdefault("command", ["train"])
-        return svc.submit(self.ctx, ADMIN, spec).id
-
-    def state(self, job_id: int) -> JobState:
-        return self.store.get_job(job_id).state
 
 
 @pytest.fixture(params=DATABASES)
 def w(request, tmp_path):
     with database_url(request.param, tmp_path, "active") as url:
         engine = make_engine(url)
-        migrate(engine)
-        clock = FakeClock()
-        store = Store(engine, jobs_resync_s=1e9)  # no timed re-read: deltas alone must be right
-        inv = load_inventory(EXAMPLE_LAB)
-        store.sync_nodes(inv.nodes)
-        ex = FakeExecutor(clock)
-        ctx = Ctx(store, ex, clock)
-        bootstrap(ctx, inv.tenants)
-        try:
-            yield World(ctx, ControlLoop(store, ex, clock), clock)
+        try:  # no timed re-read: deltas alone must be right
+            yield make_loop_world(tmp_path, store=Store(engine, jobs_resync_s=1e9))
         finally:
             engine.dispose()
 
@@ -71,7 +35,7 @@ def fresh(store: Store):
     return Store(store.engine).active_jobs()
 
 
-def check(w: World) -> None:
+def check(w: LoopWorld) -> None:
     assert w.store.active_jobs() == fresh(w.store)
     assert w.store._active.full_reads == 1, "a full re-read hid a write path that did not mark its job"
 
