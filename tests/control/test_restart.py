@@ -7,7 +7,7 @@ import pytest
 
 from gpufleet.domain import JobState, NodeState, ValidationError, transition
 from tests.control.conftest import make_loop_world
-from tests.scheduler.builders import make_nodes
+from tests.scheduler.builders import make_node, make_nodes
 
 SLOW = {"GPUFLEET_FAKE_SECONDS": "1000"}
 
@@ -107,3 +107,27 @@ def test_an_elastic_gang_restarts_on_fewer_nodes_when_no_replacement_is_free(w):
     j = w.store.get_job(job)
     assert (j.state, j.attempt, j.failures) == (JobState.RUNNING, 2, 1)
     assert len(j.node_names) == 3 and first[1] not in j.node_names
+
+
+def test_a_restarted_gang_goes_back_to_the_rack_it_ran_in(tmp_path):
+    # r01: g1-g3, r02: g4-g7. With r01 drained the gang starts in r02; r01 comes back; a node of the
+    # gang faults: both racks now have 3 free nodes and plain best fit would take r01 (name order)
+    nodes = [make_node(f"g{i}", rack="r01" if i <= 3 else "r02") for i in range(1, 8)]
+    w = make_loop_world(tmp_path, nodes)
+
+    def move(name, state):
+        n = w.store.get_node(name)
+        w.store.save_node(n, transition(n, state, "test", w.ctx.clock()))
+    for name in ("g1", "g2", "g3"):
+        move(name, NodeState.DRAIN)
+    job = w.submit(gpus=8, nodes=2, env=SLOW)
+    w.loop.cycle()
+    first = w.store.get_job(job).node_names
+    assert set(first) <= {"g4", "g5", "g6", "g7"}
+    for name in ("g1", "g2", "g3"):
+        move(name, NodeState.UP)
+    move(first[0], NodeState.DOWN)
+    w.loop.cycle()
+    w.loop.cycle()
+    j = w.store.get_job(job)
+    assert j.attempt == 2 and set(j.node_names) <= {"g4", "g5", "g6", "g7"} - {first[0]}, j.node_names

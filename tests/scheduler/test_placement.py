@@ -164,3 +164,31 @@ def test_job_asking_more_than_free_cpu_everywhere_says_so():
     alloc, d = place_one([make_node("n1", 8, cpus=128)], job, [make_running(1, on="n1", cpus=100)])
     assert alloc is None
     assert d.reasons[job.id].startswith("Resources(needs 1x1 a100 with 64 CPUs")
+
+
+def test_a_restarted_gang_prefers_the_rack_of_its_previous_attempt():
+    # r1: a1, a2; r2: b1-b4. The previous attempt ran on b1, b2 and b2 faulted (gone): best fit
+    # alone would take r1 (2 free, the tighter fit); the restart stays in r2
+    nodes = [make_node(n, rack="r1") for n in ("a1", "a2")] + [make_node(f"b{i}", rack="r2") for i in (1, 3, 4)]
+    fresh = make_job(8, nodes=2)
+    assert sorted(nodes_of(place_one(nodes, fresh)[1], fresh.id)) == ["a1", "a2"]
+    again = make_job(8, nodes=2, failures=1, previous=["b1", "b2"])
+    assert sorted(nodes_of(place_one(nodes, again)[1], again.id)) == ["b1", "b3"]
+
+
+def test_a_restarted_gang_that_no_longer_fits_its_rack_stays_in_its_switch():
+    # racks of 2, switches of 2 racks: the previous attempt ran in r03 (switch s02), 1 node left there
+    nodes = make_nodes(8, nodes_per_rack=2, racks_per_switch=2)
+    running = [make_running(8, on="n006")]
+    again = make_job(8, nodes=2, failures=1, previous=["n005", "n006"])
+    d = schedule(make_snapshot(nodes, pending=[again], running=running), 0.0)
+    got = sorted(nodes_of(d, again.id))
+    assert got == ["n007", "n008"]  # r04 of the same switch s02, not r01 (first by name)
+
+
+def test_the_block_label_is_the_network_block_like_switch():
+    # blocks b1 = n1, n2 (r1, r2), b2 = n3, n4 (r3, r4): a 2-node gang stays within one block
+    nodes = [make_node(f"n{i}", rack=f"r{i}", labels={"block": "b1" if i <= 2 else "b2"}) for i in (1, 2, 3, 4)]
+    running = [make_running(8, on="n1")]
+    got, d = place_one(nodes, gang := make_job(8, nodes=2), running)
+    assert sorted(nodes_of(d, gang.id)) == ["n3", "n4"]

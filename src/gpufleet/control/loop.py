@@ -47,6 +47,7 @@ class Interruption:
     restarted: bool
     lost_gpu_s: float
     at: float
+    nodes: tuple[str, ...] = ()  # of the interrupted attempt
 
 
 @dataclass(slots=True)
@@ -78,6 +79,9 @@ class ControlLoop:
     # PoolRouter.sync); None: from the one executor, when it owns the inventory
     node_sync: Callable[[Store], None] | None = None
     _signalled: set[int] = field(default_factory=set)
+    # restarted job -> the nodes of its interrupted attempt (its replacement prefers their block;
+    # in memory only: after a server restart the preference is gone, the restart is not)
+    _previous: dict[int, tuple[str, ...]] = field(default_factory=dict)
     _reason_at: dict[int, float] = field(default_factory=dict)  # job -> when its reason was written
     _usage_at: float | None = None
     _usage_saved_at: float = 0.0
@@ -141,6 +145,8 @@ class ControlLoop:
                 self._signalled.discard(job.id)
                 if lost is not None:
                     interrupted.append(lost(job, change.at))
+                    if interrupted[-1].restarted:
+                        self._previous[job.id] = interrupted[-1].nodes
                 if self.perf is not None and job.spec.perf is not None:
                     self._epilog(job, change.attempt or job.attempt)
                 with job_context(job):
@@ -154,7 +160,7 @@ class ControlLoop:
         cause = interruption_cause(job, obs)
         if cause is None or job.started_at is None:
             return None
-        since, gpus, failures = job.started_at, job.gpus_held, job.failures
+        since, gpus, failures, nodes = job.started_at, job.gpus_held, job.failures, tuple(job.node_names)
         try:
             since = max(since, self.executor.last_checkpoint(job) or since)
         except Exception as e:  # unreadable: count the whole attempt
@@ -164,7 +170,7 @@ class ControlLoop:
         def done(job: Job, at: float) -> Interruption:
             restarted = job.failures > failures
             lost = gpus * max(0.0, at - since) if restarted or cause != "failure" else 0.0
-            return Interruption(job.id, job.tenant, cause, restarted, lost, at)
+            return Interruption(job.id, job.tenant, cause, restarted, lost, at, nodes)
         return done
 
     def _attempt_ended(self, job: Job) -> None:
@@ -354,6 +360,10 @@ class ControlLoop:
         self._usage_at = now
 
     def _snapshot(self, nodes: list[Node], running: list[Job], pending: list[Job], now: float) -> Snapshot:
+        waiting = {j.id: j for j in pending}
+        self._previous = {k: v for k, v in self._previous.items() if k in waiting}
+        for k, v in self._previous.items():
+            waiting[k].extra["previous_nodes"] = v
         return Snapshot(
             nodes=tuple(nodes),
             running=tuple(running),

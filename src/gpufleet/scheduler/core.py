@@ -171,12 +171,22 @@ def _place(cyc: Cycle, ask: Ask, models: list, first_pass: bool) -> bool:
         if model is None:
             nodes = find_cpu_nodes(cyc.state, ask.nodes, ask.cpus, ask.mem, ask.elig, gate, most)
         else:
-            nodes = find_nodes(cyc.state, model, ask.gpus, ask.nodes, ask.elig, gate, most)
+            nodes = find_nodes(cyc.state, model, ask.gpus, ask.nodes, ask.elig, gate, most, _previous(cyc, ask))
         if nodes:
             cyc.commit(ask, model, nodes)
             return True
         cyc.failed[key] = None
     return False
+
+
+def _previous(cyc: Cycle, ask: Ask) -> frozenset[tuple[str, str]]:
+    """The (switch, rack)s where a restarted gang's previous attempt ran (control/loop.py sets
+    job.extra["previous_nodes"]), so that its replacement prefers the same block."""
+    names = ask.job.extra.get("previous_nodes") if ask.job.failures else None
+    if not names:
+        return frozenset()
+    at = cyc.state.pos
+    return frozenset(cyc.state.rack[at[n]] for n in names if n in at)
 
 
 def _most(cyc: Cycle, ask: Ask, model: str | None, first_pass: bool) -> int:

@@ -16,12 +16,13 @@ FEW = 48  # eligible sets this small are scored node by node instead of walking 
 
 
 def find_nodes(state: ClusterState, model: str, gpus: int, count: int,
-               eligible: frozenset[int] | None, gate: Gate, most: int = 0) -> list[int] | None:
+               eligible: frozenset[int] | None, gate: Gate, most: int = 0,
+               prefer: frozenset[tuple[str, str]] = frozenset()) -> list[int] | None:
     """`count` distinct nodes with `gpus` free GPUs of `model` each, best first; None if there are none.
-    An elastic gang (`most` > count) gets as many as fit now, up to `most`."""
+    An elastic gang (`most` > count) gets as many as fit now, up to `most`; `prefer`: pack_gang's."""
     if state.count_fitting(model, gpus) < count:
         return None
-    if count == 1 and most <= 1:
+    if count == 1 and most <= 1 and not prefer:
         i = best_node(state, model, gpus, eligible, gate)
         return None if i is None else [i]
     cands = candidates(state, model, gpus, eligible, gate)
@@ -29,7 +30,7 @@ def find_nodes(state: ClusterState, model: str, gpus: int, count: int,
         return None
     if not state.topology:
         cands.sort(key=lambda c: c[1])
-    return pack_gang(cands, max(count, min(most, len(cands))), state.rack, state.topology)
+    return pack_gang(cands, max(count, min(most, len(cands))), state.rack, state.topology, prefer)
 
 
 def best_node(state: ClusterState, model: str, gpus: int, eligible: frozenset[int] | None,

@@ -32,12 +32,14 @@ def sig_score(sig: Sig, gpus: int) -> tuple[int, int, int, int]:
 
 
 def pack_gang(cands: Sequence[tuple[tuple, int]], count: int, rack_of: Sequence[tuple[str, str]],
-              topology: bool = True) -> list[int] | None:
+              topology: bool = True, prefer: frozenset[tuple[str, str]] = frozenset()) -> list[int] | None:
     """Choose `count` nodes out of candidates `(score, node)` sorted best first.
 
     1. one rack: of the racks that hold the gang, the one with the fewest candidates (best fit);
-    2. one switch: likewise, filling its racks largest first;
+    2. one switch (network block): likewise, filling its racks largest first;
     3. else the fewest switches: largest switches first, their largest racks first.
+    `prefer`: the (switch, rack)s of a restarted gang's previous attempt; in 1 and 2 a rack or
+    switch among them goes first, then a rack of their switch (the replacement stays in its block).
     Without topology: the first `count` candidates.
     """
     if len(cands) < count:
@@ -47,17 +49,18 @@ def pack_gang(cands: Sequence[tuple[tuple, int]], count: int, rack_of: Sequence[
     by_rack: dict[tuple[str, str], list[int]] = {}
     for _, i in cands:
         by_rack.setdefault(rack_of[i], []).append(i)
-    racks = [(len(v), key) for key, v in by_rack.items() if len(v) >= count]
+    near = {sw for sw, _ in prefer}
+    racks = [(key not in prefer, key[0] not in near, len(v), key) for key, v in by_rack.items() if len(v) >= count]
     if racks:
-        return by_rack[min(racks)[1]][:count]
+        return by_rack[min(racks)[3]][:count]
     by_switch: dict[str, list[tuple[str, str]]] = {}
     sizes: dict[str, int] = {}
     for key, members in by_rack.items():
         by_switch.setdefault(key[0], []).append(key)
         sizes[key[0]] = sizes.get(key[0], 0) + len(members)
-    switches = [(n, sw) for sw, n in sizes.items() if n >= count]
+    switches = [(sw not in near, n, sw) for sw, n in sizes.items() if n >= count]
     if switches:
-        order = [min(switches)[1]]
+        order = [min(switches)[2]]
     else:
         order = sorted(sizes, key=lambda sw: (-sizes[sw], sw))
     chosen: list[int] = []

@@ -53,7 +53,8 @@ class ClusterState:
             self._add_node(i, node, used.get(node.name, set()))
             self.cpu_free.append(node.cpus - cpu_used.get(node.name, 0) if node.cpus else None)
             self.mem_free.append(node.mem_mb - mem_used.get(node.name, 0) if node.mem_mb else None)
-            self.rack.append((node.labels.get("switch", ""), node.labels.get("rack", "")))
+            # the network block: label `switch`, or `block` (Slurm topology/block's name for it)
+            self.rack.append((node.labels.get("switch") or node.labels.get("block", ""), node.labels.get("rack", "")))
 
     def _add_node(self, i: int, node: Node, used: set[int]) -> None:
         model_of: dict[int, str] = {}
