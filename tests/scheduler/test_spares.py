@@ -1,8 +1,11 @@
 """Hot spares (issue 17): N nodes per block held for restarted gangs and preemptible work."""
 
+import dataclasses
 import random
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gpufleet.scheduler import schedule
 from gpufleet.scheduler.cycle import Cycle
@@ -10,6 +13,7 @@ from gpufleet.scheduler.base import Base
 from tests.scheduler.builders import (
     make_job, make_node, make_nodes, make_running, make_snapshot, nodes_of, placed, preempted,
 )
+from tests.scheduler.test_properties import NOW, PROPS, snapshots
 
 
 def block(n: int = 4, name: str = "n", switch: str = "s1") -> list:
@@ -123,6 +127,30 @@ def test_off_decides_byte_identically_and_on_is_as_if_the_spares_were_gone(seed)
     without = schedule(make_snapshot(left, running=running, pending=pending), 60.0)
     assert (on.placements, on.preemptions) == (without.placements, without.preemptions)
     assert not any(a.node in gone for p in on.placements for a in p.allocation)
+
+
+@PROPS
+@given(snapshots(), st.integers(1, 2), st.data())
+def test_only_restarts_and_preemptible_work_land_on_spares_and_nothing_is_double_booked(snap, per, data):
+    for job in snap.pending:
+        kind = data.draw(st.sampled_from(["first", "first", "restart", "preemptible"]))
+        if kind == "restart":
+            job.failures = job.restarts = 1
+        elif kind == "preemptible":
+            job.spec = dataclasses.replace(job.spec, priority=-100)
+    snap = dataclasses.replace(snap, config=dataclasses.replace(snap.config, spares_per_block=per))
+    spares = set(spares_of(snap))
+    d = schedule(snap, NOW)
+    jobs = {j.id: j for j in snap.pending}
+    taken = {(a.node, g) for j in snap.running for a in j.allocation for g in a.gpus}
+    taken |= {(n, g) for n, gs in snap.foreign.items() for g in gs}
+    for p in d.placements:
+        job = jobs[p.job_id]
+        for a in p.allocation:
+            assert a.node not in spares or job.failures or job.spec.priority < 0
+            for g in a.gpus:
+                assert (a.node, g) not in taken
+                taken.add((a.node, g))
 
 
 @pytest.mark.parametrize("value", [-1, "two", 1.5, True])

@@ -55,6 +55,7 @@ class Cycle:
         self.bookings = BookingRules(snapshot.bookings, self.state.pos, now)
         self.spares = SpareRules(self.state, snapshot.running, snapshot.foreign, self.cfg.spares_per_block,
                                  self.cfg.priority_class_size)
+        self._spares = bool(self.spares)  # read per job and search: kept off the path when off
         self.victims = Victims()
         self.las = las_preempts(self.cfg)
         # model -> lowest class running there (under las: the lowest it could be, the queue aside)
@@ -143,7 +144,7 @@ class Cycle:
                 spec.cpus, spec.mem_mb, spec.booking, cons, spec.nodes_min)
         if self.las:  # its LAS queue may change between cycles
             static = (static, preempt_class(job, self.cfg, self.now))
-        if self.spares:  # a restart may use the hot spares, its first attempt not
+        if self._spares:  # a restart may use the hot spares, its first attempt not
             static = (static, self.spares.allows(job))
         if not self.bookings.on_node and not self.backfill.starts:
             return static
@@ -181,7 +182,7 @@ class Cycle:
         cpus, mem = (ask.cpus, ask.mem) if resources else (0, 0)
         book = self.bookings.on_node if bookings else {}
         res = self.backfill.on_node if reservations else {}
-        held = self.spares.held_from(job) if spares and self.spares else ()
+        held = self.spares.held_from(job) if spares and self._spares else ()
         if not (cpus or mem) and not book and not res and not held:
             return None
         rules, backfill = self.bookings, self.backfill
@@ -200,7 +201,7 @@ class Cycle:
     def search_key(self, ask: Ask, model: str | None) -> tuple:
         return (model, ask.gpus, ask.nodes, ask.cpus, ask.mem, ask.elig_key,
                 self.bookings.context(ask.job, ask.end), self.backfill.context(ask.end),
-                self.spares.context(ask.job))
+                self.spares.context(ask.job) if self._spares else ())
 
 
     def commit(self, ask: Ask, model: str | None, nodes: list[int]) -> None:
