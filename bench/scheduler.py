@@ -191,15 +191,17 @@ def fill(fn, nodes, tenants, pending: int, config: SchedulerConfig, repeat: int 
     world = World(nodes, tenants, Load(7), pending, config)
     world.top_up()
     snap = world.snapshot()
-    times = []
+    times, cpu = [], []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         d = fn(snap, world.now)
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     world.apply(d)
-    dt = statistics.median(times)
+    dt, dc = statistics.median(times), statistics.median(cpu)
     return {"placements": len(d.placements), "placements_per_s": round(len(d.placements) / dt, 1),
-            "cycle_ms": round(dt * 1000, 2)}
+            "placements_per_cpu_s": round(len(d.placements) / dc, 1) if dc else None,
+            "cycle_ms": round(dt * 1000, 2), "cycle_cpu_ms": round(dc * 1000, 2)}
 
 
 def packing(fn, nodes, tenants, config: SchedulerConfig, cycles: int) -> float:
@@ -245,11 +247,13 @@ def main() -> None:
     ap.add_argument("--big", type=int, default=100_000, help="pending jobs of the one big cycle (0: skip)")
     ap.add_argument("--repeat", type=int, default=3, help="runs of the fill and big cycles (median)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the first-fit placeholder (minutes)")
+    ap.add_argument("--spares-per-block", type=int, default=0, help="hot spares per switch (SchedulerConfig)")
     ap.add_argument("--json", action="store_true", help="print one JSON object on one line")
     args = ap.parse_args()
     nodes = make_cluster(args.nodes, args.gpus_per_node)
     tenants = make_tenants(nodes)
-    config = SchedulerConfig(policy="fairshare", topology=True, backfill=True, preemption=True)
+    config = SchedulerConfig(policy="fairshare", topology=True, backfill=True, preemption=True,
+                             **({"spares_per_block": args.spares_per_block} if args.spares_per_block else {}))
     out: dict = {"nodes": args.nodes, "gpus": args.nodes * args.gpus_per_node, "pending": args.pending}
 
     out["fill"] = fill(schedule, nodes, tenants, args.pending, config, args.repeat)

@@ -124,6 +124,9 @@ def _check(s: Settings) -> None:
     _check_pools(s)
     if s.scheduler.policy not in POLICIES:
         raise ValidationError("policy", f"unknown policy {s.scheduler.policy!r} (one of {', '.join(POLICIES)})")
+    spares = s.scheduler.spares_per_block
+    if isinstance(spares, bool) or not isinstance(spares, int) or spares < 0:
+        raise ValidationError("scheduler.spares_per_block", f"must be an integer >= 0, got {spares!r}")
     if s.inventory and s.fake_gpus is not None:
         raise ValidationError("inventory", "give --inventory or --fake-gpus, not both")
     if s.fake_gpus is not None and s.fake_gpus < 0:

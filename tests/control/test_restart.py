@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from gpufleet.domain import JobState, NodeState, ValidationError, transition
+from gpufleet.scheduler import SchedulerConfig
 from tests.control.conftest import make_loop_world
 from tests.scheduler.builders import make_node, make_nodes
 
@@ -131,3 +132,23 @@ def test_a_restarted_gang_goes_back_to_the_rack_it_ran_in(tmp_path):
     w.loop.cycle()
     j = w.store.get_job(job)
     assert j.attempt == 2 and set(j.node_names) <= {"g4", "g5", "g6", "g7"} - {first[0]}, j.node_names
+
+
+def test_a_gang_restarts_onto_the_hot_spare_within_one_cycle(tmp_path):
+    # one block of 3 nodes, spares_per_block=1: g3 is the spare. A 2-node gang runs on g1, g2; a
+    # one-node job waits for the spare it may not use. g1 faults: the gang restarts on g2 + g3 in
+    # the cycle that sees it stopped (without spares the one-node job took g3 and the gang waited)
+    w = make_loop_world(tmp_path, [make_node(f"g{i}", switch="s1") for i in (1, 2, 3)])
+    w.loop.config = SchedulerConfig(spares_per_block=1)
+    gang = w.submit(gpus=8, nodes=2, env=SLOW)
+    other = w.submit(gpus=8, env=SLOW)
+    w.loop.cycle()
+    assert sorted(w.store.get_job(gang).node_names) == ["g1", "g2"]
+    assert w.store.get_job(other).reason.startswith("HotSpares(needs 1x8 a100; 1 node held as hot spares")
+    fault(w, "g1")
+    w.loop.cycle()  # signals the gang
+    w.loop.cycle()  # observes it stopped, restarts it onto the spare in the same cycle
+    j = w.store.get_job(gang)
+    assert (j.state, j.attempt) == (JobState.RUNNING, 2)
+    assert sorted(j.node_names) == ["g2", "g3"]
+    assert w.state(other) is JobState.PENDING

@@ -250,7 +250,11 @@ def _apply(cyc: Cycle, ask: Ask, model: str, plan: Plan, within: bool) -> None:
     for v in victims:
         cyc.victims.remove(v)
         cyc.quota.release_borrowed(v.job.id, v.job.spec.tenant, model, v.job.gpus_held)
-        if v.job.spec.tenant != tenant and within and not v.cls < ask.cls:
+        spare = cyc.spares.taken(job, v.on, nodes)
+        if spare is not None:
+            text = (f"Preempted(for job {job.id} of tenant {tenant}: its restart takes hot spare "
+                    f"{cyc.state.nodes[spare].name})")
+        elif v.job.spec.tenant != tenant and within and not v.cls < ask.cls:
             text = f"Preempted(quota reclaim: tenant {tenant} takes back its {model} quota for job {job.id})"
         elif cyc.las and priority_class_of(ask.cls, cyc.cfg) == priority_class_of(v.cls, cyc.cfg):
             text = (f"Preempted(for job {job.id} of tenant {tenant}: it attained less than "
@@ -334,5 +338,18 @@ def _explain(cyc: Cycle, ask: Ask, models: list) -> str:
                 b = cyc.bookings.blocker(i, job, ask.end)
                 if b is not None:
                     return cyc.bookings.describe(b)
+        if cyc.spares.held_from(job):
+            held = _held_spares(cyc, ask, model)
+            if held:
+                return held
     largest = max(state.largest_free(m, ask.elig) for m in models)
     return why.resources(ask.gpus, ask.nodes, models, largest, ask.cpus, ask.mem, ask.nodes_max)
+
+
+def _held_spares(cyc: Cycle, ask: Ask, model: str) -> str:
+    """HotSpares(...) when the job would fit but for the hot spares it may not use, else ""."""
+    state, held = cyc.state, cyc.spares.nodes
+    if not find_nodes(state, model, ask.gpus, ask.nodes, ask.elig, cyc.gate(ask, model, spares=False)):
+        return ""
+    fit = sum(1 for i in held if (ask.elig is None or i in ask.elig) and state.free_count(i, model) >= ask.gpus)
+    return cyc.spares.describe(why.what(ask.gpus, ask.nodes, [model], ask.cpus, ask.mem, ask.nodes_max), fit)

@@ -12,6 +12,7 @@ from gpufleet.scheduler.backfill import UNKNOWN, Backfill
 from gpufleet.scheduler.base import Base
 from gpufleet.scheduler.filters import Eligibility, static_eligibility
 from gpufleet.scheduler.filters.bookings import BookingRules
+from gpufleet.scheduler.filters.spares import SpareRules
 from gpufleet.scheduler.placement import Gate
 from gpufleet.scheduler.preemption import Victim, Victims
 from gpufleet.scheduler.queue import las_preempts, lowest_preempt_class, preempt_class
@@ -52,6 +53,9 @@ class Cycle:
         self.state = base.state
         self.state.journal = []
         self.bookings = BookingRules(snapshot.bookings, self.state.pos, now)
+        self.spares = SpareRules(self.state, snapshot.running, snapshot.foreign, self.cfg.spares_per_block,
+                                 self.cfg.priority_class_size)
+        self._spares = bool(self.spares)  # read per job and search: kept off the path when off
         self.victims = Victims()
         self.las = las_preempts(self.cfg)
         # model -> lowest class running there (under las: the lowest it could be, the queue aside)
@@ -140,6 +144,8 @@ class Cycle:
                 spec.cpus, spec.mem_mb, spec.booking, cons, spec.nodes_min)
         if self.las:  # its LAS queue may change between cycles
             static = (static, preempt_class(job, self.cfg, self.now))
+        if self._spares:  # a restart may use the hot spares, its first attempt not
+            static = (static, self.spares.allows(job))
         if not self.bookings.on_node and not self.backfill.starts:
             return static
         end = self.now + (spec.time_limit_s or self._default_limit)
@@ -169,17 +175,21 @@ class Cycle:
 
     # placing --------------------------------------------------------------------------------------
     def gate(self, ask: Ask, model: str | None, reservations: bool = True, bookings: bool = True,
-             resources: bool = True) -> Gate:
-        """The job's dynamic per-node filter: CPU/memory, booking windows, backfill reservations."""
+             resources: bool = True, spares: bool = True) -> Gate:
+        """The job's dynamic per-node filter: hot spares, CPU/memory, booking windows, backfill
+        reservations."""
         state, job, end, gpus = self.state, ask.job, ask.end, ask.gpus
         cpus, mem = (ask.cpus, ask.mem) if resources else (0, 0)
         book = self.bookings.on_node if bookings else {}
         res = self.backfill.on_node if reservations else {}
-        if not (cpus or mem) and not book and not res:
+        held = self.spares.held_from(job) if spares and self._spares else ()
+        if not (cpus or mem) and not book and not res and not held:
             return None
         rules, backfill = self.bookings, self.backfill
 
         def ok(i: int) -> bool:
+            if i in held:
+                return False
             if (cpus or mem) and not state.cpu_mem_ok(i, cpus, mem):
                 return False
             if i in book and rules.blocker(i, job, end) is not None:
@@ -190,7 +200,8 @@ class Cycle:
 
     def search_key(self, ask: Ask, model: str | None) -> tuple:
         return (model, ask.gpus, ask.nodes, ask.cpus, ask.mem, ask.elig_key,
-                self.bookings.context(ask.job, ask.end), self.backfill.context(ask.end))
+                self.bookings.context(ask.job, ask.end), self.backfill.context(ask.end),
+                self.spares.context(ask.job) if self._spares else ())
 
 
     def commit(self, ask: Ask, model: str | None, nodes: list[int]) -> None:

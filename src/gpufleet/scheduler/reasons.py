@@ -8,6 +8,7 @@
     BackfillBlocked(head job 123 starts in 41m)           it fits, but would delay a reserved head job
     ...; reserved, starts in 2h)                          one of the first blocked jobs: capacity reserved
     Booked(booking 7 of tenant b, 2h left)                it fits only on nodes booked by others
+    HotSpares(needs 1x8 a100; 1 node held as hot ...)    it fits only on hot spares (restarts, preemptible work)
     Preempting(jobs 12,13)                                victims chosen this cycle; it starts once they exit
     WaitingForRelease(jobs 12,13 exiting)                 GPUs it needs are being freed
 """

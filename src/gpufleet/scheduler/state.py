@@ -45,6 +45,7 @@ class ClusterState:
         self.cpu_free: list[int | None] = []
         self.mem_free: list[int | None] = []
         self.rack: list[tuple[str, str]] = []  # (switch, rack); "" when the label is missing
+        self.spare_labelled: list[int] = []  # nodes labelled spare=true: always hot spares (filters/spares.py)
         # fragmentation counters over UP nodes: free GPUs, free in wholly free nodes / groups
         self.free_gpus = self.whole_node_free = self.whole_group_free = 0
         self._frag: list[tuple[int, int, int]] = []
@@ -55,6 +56,8 @@ class ClusterState:
             self.mem_free.append(node.mem_mb - mem_used.get(node.name, 0) if node.mem_mb else None)
             # the network block: label `switch`, or `block` (Slurm topology/block's name for it)
             self.rack.append((node.labels.get("switch") or node.labels.get("block", ""), node.labels.get("rack", "")))
+            if node.labels and labelled(node.labels):
+                self.spare_labelled.append(i)
 
     def _add_node(self, i: int, node: Node, used: set[int]) -> None:
         model_of: dict[int, str] = {}
@@ -220,6 +223,11 @@ class ClusterState:
     def cpu_mem_ok(self, i: int, cpus: int, mem_mb: int) -> bool:
         c, m = self.cpu_free[i], self.mem_free[i]
         return (c is None or c >= cpus) and (m is None or m >= mem_mb)
+
+
+def labelled(labels: Mapping[str, str]) -> bool:
+    """Is a node labelled spare=true (a hot spare, see filters/spares.py)?"""
+    return str(labels.get("spare", "")).lower() == "true"
 
 
 def _signature(groups: Mapping[int, list[int]]) -> Sig:

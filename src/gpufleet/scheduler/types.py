@@ -30,6 +30,10 @@ class SchedulerConfig:
     # las: Tiresias' two queues. A job below this attained GPU-service (GPU-seconds) may preempt
     # running jobs of its priority class above it (0: las only orders the queue, no preemption)
     las_threshold_gpu_s: float = 7200.0
+    # hot spares: nodes per topology domain (network block, else rack) held idle or running only
+    # preemptible work, for gangs restarted after a fault (filters/spares.py); nodes labelled
+    # spare=true are spares whatever this says (0: only those)
+    spares_per_block: int = 0
 
 
 @dataclass(frozen=True, slots=True)
