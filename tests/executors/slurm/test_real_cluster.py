@@ -221,13 +221,15 @@ def test_slurmctld_restart_loses_nothing(make_executor):
 
 def test_nodes_come_from_slurm(make_executor):
     nodes = {n.name: n for n in make_executor().nodes()}
-    assert set(nodes) >= {"gpu01", "gpu02", "gpu03", "gpu04"}
+    assert set(nodes) >= {"gpu01", "gpu02", "gpu03", "gpu04", "gpu05"}
     a100 = nodes["gpu01"]
     assert (len(a100.gpus), a100.gpu_model, a100.cpus, a100.mem_mb) == (8, "a100", 16, 64000)
     assert [g.group for g in a100.gpus] == [0, 0, 0, 0, 1, 1, 1, 1]
     assert a100.labels["rack"] == "r1" and a100.labels["nvlink"] == "true"
     assert (len(nodes["gpu03"].gpus), nodes["gpu03"].gpu_model) == (4, "h100")
     assert (len(nodes["gpu04"].gpus), nodes["gpu04"].gpu_model) == (2, "l4")
+    spare = nodes["gpu05"]  # the third A100 node, in a rack of its own
+    assert (len(spare.gpus), spare.gpu_model, spare.cpus, spare.labels["rack"]) == (8, "a100", 16, "r3")
 
 
 def test_foreign_jobs_count_as_occupied(make_executor, cleanup):
