@@ -20,8 +20,6 @@ def scontrol(*args: str) -> None:
     subprocess.run(["scontrol", *args], check=True, capture_output=True, text=True, timeout=30)
 
 
-@pytest.mark.skip(reason="the dev cluster has two A100 nodes only (gpu01, gpu02): a faulted 2-node "
-                  "A100 gang has nowhere to restart; needs a third A100 node in scripts/dev-slurm.sh")
 def test_a_faulted_gang_on_slurm_restarts_on_healthy_nodes_and_resumes_from_its_checkpoint(slurm_server):
     s = slurm_server
     job = s.submit("--nodes", "2", "--gpus", "1", "--gpu-model", "a100", "--", "sh", "-c", TRAIN)
