@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A real Prometheus (Debian package `prometheus`) scraping a gpufleet /metrics endpoint.
 #   scripts/dev-prometheus.sh run  --target HOST:PORT [--port 9090] [--dir DIR] [--interval 1s] [--path /metrics]
+#       [--token-file FILE]   the scrape token (gpufleet writes <home>/metrics.token; metrics_auth: token)
 #       foreground (exec): tests start it like this and stop it by its pid
 #   scripts/dev-prometheus.sh up   --target HOST:PORT [...]   background, pid in DIR/prometheus.pid
 #   scripts/dev-prometheus.sh down|status|url [--dir DIR] [--port 9090]
@@ -13,6 +14,7 @@ PORT="${GPUFLEET_PROM_PORT:-9090}"
 DIR="${GPUFLEET_PROM_DIR:-/var/tmp/gpufleet-prometheus}"
 INTERVAL="5s"
 METRICS_PATH="/metrics"
+TOKEN_FILE=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --target) TARGET="$2"; shift 2 ;;
@@ -20,6 +22,7 @@ while [ $# -gt 0 ]; do
         --dir) DIR="$2"; shift 2 ;;
         --interval) INTERVAL="$2"; shift 2 ;;
         --path) METRICS_PATH="$2"; shift 2 ;;
+        --token-file) TOKEN_FILE="$2"; shift 2 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -42,6 +45,10 @@ scrape_configs:
     static_configs:
       - targets: ["${TARGET}"]
 EOF
+    if [ -n "$TOKEN_FILE" ]; then
+        printf '    authorization:\n      type: Bearer\n      credentials_file: %s\n' "$(realpath "$TOKEN_FILE")" \
+            >> "$DIR/prometheus.yml"
+    fi
 }
 
 args() {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import secrets
 import signal
 import socket
 import threading
@@ -262,11 +263,26 @@ def _ensure_admin_token(ctx: Ctx, home: Path) -> str:
         if user is not None and user.admin:
             return old
     token = mint_token(ctx, "admin")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
-    os.chmod(path, 0o600)
+    _write_secret(path, token)
     return token
+
+
+def _ensure_metrics_token(home: Path) -> str:
+    """The scrape token for /metrics (settings metrics_auth: token), kept across restarts so that
+    Prometheus' credentials_file stays valid; a separate secret, so Prometheus holds no admin token."""
+    path = home / "metrics.token"
+    if path.exists() and (old := path.read_text().strip()):
+        return old
+    token = "gfm_" + secrets.token_urlsafe(32)
+    _write_secret(path, token)
+    return token
+
+
+def _write_secret(path: Path, secret: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secret + "\n")
+    os.chmod(path, 0o600)
 
 
 def serve(settings: Settings) -> None:
@@ -311,7 +327,8 @@ def _serve(server: Server, listeners: Listeners) -> None:
 
     settings = server.settings
     _log_start(server, listeners)
-    app = create_app(server.ctx, metrics=server.metrics.render, health_service=server.health,
+    scrape = _ensure_metrics_token(settings.home) if settings.metrics_auth == "token" else None
+    app = create_app(server.ctx, metrics=server.metrics.render, metrics_token=scrape, health_service=server.health,
                      schedule_service=server.schedules, max_body_bytes=settings.max_request_bytes,
                      session_idle_s=parse_duration(settings.session_idle_timeout, "session_idle_timeout"))
     info = {"url": settings.url, "pid": os.getpid(), "sockets": [str(u.path) for u in listeners.unix]}

@@ -60,6 +60,9 @@ class Settings:
     peer_tenant: str | None = "default"  # tenant of an account first seen on the socket (None: refuse it)
     socket: str | None = None  # the local socket (default <home>/gpufleet.sock; "off": none)
     max_request_bytes: int = 1024 * 1024  # larger API request bodies get 413
+    # who may read /metrics: "token" (the scrape token in <home>/metrics.token, or an admin's token)
+    # or "none" (anyone who reaches the port: only behind a firewall you trust)
+    metrics_auth: str = "token"
     # what a non-admin may book without an admin's approval: max_duration, max_horizon,
     # node_hours_per_week, and per-tenant overrides under `tenants:` (examples/server.yaml)
     bookings: dict[str, Any] = field(default_factory=dict)
@@ -138,6 +141,8 @@ def _check(s: Settings) -> None:
     if not 0 < s.port < 65536:
         raise ValidationError("port", f"not a port: {s.port}")
     parse_duration(s.session_idle_timeout, "session_idle_timeout")
+    if s.metrics_auth not in ("token", "none"):
+        raise ValidationError("metrics_auth", f"one of token, none; got {s.metrics_auth!r}")
     if isinstance(s.jobs_resync_s, bool) or not isinstance(s.jobs_resync_s, (int, float)) or s.jobs_resync_s <= 0:
         raise ValidationError("jobs_resync_s", f"must be a number of seconds > 0, got {s.jobs_resync_s!r}")
     _check_accounts(s)

@@ -84,7 +84,7 @@ def test_real_prometheus_scrapes_the_real_server(ops, tmp_path):
     require_prometheus()
     ops.submit("--gpus", "8", "--gpu-model", "a100", "--", "sleep", "30")
     ops.submit("--gpus", "8", "--gpu-model", "a100", "--", "sleep", "30")
-    with start_prometheus(f"127.0.0.1:{ops.port}", "/metrics", tmp_path / "prom") as url:
+    with start_prometheus(f"127.0.0.1:{ops.port}", "/metrics", tmp_path / "prom", ops.home / "metrics.token") as url:
         (gpus,) = query_until(url, 'gpufleet_gpus_total{node="dgx1",model="a100"}')
         assert float(gpus["value"][1]) == 8
         (queue,) = query_until(url, "gpufleet_queue_length > 0")

@@ -165,4 +165,7 @@ def test_no_gpu_and_no_flags_starts_with_a_notice(server_factory):
         assert sum(n["gpus_total"] for n in nodes) == 0
         r = s.cli("submit", "--", "true", check=False)
         assert r.returncode == 2 and "gpus" in r.stderr
-    assert httpx.get(f"http://127.0.0.1:{s.port}/metrics").status_code == 200
+    metrics = f"http://127.0.0.1:{s.port}/metrics"
+    assert httpx.get(metrics).status_code == 401  # per-tenant series: not for anyone who reaches the port
+    scrape = (s.home / "metrics.token").read_text().strip()
+    assert httpx.get(metrics, headers={"Authorization": f"Bearer {scrape}"}).status_code == 200

@@ -44,11 +44,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def start_prometheus(target: str, path: str, workdir: Path) -> Iterator[str]:
-    """Run scripts/dev-prometheus.sh in the foreground; yield its base URL; stop it by its pid."""
+def start_prometheus(target: str, path: str, workdir: Path, token_file: Path | None = None) -> Iterator[str]:
+    """Run scripts/dev-prometheus.sh in the foreground; yield its base URL; stop it by its pid.
+    `token_file`: the scrape token it sends (a gpufleet server's <home>/metrics.token)."""
     port = free_port()
     proc = subprocess.Popen([str(SCRIPT), "run", "--target", target, "--path", path, "--port", str(port),
-                             "--dir", str(workdir), "--interval", "1s"],
+                             "--dir", str(workdir), "--interval", "1s",
+                             *(["--token-file", str(token_file)] if token_file else [])],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:

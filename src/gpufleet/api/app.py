@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Callable
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from gpufleet import __version__
+from gpufleet.api.deps import metrics_reader
 from gpufleet.api.limits import DEFAULT_MAX_BODY_BYTES, BodySizeLimit
 from gpufleet.api.routers import accounts, bookings, health, jobs, nodes, schedules, tenants
 from gpufleet.api.routers import results, usage
@@ -22,9 +23,11 @@ API_PREFIX = "/api/v1"
 
 def create_app(ctx: Ctx, metrics: Callable[[], tuple[bytes, str]] | None = None,
                health_service: object | None = None, schedule_service: object | None = None,
-               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, session_idle_s: int | None = None) -> FastAPI:
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, session_idle_s: int | None = None,
+               metrics_token: str | None = None) -> FastAPI:
     """The API over the services. Health and schedule routes answer 503 when their service is not
-    given (e.g. a bare test app). Request bodies over `max_body_bytes` get 413."""
+    given (e.g. a bare test app). Request bodies over `max_body_bytes` get 413. /metrics wants
+    `metrics_token` or an admin's token when a token is given (metrics_reader)."""
     app = FastAPI(title="gpufleet", version=__version__,
                   description="Control plane for a GPU lab", openapi_url="/openapi.json")
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes,
@@ -53,7 +56,7 @@ def create_app(ctx: Ctx, metrics: Callable[[], tuple[bytes, str]] | None = None,
                 "notice": accounts.notice if accounts else None}
 
     if metrics is not None:
-        @app.get("/metrics", include_in_schema=False)
+        @app.get("/metrics", include_in_schema=False, dependencies=[Depends(metrics_reader(metrics_token))])
         def prometheus_metrics():
             body, content_type = metrics()
             return Response(body, media_type=content_type)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import time
 
 from fastapi import Depends, HTTPException, Request
@@ -70,3 +71,17 @@ def _peer_user(request: Request, uid: int) -> User:
     user = user_for_peer(request.app.state.ctx, uid)  # Forbidden (403) for an account refused
     cache[uid] = (time.monotonic() + _CACHE_S, user)
     return user
+
+
+def metrics_reader(scrape_token: str | None):
+    """Who may read /metrics (per-tenant usage, queue and restart series): the scrape token
+    (`<home>/metrics.token`, for Prometheus) or an admin; `scrape_token` None leaves it open
+    (setting metrics_auth: none)."""
+    def check(request: Request, cred: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
+        if scrape_token is None:
+            return
+        if cred is not None and hmac.compare_digest(cred.credentials.encode(), scrape_token.encode()):
+            return
+        if not current_user(request, cred).admin:  # 401 without a valid token
+            raise HTTPException(403, "metrics are for admins and the scrape token (<home>/metrics.token)")
+    return check
