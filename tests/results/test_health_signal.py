@@ -77,3 +77,63 @@ def test_invalid_runs_are_no_evidence(world):
         r.valid = r.node != "n3"  # n3's runs were throttled: perf_valid=false
     add_results(ctx.store.engine, rs)
     assert health.drain_outliers(force=True) == []
+
+
+@pytest.fixture
+def healing(tmp_path):
+    """The same fleet with remediation on (no runbook or burn-in configured: the re-check is the
+    fake NVML's checks, which pass) and no ticketer."""
+    clock = FakeClock()
+    store = Store(make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}"))
+    migrate(store.engine)
+    store.sync_nodes([fake_node(2, "a100", f"n{i}") for i in range(8)])
+    ctx = Ctx(store, FakeExecutor(clock), clock)
+    bootstrap(ctx, [])
+    health = build_health_service(ctx, {"nvml": "fake", "remediation": {"enabled": True, "retry_delay": 0}})
+    yield ctx, health, clock
+    health.close()
+
+
+def later(results, at):
+    for r in results:
+        r.at += at
+    return results
+
+
+def test_a_slow_node_is_remediated_and_ticketed_when_it_stays_slow(healing):
+    ctx, health, clock = healing
+    add_results(ctx.store.engine, stepped(240, None, 0.0, cv=0.01, seed=1, nodes=8, slow={"n3": 0.88}))
+    health.tick()
+    health.workers.wait(10)
+    (first,) = health.repo.remediations("n3")
+    assert first.outcome == "resumed" and first.reason.startswith("health: results: slow node: resnet50-train")
+    assert [s.phase.value for s in first.steps] == ["drain", "wait_idle", "runbook", "burn_in", "recheck", "resume"]
+    assert state(ctx, "n3").state is NodeState.UP
+    # the next scan: the old results alone say nothing new, and n3 has run nothing since
+    clock.advance(health.outlier_interval_s)
+    health.tick()
+    assert len(health.repo.remediations("n3")) == 1 and state(ctx, "n3").state is NodeState.UP
+    # it runs again and is still slow: drained and ticketed, no second round of the same remedy
+    add_results(ctx.store.engine, later(stepped(240, None, 0.0, cv=0.01, seed=2, nodes=8, slow={"n3": 0.88}),
+                                        clock() + 60))
+    clock.advance(health.outlier_interval_s)
+    health.tick()
+    health.workers.wait(10)
+    again = health.repo.remediations("n3")[0]
+    assert again.outcome == "escalated" and f"after remediation {first.id}" in again.reason
+    assert [s.phase.value for s in again.steps] == ["drain", "wait_idle", "ticket"]
+    assert state(ctx, "n3").state is NodeState.DRAIN
+    assert [n.name for n in ctx.store.nodes() if n.state is not NodeState.UP] == ["n3"]
+
+
+def test_a_remediated_node_that_is_fast_again_stays_in_service(healing):
+    ctx, health, clock = healing
+    add_results(ctx.store.engine, stepped(240, None, 0.0, cv=0.01, seed=1, nodes=8, slow={"n3": 0.88}))
+    health.tick()
+    health.workers.wait(10)
+    add_results(ctx.store.engine, later(stepped(240, None, 0.0, cv=0.01, seed=3, nodes=8), clock() + 60))
+    clock.advance(health.outlier_interval_s)
+    health.tick()
+    health.workers.wait(10)
+    assert [r.outcome for r in health.repo.remediations("n3")] == ["resumed"]
+    assert state(ctx, "n3").state is NodeState.UP

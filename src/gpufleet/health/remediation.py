@@ -40,7 +40,7 @@ class Phase(str, Enum):
 P = Phase
 REMEDIATION_TRANSITIONS: dict[Phase, frozenset[Phase]] = {
     P.DRAIN: frozenset({P.WAIT_IDLE}),
-    P.WAIT_IDLE: frozenset({P.RUNBOOK}),
+    P.WAIT_IDLE: frozenset({P.RUNBOOK, P.TICKET}),  # TICKET: `escalate` (a remediation already failed)
     # a failed step ends the round: next round (RUNBOOK again) or, after the last, TICKET
     P.RUNBOOK: frozenset({P.BURN_IN, P.RUNBOOK, P.TICKET}),
     P.BURN_IN: frozenset({P.RECHECK, P.RUNBOOK, P.TICKET}),
@@ -153,11 +153,19 @@ class Remediator:
         self.clock = clock
         self.on_change = on_change or (lambda rem: None)
 
-    def start(self, node: str, health: NodeHealth) -> Remediation:
+    def start(self, node: str, health: NodeHealth, max_rounds: int | None = None) -> Remediation:
         now = self.clock()
         rem = Remediation(node=node, reason=drain_reason(health.reason), requeue=health.requeue,
-                          max_rounds=self.max_rounds, started_at=now, updated_at=now)
+                          max_rounds=self.max_rounds if max_rounds is None else max_rounds,
+                          started_at=now, updated_at=now)
         self.on_change(rem)
+        return rem
+
+    def escalate(self, node: str, health: NodeHealth) -> Remediation:
+        """An incident a remediation has already failed to fix (a node still slow after the
+        remediation that resumed it): drained, then straight to a ticket once it is idle."""
+        rem = self.start(node, health, max_rounds=0)  # no runbook, no burn-in: the ticket is next
+        self.step(rem)
         return rem
 
     def step(self, rem: Remediation) -> bool:
@@ -194,7 +202,7 @@ class Remediator:
     def _do_wait_idle(self, rem: Remediation) -> tuple[StepResult, Phase] | None:
         if not self.hooks.is_idle(rem.node):
             return None
-        return StepResult(True, "no jobs left on the node"), P.RUNBOOK
+        return StepResult(True, "no jobs left on the node"), (P.RUNBOOK if rem.max_rounds else P.TICKET)
 
     def _do_runbook(self, rem: Remediation) -> tuple[StepResult, Phase]:
         result = _guard(lambda: self.hooks.runbook(rem.node, rem.reason, rem.round), "runbook")
@@ -256,7 +264,9 @@ class Remediator:
             rem.ended_at = now
 
     def _ticket(self, rem: Remediation) -> Ticket:
-        lines = [f"Node {rem.node} failed health checks and {rem.max_rounds} remediation round(s).",
+        first = (f"Node {rem.node} failed health checks and {rem.max_rounds} remediation round(s)." if rem.max_rounds
+                 else f"Node {rem.node} is unhealthy again after a remediation resumed it.")
+        lines = [first,
                  "", f"Reason: {rem.reason}", "", "Steps:"]
         lines += [f"- round {s.round} {s.phase.value}: {'ok' if s.ok else 'FAILED'} {s.message}"
                   for s in rem.steps]

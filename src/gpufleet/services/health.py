@@ -22,7 +22,7 @@ from gpufleet.health.config import HealthSettings, parse_health
 from gpufleet.health.cycle import HealthCycle, RemediationWorkers
 from gpufleet.health.fake_nvml import FakeNvmlFleet
 from gpufleet.health.history import failures_per_week, group_by_node, top_failing_checks
-from gpufleet.health.remediation import Remediation, RemediationHooks, Remediator, StepResult
+from gpufleet.health.remediation import Phase, Remediation, RemediationHooks, Remediator, StepResult, drain_reason
 from gpufleet.health.runbook import AnsibleRunbook
 from gpufleet.health.runner import HealthRunner, LocalNvml
 from gpufleet.health.tickets import build_ticketer
@@ -34,6 +34,7 @@ from gpufleet.observability.logs import get_logger
 
 SYSTEM_USER = User("health", "ops", admin=True)
 OUTLIER_INTERVAL_S = 3600.0
+RESULTS_RECHECK_S = 14 * 86400.0  # a slow node resumed by a remediation this recently and slow again: ticket
 log = get_logger("gpufleet.health")
 WEEK_S = 7 * 86400
 
@@ -125,9 +126,12 @@ class HealthService:
 
     def drain_outliers(self, force: bool = False) -> list[str]:
         """Results as a health signal: a node whose benchmark results sit outside its fleet's
-        (slow or noisy, `results outliers`) is drained with that reason, at most every
-        `outlier_interval_s`. A node is drained once for the same findings: after an admin resumes
-        it, only a new finding (another benchmark or kind) drains it again."""
+        (slow or noisy, `results outliers`) is taken out, at most every `outlier_interval_s`:
+        with remediation on, a remediation (drain, let jobs finish, runbook, burn-in, re-check,
+        resume); a node still slow in the results since a remediation resumed it (within
+        RESULTS_RECHECK_S) is drained and ticketed; with remediation off, drained with the reason.
+        A node is taken out once for the same findings: after an admin resumes it, only a new
+        finding (another benchmark or kind) takes it out again."""
         from gpufleet.results.analysis import quarantine
         from gpufleet.services.results import find_outliers
 
@@ -144,13 +148,44 @@ class HealthService:
         known = {n.name: n for n in self.ctx.store.nodes()}
         for q in found:
             node = known.get(q.node)
-            findings = frozenset((o.benchmark, o.metric, o.params, o.stats.kind) for o in q.outliers)
-            if node is None or node.state is not NodeState.UP or findings <= self._outlier_drained.get(q.node, frozenset()):
+            if node is None or node.state is not NodeState.UP:
                 continue
-            self._drain(node.name, f"results: {q.reason}"[:240], False)
+            findings = frozenset((o.benchmark, o.metric, o.params, o.stats.kind) for o in q.outliers)
+            fixed = self._results_remediation(q.node, now)
+            if fixed is not None:  # judged on what it did since: old results say nothing new
+                since = quarantine(find_outliers(self.ctx, SYSTEM_USER, since=fixed.ended_at))
+                again = next((x for x in since if x.node == q.node), None)
+                if again is not None:
+                    self._take_out(q.node, f"results: still {again.reason} after remediation {fixed.id}",
+                                   escalate=True)
+                    drained.append(q.node)
+                continue
+            if findings <= self._outlier_drained.get(q.node, frozenset()):
+                continue
+            self._take_out(node.name, f"results: {q.reason}")
             self._outlier_drained[q.node] = findings | self._outlier_drained.get(q.node, frozenset())
             drained.append(node.name)
         return drained
+
+    def _results_remediation(self, node: str, now: float) -> Remediation | None:
+        """The node's newest remediation for results, if it resumed the node lately."""
+        for rem in self.repo.remediations(node, limit=10):
+            if rem.reason.startswith(drain_reason("results:")):
+                recent = rem.ended_at is not None and now - rem.ended_at <= RESULTS_RECHECK_S
+                return rem if rem.phase is Phase.RESUMED and recent else None
+        return None
+
+    def _take_out(self, node: str, reason: str, escalate: bool = False) -> None:
+        if self.remediator is None or self.repo.open_remediation(node) is not None:
+            self._drain(node, reason[:240], False)
+            return
+        record = CheckRecord(node, "results", self.ctx.clock(), Status.FAIL, reason[len("results: "):], {}, 0.0,
+                             f"results-{int(self.ctx.clock() * 1000)}")
+        health = NodeHealth(node, record.at, record.run_id, (record,))  # jobs there finish (no requeue)
+        rem = self.remediator.escalate(node, health) if escalate else self.remediator.start(node, health)
+        if not escalate:
+            self.remediator.step(rem)  # the drain, now
+        self.workers.submit(rem)
 
     def close(self) -> None:
         if self.workers is not None:
