@@ -23,7 +23,9 @@ No container runtime exists here, so pods never really run in containers. This p
   kubelet does (phase Failed, reason DeadlineExceeded). Graceful deletion is completed.
 * serves the kubelet `GET /containerLogs/{ns}/{pod}/{container}` endpoint over HTTPS (client
   certificate required when --client-ca is given), so `kubectl logs` / read_namespaced_pod_log
-  really go apiserver -> "kubelet" (tailLines, limitBytes, follow supported).
+  really go apiserver -> "kubelet" (tailLines, limitBytes, follow, timestamps supported; this fake
+  keeps no time per line, so with timestamps=true every line carries the log file's modification
+  time: exact for the newest line, which is what gpufleet's heartbeat asks for with tailLines=1).
 
 Only needs the official `kubernetes` client. Usage:
   fake_kubelet.py --kubeconfig K --nodes 4 --gpus 8 --gpu-product NVIDIA-A100-SXM4-80GB \
@@ -460,12 +462,16 @@ def make_handler(kubelet: FakeKubelet):
             self.stream(path, ns, pod, q)
 
         def stream(self, path: str, ns: str, pod: str, q: dict) -> None:
+            stamped = q.get("timestamps") == "true"
             with open(path, "rb") as f:
                 data = f.read()
+                mtime = os.fstat(f.fileno()).st_mtime
             pos = len(data)
             if "tailLines" in q:
                 n = int(q["tailLines"])
                 data = b"".join(data.splitlines(keepends=True)[-n:]) if n > 0 else b""
+            if stamped:
+                data = stamp(data, mtime)
             left = int(q["limitBytes"]) if "limitBytes" in q else None
             follow = q.get("follow") == "true"
             while True:
@@ -481,11 +487,21 @@ def make_handler(kubelet: FakeKubelet):
                 with open(path, "rb") as f:
                     f.seek(pos)
                     data = f.read()
+                    mtime = os.fstat(f.fileno()).st_mtime
                 pos += len(data)
+                if stamped:
+                    data = stamp(data, mtime)
                 if not running:  # one last read after the pod ended, then close
                     follow = False
 
     return Handler
+
+
+def stamp(data: bytes, at: float) -> bytes:
+    """Each line prefixed with `at` as kubelet writes it for timestamps=true (RFC 3339, ns, UTC)."""
+    t = dt.datetime.fromtimestamp(at, dt.timezone.utc)
+    prefix = (t.strftime("%Y-%m-%dT%H:%M:%S") + f".{t.microsecond:06d}000Z ").encode()
+    return b"".join(prefix + line for line in data.splitlines(keepends=True))
 
 
 def serve_logs(kubelet: FakeKubelet) -> None:
