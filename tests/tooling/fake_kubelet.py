@@ -17,7 +17,11 @@ No container runtime exists here, so pods never really run in containers. This p
       fake-kubelet.gpufleet.io/log          | FAKE_KUBELET_LOG          (text the "container" prints)
       fake-kubelet.gpufleet.io/exec: "true" | FAKE_KUBELET_EXEC=1       run the container's command
                                               on THIS host as a subprocess (image ignored) with the
-                                              container's env; exit code and output are real.
+                                              container's env; exit code and output are real. Run
+                                              as root, its hostPath volumeMounts (subPath made when
+                                              missing, as kubelet does) are bind-mounted in a
+                                              mount namespace of its own onto mountPaths that exist
+                                              on this host (others are left out).
 
   Pods with restartPolicy Always and no rule keep running. `activeDeadlineSeconds` is enforced as
   kubelet does (phase Failed, reason DeadlineExceeded). Graceful deletion is completed.
@@ -40,6 +44,7 @@ import json
 import logging
 import os
 import shlex
+import shutil
 import signal
 import ssl
 import re
@@ -160,6 +165,7 @@ class Runner:
         # what the NVIDIA device plugin does: expose exactly the GPUs it allocated to the container
         env["NVIDIA_VISIBLE_DEVICES"] = ",".join(map(str, gpu_ids)) if gpu_ids else "void"
         cwd = c.get("workingDir") if c.get("workingDir") and os.path.isdir(c["workingDir"]) else "/tmp"
+        argv = with_mounts(host_mounts(pod, c), argv or ["true"])
         try:
             self.procs[pod["metadata"]["uid"]] = subprocess.Popen(
                 argv or ["true"], stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd,
@@ -182,6 +188,43 @@ class Runner:
             except ProcessLookupError:
                 pass
             p.wait()
+
+
+# bind (src, dst, ro) triples, then exec the command: run by `unshare --mount` (a private namespace)
+_BIND = """n=$1; shift
+while [ "$n" -gt 0 ]; do
+  if [ -d "$2" ]; then mount --bind "$1" "$2" && if [ "$3" = 1 ]; then mount -o remount,bind,ro "$2"; fi; fi
+  shift 3; n=$((n - 1))
+done
+exec "$@"
+"""
+
+
+def host_mounts(pod: dict, c: dict) -> list[tuple[str, str, bool]]:
+    """(source on this host, mountPath, readOnly) of the container's hostPath volumeMounts; a
+    missing subPath folder is made, as kubelet does."""
+    vols = {v.get("name"): v for v in pod["spec"].get("volumes") or []}
+    out = []
+    for m in c.get("volumeMounts") or []:
+        hp = (vols.get(m.get("name")) or {}).get("hostPath")
+        if not hp:
+            continue
+        src = hp["path"]
+        if m.get("subPath"):
+            src = os.path.join(src, m["subPath"])
+            os.makedirs(src, exist_ok=True)
+        out.append((src, m["mountPath"], bool(m.get("readOnly"))))
+    return out
+
+
+def with_mounts(mounts: list[tuple[str, str, bool]], argv: list[str]) -> list[str]:
+    """`argv` run in its own mount namespace with `mounts` bound (root only; else unchanged)."""
+    mounts = [m for m in mounts if os.path.isdir(m[1])]
+    if not mounts or os.geteuid() != 0 or not shutil.which("unshare"):
+        return argv
+    flat = [x for src, dst, ro in mounts for x in (src, dst, "1" if ro else "0")]
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", _BIND, "fake-kubelet-mount",
+            str(len(mounts)), *flat, *argv]
 
 
 class FakeKubelet:
