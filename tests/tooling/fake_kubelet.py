@@ -23,6 +23,8 @@ No container runtime exists here, so pods never really run in containers. This p
                                               mount namespace of its own onto mountPaths that exist
                                               on this host (others are left out).
 
+  A Node annotated `fake-kubelet.gpufleet.io/not-ready: <message>` is reported NotReady (Ready
+  False, that message) at each heartbeat (10 s) until the annotation is removed: a node fault.
   Pods with restartPolicy Always and no rule keep running. `activeDeadlineSeconds` is enforced as
   kubelet does (phase Failed, reason DeadlineExceeded). Graceful deletion is completed.
 * serves the kubelet `GET /containerLogs/{ns}/{pod}/{container}` endpoint over HTTPS (client
@@ -286,6 +288,10 @@ class FakeKubelet:
 
     def heartbeat(self, n: str) -> None:
         st = self.node_status()
+        why = (self.core.read_node(n).metadata.annotations or {}).get(ANN + "not-ready")
+        if why:  # a test's node fault: report NotReady until the annotation goes
+            ready = st["conditions"][0]
+            ready.update(status="False", reason="KubeletNotReady", message=why)
         st["addresses"] = [{"type": "InternalIP", "address": self.args.address},
                            {"type": "Hostname", "address": n}]
         self.core.patch_node_status(n, {"status": st})

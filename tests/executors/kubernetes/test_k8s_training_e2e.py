@@ -4,11 +4,13 @@ its nodes those of a fake kubelet of this checkout, which runs each rank's comma
 the volume's subPath bind-mounted (exec mode, as root). A 2-node gang saves a checkpoint and hangs
 (no output): the control loop sees no new log line for --heartbeat, restarts it, and attempt 2
 resumes from the same folder (GPUFLEET_RESTART_COUNT=1) and succeeds. A gang that keeps printing
-outlives its --heartbeat untouched."""
+outlives its --heartbeat untouched. A gang whose node goes NotReady mid-run restarts on the healthy
+third node and resumes from its checkpoint."""
 
 from __future__ import annotations
 
 import os
+import time
 import uuid
 
 import pytest
@@ -90,3 +92,36 @@ def test_a_gang_that_keeps_printing_outlives_its_heartbeat(train_server):
     done = s.wait_state(job, {"SUCCEEDED", "FAILED", "LOST"}, timeout=60)
     assert done["state"] == "SUCCEEDED" and done["restarts"] == 0, done
     assert done["ended_at"] - done["started_at"] >= 9  # ran ~10 s, twice its --heartbeat
+
+
+def set_not_ready(core, node: str, why: str | None) -> None:
+    """A node fault as the fake kubelet reports it (annotation), applied at once (status patch)."""
+    core.patch_node(node, {"metadata": {"annotations": {"fake-kubelet.gpufleet.io/not-ready": why}}})
+    ready = {"type": "Ready", "status": "False" if why else "True", "reason": "KubeletNotReady" if why else "KubeletReady",
+             "message": why or "fake-kubelet"}
+    core.patch_node_status(node, {"status": {"conditions": [ready]}})
+
+
+def test_a_faulted_gang_restarts_on_a_healthy_node_and_resumes_from_its_checkpoint(train_server, core, namespace,
+                                                                                 own_kubelet):
+    from .conftest import _node_ready
+
+    s = train_server
+    job = s.submit("--nodes", "2", "--gpus", "1", "--image", IMAGE, "--", "sh", "-c", TRAIN)
+    first = s.wait_state(job, {"RUNNING"}, timeout=30)
+    s.wait_log(job, "rank 0 training", timeout=30)
+    bad = first["nodes"][1]
+    t0 = time.time()
+    try:
+        set_not_ready(core, bad, "gpufleet e2e: node fault")
+        done = s.wait_state(job, {"SUCCEEDED", "FAILED", "LOST", "CANCELLED"}, timeout=60)
+        one, two = done["attempts"]
+        print(f"node fault -> attempt 2 running: {two['started_at'] - t0:.2f} s")
+        assert done["state"] == "SUCCEEDED" and done["restarts"] == 1, done
+        assert f"node {bad} is down" in one["reason"] and "Restarting after a fault (1)" in one["reason"], one
+        assert bad not in two["nodes"] and len(two["nodes"]) == 2 and set(two["nodes"]) <= set(own_kubelet), two
+        assert s.cli("logs", str(job)).stdout == "rank 0 resumed from step 41 RESTART_COUNT=1\n"
+        assert next(n["state"] for n in s.cli_json("nodes") if n["name"] == bad) == "down"
+    finally:
+        set_not_ready(core, bad, None)
+        eventually(lambda: _node_ready(core, bad), timeout=60, what=f"{bad} Ready again")
