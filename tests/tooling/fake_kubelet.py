@@ -17,13 +17,21 @@ No container runtime exists here, so pods never really run in containers. This p
       fake-kubelet.gpufleet.io/log          | FAKE_KUBELET_LOG          (text the "container" prints)
       fake-kubelet.gpufleet.io/exec: "true" | FAKE_KUBELET_EXEC=1       run the container's command
                                               on THIS host as a subprocess (image ignored) with the
-                                              container's env; exit code and output are real.
+                                              container's env; exit code and output are real. Run
+                                              as root, its hostPath volumeMounts (subPath made when
+                                              missing, as kubelet does) are bind-mounted in a
+                                              mount namespace of its own onto mountPaths that exist
+                                              on this host (others are left out).
 
+  A Node annotated `fake-kubelet.gpufleet.io/not-ready: <message>` is reported NotReady (Ready
+  False, that message) at each heartbeat (10 s) until the annotation is removed: a node fault.
   Pods with restartPolicy Always and no rule keep running. `activeDeadlineSeconds` is enforced as
   kubelet does (phase Failed, reason DeadlineExceeded). Graceful deletion is completed.
 * serves the kubelet `GET /containerLogs/{ns}/{pod}/{container}` endpoint over HTTPS (client
   certificate required when --client-ca is given), so `kubectl logs` / read_namespaced_pod_log
-  really go apiserver -> "kubelet" (tailLines, limitBytes, follow supported).
+  really go apiserver -> "kubelet" (tailLines, limitBytes, follow, timestamps supported; this fake
+  keeps no time per line, so with timestamps=true every line carries the log file's modification
+  time: exact for the newest line, which is what gpufleet's heartbeat asks for with tailLines=1).
 
 Only needs the official `kubernetes` client. Usage:
   fake_kubelet.py --kubeconfig K --nodes 4 --gpus 8 --gpu-product NVIDIA-A100-SXM4-80GB \
@@ -38,6 +46,7 @@ import json
 import logging
 import os
 import shlex
+import shutil
 import signal
 import ssl
 import re
@@ -158,6 +167,7 @@ class Runner:
         # what the NVIDIA device plugin does: expose exactly the GPUs it allocated to the container
         env["NVIDIA_VISIBLE_DEVICES"] = ",".join(map(str, gpu_ids)) if gpu_ids else "void"
         cwd = c.get("workingDir") if c.get("workingDir") and os.path.isdir(c["workingDir"]) else "/tmp"
+        argv = with_mounts(host_mounts(pod, c), argv or ["true"])
         try:
             self.procs[pod["metadata"]["uid"]] = subprocess.Popen(
                 argv or ["true"], stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd,
@@ -180,6 +190,43 @@ class Runner:
             except ProcessLookupError:
                 pass
             p.wait()
+
+
+# bind (src, dst, ro) triples, then exec the command: run by `unshare --mount` (a private namespace)
+_BIND = """n=$1; shift
+while [ "$n" -gt 0 ]; do
+  if [ -d "$2" ]; then mount --bind "$1" "$2" && if [ "$3" = 1 ]; then mount -o remount,bind,ro "$2"; fi; fi
+  shift 3; n=$((n - 1))
+done
+exec "$@"
+"""
+
+
+def host_mounts(pod: dict, c: dict) -> list[tuple[str, str, bool]]:
+    """(source on this host, mountPath, readOnly) of the container's hostPath volumeMounts; a
+    missing subPath folder is made, as kubelet does."""
+    vols = {v.get("name"): v for v in pod["spec"].get("volumes") or []}
+    out = []
+    for m in c.get("volumeMounts") or []:
+        hp = (vols.get(m.get("name")) or {}).get("hostPath")
+        if not hp:
+            continue
+        src = hp["path"]
+        if m.get("subPath"):
+            src = os.path.join(src, m["subPath"])
+            os.makedirs(src, exist_ok=True)
+        out.append((src, m["mountPath"], bool(m.get("readOnly"))))
+    return out
+
+
+def with_mounts(mounts: list[tuple[str, str, bool]], argv: list[str]) -> list[str]:
+    """`argv` run in its own mount namespace with `mounts` bound (root only; else unchanged)."""
+    mounts = [m for m in mounts if os.path.isdir(m[1])]
+    if not mounts or os.geteuid() != 0 or not shutil.which("unshare"):
+        return argv
+    flat = [x for src, dst, ro in mounts for x in (src, dst, "1" if ro else "0")]
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", _BIND, "fake-kubelet-mount",
+            str(len(mounts)), *flat, *argv]
 
 
 class FakeKubelet:
@@ -241,6 +288,10 @@ class FakeKubelet:
 
     def heartbeat(self, n: str) -> None:
         st = self.node_status()
+        why = (self.core.read_node(n).metadata.annotations or {}).get(ANN + "not-ready")
+        if why:  # a test's node fault: report NotReady until the annotation goes
+            ready = st["conditions"][0]
+            ready.update(status="False", reason="KubeletNotReady", message=why)
         st["addresses"] = [{"type": "InternalIP", "address": self.args.address},
                            {"type": "Hostname", "address": n}]
         self.core.patch_node_status(n, {"status": st})
@@ -460,12 +511,16 @@ def make_handler(kubelet: FakeKubelet):
             self.stream(path, ns, pod, q)
 
         def stream(self, path: str, ns: str, pod: str, q: dict) -> None:
+            stamped = q.get("timestamps") == "true"
             with open(path, "rb") as f:
                 data = f.read()
+                mtime = os.fstat(f.fileno()).st_mtime
             pos = len(data)
             if "tailLines" in q:
                 n = int(q["tailLines"])
                 data = b"".join(data.splitlines(keepends=True)[-n:]) if n > 0 else b""
+            if stamped:
+                data = stamp(data, mtime)
             left = int(q["limitBytes"]) if "limitBytes" in q else None
             follow = q.get("follow") == "true"
             while True:
@@ -481,11 +536,21 @@ def make_handler(kubelet: FakeKubelet):
                 with open(path, "rb") as f:
                     f.seek(pos)
                     data = f.read()
+                    mtime = os.fstat(f.fileno()).st_mtime
                 pos += len(data)
+                if stamped:
+                    data = stamp(data, mtime)
                 if not running:  # one last read after the pod ended, then close
                     follow = False
 
     return Handler
+
+
+def stamp(data: bytes, at: float) -> bytes:
+    """Each line prefixed with `at` as kubelet writes it for timestamps=true (RFC 3339, ns, UTC)."""
+    t = dt.datetime.fromtimestamp(at, dt.timezone.utc)
+    prefix = (t.strftime("%Y-%m-%dT%H:%M:%S") + f".{t.microsecond:06d}000Z ").encode()
+    return b"".join(prefix + line for line in data.splitlines(keepends=True))
 
 
 def serve_logs(kubelet: FakeKubelet) -> None:

@@ -128,7 +128,7 @@ def _check_engine(executor, spec) -> None:
                                        "(the local, slurm and kubernetes engines do); submit without an image")
     if spec.heartbeat_s and Ability.HEARTBEAT not in executor.abilities:
         raise ValidationError("heartbeat", f"the {executor.name} engine cannot watch a heartbeat yet "
-                                           "(the local and slurm engines do); submit without --heartbeat")
+                                           "(the local, slurm and kubernetes engines do); submit without --heartbeat")
     if spec.workdir and Ability.HOST_PATHS in executor.abilities:
         if not os.path.isabs(spec.workdir):
             raise ValidationError("workdir", f"must be an absolute path, got {spec.workdir!r}")

@@ -7,8 +7,12 @@ Every test session gets its own namespace and instance label, removed at the end
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
@@ -142,3 +146,61 @@ def eventually(fn: Callable[[], Any], timeout: float = 20.0, what: str = "condit
         if time.monotonic() > end:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.1)
+
+
+FAKE_KUBELET = Path(__file__).resolve().parents[2] / "tooling" / "fake_kubelet.py"
+
+
+def _node_ready(core: Any, name: str) -> bool:
+    from kubernetes.client.rest import ApiException
+
+    try:
+        node = core.read_node(name)
+    except ApiException:
+        return False
+    ready = any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
+    return ready and not any(t.key.startswith("node.kubernetes.io/") for t in node.spec.taints or [])
+
+
+@pytest.fixture(scope="session")
+def own_kubelet(kubeconfig: str, core: Any, session_tag: str, tmp_path_factory: Any) -> Iterator[list[str]]:
+    """3 GPU nodes served by a fake kubelet of THIS checkout (tests/tooling/fake_kubelet.py), not the
+    dev cluster's long-running one (which may be an older version: log timestamps, hostPath mounts
+    in exec mode). Its own log port; its nodes are deleted at the end."""
+    pki = Path(kubeconfig).parent / "pki"
+    certs = [pki / "kubelet.crt", pki / "kubelet.key", pki / "ca.crt"]
+    if not all(os.access(c, os.R_OK) for c in certs):
+        msg = f"the dev cluster's kubelet certificates ({pki}) are not readable: cannot start a fake kubelet"
+        pytest.fail(msg) if os.environ.get("CI") else pytest.skip("SKIPPED LOUDLY: " + msg)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    prefix, state = f"own{session_tag}", tmp_path_factory.mktemp("own-kubelet")
+    names = [f"{prefix}-{i:02d}" for i in (1, 2, 3)]
+    log = open(state / "fake-kubelet.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, str(FAKE_KUBELET), "--kubeconfig", kubeconfig, "--nodes", "3", "--gpus", "8",
+         "--prefix", prefix, "--log-port", str(port), "--tls-cert", str(certs[0]), "--tls-key", str(certs[1]),
+         "--client-ca", str(certs[2]), "--state-dir", str(state)],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        eventually(lambda: proc.poll() is not None or all(_node_ready(core, n) for n in names), timeout=60,
+                   what=f"own fake kubelet's nodes Ready (log {state}/fake-kubelet.log)")
+        assert proc.poll() is None, (state / "fake-kubelet.log").read_text()[-2000:]
+        yield names
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        from kubernetes import client
+
+        leases = client.CoordinationV1Api(core.api_client)
+        for n in names:
+            for delete in (lambda: core.delete_node(n), lambda: leases.delete_namespaced_lease(n, "kube-node-lease")):
+                try:
+                    delete()
+                except Exception:  # noqa: BLE001 - never registered, or already gone
+                    pass
+        log.close()

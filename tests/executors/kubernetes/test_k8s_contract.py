@@ -69,8 +69,9 @@ class TestKubernetesContract(ExecutorContract):
                                              label_selector=f"gpufleet.io/job-id={job.id}").items[0]
         c = pod.spec.containers[0]
         assert c.image == IMAGE and c.image_pull_policy == "Never"
-        assert [(v.name, v.host_path.path) for v in pod.spec.volumes] == [("gpufleet-mount-0", str(src))]
-        assert [(m.name, m.mount_path, m.read_only) for m in c.volume_mounts] == [("gpufleet-mount-0", "/data", True)]
+        assert [(v.name, v.host_path.path) for v in pod.spec.volumes if v.host_path] == [("gpufleet-mount-0", str(src))]
+        assert [(m.name, m.mount_path, m.read_only) for m in c.volume_mounts if m.name.startswith("gpufleet-mount")] \
+            == [("gpufleet-mount-0", "/data", True)]
         env = {e.name: e.value for e in c.env}
         planned = job.allocation[0].gpus
         assert env["GPUFLEET_GPUS"] == ",".join(map(str, planned)) and env["NODE_RANK"] == "0"

@@ -18,13 +18,14 @@ def test_mounts_become_hostpath_volumes_and_read_only_mounts():
     job = job_of([Allocation("n1", (0,))])
     job.spec = replace(job.spec, mounts=("/datasets/imagenet:/data:ro", "/scratch:/scratch"))
     pod = manifests.pod_spec(CFG, job, 0)
-    assert pod["volumes"] == [{"name": "gpufleet-mount-0", "hostPath": {"path": "/datasets/imagenet"}},
-                              {"name": "gpufleet-mount-1", "hostPath": {"path": "/scratch"}}]
-    assert pod["containers"][0]["volumeMounts"] == [
+    assert pod["volumes"][1:] == [{"name": "gpufleet-mount-0", "hostPath": {"path": "/datasets/imagenet"}},
+                                  {"name": "gpufleet-mount-1", "hostPath": {"path": "/scratch"}}]
+    assert pod["containers"][0]["volumeMounts"][1:] == [
         {"name": "gpufleet-mount-0", "mountPath": "/data", "readOnly": True},
         {"name": "gpufleet-mount-1", "mountPath": "/scratch", "readOnly": False}]
     plain = manifests.pod_spec(CFG, job_of([Allocation("n1", (0,))]), 0)
-    assert "volumes" not in plain and "volumeMounts" not in plain["containers"][0]
+    assert plain["volumes"] == [{"name": "gpufleet-run", "emptyDir": {}}]  # $GPUFLEET_RUN_DIR only
+    assert plain["containers"][0]["volumeMounts"] == [{"name": "gpufleet-run", "mountPath": "/gpufleet/run"}]
 
 
 @pytest.mark.parametrize("pull,policy", [("always", "Always"), ("missing", "IfNotPresent"), ("never", "Never")])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 import re
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
@@ -9,6 +10,7 @@ from typing import Any, Mapping
 from gpufleet.domain import ValidationError
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")  # a PersistentVolumeClaim name
 DEFAULT_TOLERATIONS: tuple[Mapping[str, str], ...] = (
     # GPU nodes are commonly tainted so that only GPU pods land there.
     {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
@@ -47,6 +49,16 @@ class KubernetesConfig:
     watch_timeout_s: int = 240  # server-side watch timeout; the watch then resumes from its version
     request_timeout_s: float = 30.0
     container_name: str = "main"
+    # $GPUFLEET_CHECKPOINT_DIR: a volume shared by every node, {"claim": PVC name} (ReadWriteMany
+    # for gangs) or {"host_path": path} (a shared filesystem mounted at that path on every node);
+    # each job gets its own subPath of it, <instance>-<job id>-<submitted ms>, the same for every
+    # attempt, mounted at `checkpoint_mount` in every rank. None: no checkpoint directory.
+    checkpoint_volume: Mapping[str, str] | None = None
+    checkpoint_mount: str = "/gpufleet/checkpoints"
+    # Where THIS server sees the same volume (an NFS mount of it, or the host path on a one-node
+    # cluster), for `last_checkpoint` (lost GPU-hours counted from the newest checkpoint write);
+    # None: the server cannot see it (lost time counted from the attempt's start).
+    checkpoint_server_path: str | None = None
 
     def __post_init__(self) -> None:
         if not _DNS_LABEL.match(self.instance) or len(self.instance) > 20:
@@ -55,6 +67,15 @@ class KubernetesConfig:
             raise ValidationError("namespace", f"{self.namespace!r} is not a valid Kubernetes namespace")
         if self.delete_propagation not in ("Foreground", "Background"):
             raise ValidationError("delete_propagation", "must be Foreground or Background")
+        _check_checkpoint(self)
+
+    def checkpoint_subpath(self, job_id: int, submitted_at: float) -> str | None:
+        """The job's folder in the checkpoint volume, from server-side values only (the DNS-label
+        instance, the integer id, the submit time), like the Slurm engine's checkpoint_dir: a job
+        of another gpufleet or of an earlier database that reused the id never finds it."""
+        if self.checkpoint_volume is None:
+            return None
+        return f"{self.instance}-{int(job_id)}-{int(submitted_at * 1000)}"
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any]) -> "KubernetesConfig":
@@ -67,5 +88,36 @@ class KubernetesConfig:
                 raise ValidationError(f"kubernetes.{key}", f"unknown option (known: {', '.join(sorted(known))})")
             if name in ("tolerations", "image_pull_secrets") and value is not None:
                 value = tuple(value)
+            if name == "checkpoint_volume" and isinstance(value, Mapping):
+                value = {str(k).replace("-", "_"): v for k, v in value.items()}
             kw[name] = value
         return cls(**kw)
+
+
+def _abs_path(field_name: str, value: object) -> str:
+    """An absolute, normalised path other than `/` (no `..`, no `:` for the container runtime)."""
+    if not isinstance(value, str) or not value.startswith("/") or ":" in value:
+        raise ValidationError(field_name, f"must be an absolute path without ':', got {value!r}")
+    norm = posixpath.normpath(value)
+    if norm == "/" or norm != value.rstrip("/") or ".." in value.split("/"):
+        raise ValidationError(field_name, f"must be a normalised absolute path other than /, got {value!r}")
+    return norm
+
+
+def _check_checkpoint(cfg: KubernetesConfig) -> None:
+    vol = cfg.checkpoint_volume
+    name = "kubernetes.checkpoint_volume"
+    if vol is not None:
+        if not isinstance(vol, Mapping) or len(vol) != 1 or set(vol) - {"claim", "host_path"}:
+            raise ValidationError(name, f"must be {{claim: PVC name}} or {{host_path: /shared/path}}, got {vol!r}")
+        (kind, value), = vol.items()
+        if kind == "claim":
+            if not isinstance(value, str) or not _DNS_SUBDOMAIN.match(value) or len(value) > 253:
+                raise ValidationError(f"{name}.claim", f"{value!r} is not a PersistentVolumeClaim name")
+        else:
+            _abs_path(f"{name}.host_path", value)
+    _abs_path("kubernetes.checkpoint_mount", cfg.checkpoint_mount)
+    if cfg.checkpoint_server_path is not None:
+        if vol is None:
+            raise ValidationError("kubernetes.checkpoint_server_path", "needs kubernetes.checkpoint_volume")
+        _abs_path("kubernetes.checkpoint_server_path", cfg.checkpoint_server_path)

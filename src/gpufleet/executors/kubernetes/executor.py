@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from typing import Any, ClassVar, Sequence
@@ -21,8 +22,9 @@ from kubernetes.client.rest import ApiException
 
 from gpufleet.domain import Job, Node, ValidationError
 from gpufleet.executors.accounts import Accounts, lookup
-from gpufleet.executors.base import Ability, ExecutorBase, LogChunk, Observation, Phase, attempt_view
-from gpufleet.executors.kubernetes import manifests, names as n, nodes as kn, phases
+from gpufleet.executors.base import (
+    Ability, ExecutorBase, LogChunk, Observation, Phase, attempt_view, newest_write_below)
+from gpufleet.executors.kubernetes import manifests, names as n, nodes as kn, phases, progress
 from gpufleet.executors.kubernetes.cache import Key, WatchCache
 from gpufleet.executors.kubernetes.config import KubernetesConfig
 
@@ -44,7 +46,7 @@ def api_client(cfg: KubernetesConfig) -> client.ApiClient:
 class KubernetesExecutor(ExecutorBase):
     name: ClassVar[str] = "kubernetes"
     abilities: ClassVar[frozenset[Ability]] = frozenset(
-        {Ability.NODES, Ability.DRAIN, Ability.LOGS, Ability.ADOPT, Ability.IMAGES})
+        {Ability.NODES, Ability.DRAIN, Ability.LOGS, Ability.ADOPT, Ability.IMAGES, Ability.HEARTBEAT})
     requires: ClassVar[frozenset[str]] = frozenset({"image"})  # checked by the submit service
 
     def __init__(self, cfg: KubernetesConfig | None = None, *, api: client.ApiClient | None = None,
@@ -63,6 +65,7 @@ class KubernetesExecutor(ExecutorBase):
         self._cancelled: set[Key] = set()
         self._starting: dict[Key, float] = {}  # attempts seen STARTING: since when
         self._final: dict[Key, Observation] = {}  # ended attempts: what they ended as
+        self._progress: dict[Key, tuple[float, float | None]] = {}  # attempt -> (read at, newest line)
         self._namespace_ready = False
         self._lock = threading.Lock()
         self.cache.start()
@@ -286,6 +289,49 @@ class KubernetesExecutor(ExecutorBase):
         chunk = data[offset:]
         complete = ended and len(data) < offset + MAX_LOG_CHUNK
         return LogChunk(chunk, offset + len(chunk), complete)
+
+    # --------------------------------------------------------------- heartbeat --
+    def last_sign_of_life(self, job: Job) -> float | None:
+        """The newest output line of any running rank pod of the current attempt (its kubelet
+        timestamp: pod log API, timestamps=true, tailLines=1). A reading is reused for
+        `progress.refresh_s(--heartbeat)`. A pod whose container has not started or is gone (400,
+        404) shows nothing; any other error is raised, so an unreachable API server or kubelet is
+        never taken for a hang (the control loop skips the check that cycle)."""
+        key, now = n.job_key(job), self.clock()
+        with self._lock:
+            hit = self._progress.get(key)
+        if hit is not None and now - hit[0] < progress.refresh_s(job.spec.heartbeat_s):
+            return hit[1]
+        _, pods = self.cache.objects(key)
+        seen = [self._newest_line(p["metadata"]["name"]) for p in pods
+                if (p.get("status") or {}).get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")]
+        newest = max((t for t in seen if t is not None), default=None)
+        with self._lock:
+            if len(self._progress) > 4096:  # forget attempts whose objects are gone
+                live = self.cache.keys()
+                self._progress = {k: v for k, v in self._progress.items() if k in live}
+            self._progress[key] = (now, newest)
+        return newest
+
+    def _newest_line(self, pod: str) -> float | None:
+        try:
+            resp = self.core.read_namespaced_pod_log(
+                pod, self.cfg.namespace, container=self.cfg.container_name, timestamps=True, tail_lines=1,
+                _preload_content=False, _request_timeout=self.cfg.request_timeout_s)
+        except ApiException as e:
+            if e.status in (400, 404):  # waiting to start / deleted: no output to judge by
+                return None
+            raise
+        return progress.line_time(resp.data)
+
+    def last_checkpoint(self, job: Job) -> float | None:
+        """The newest write in the job's folder of the checkpoint volume, where this server sees
+        that volume (`checkpoint_server_path`); None otherwise (a pod's files cannot be read
+        through the API without exec)."""
+        sub = self.cfg.checkpoint_subpath(job.id, job.submitted_at)
+        if self.cfg.checkpoint_server_path is None or sub is None:
+            return None
+        return newest_write_below(os.path.join(self.cfg.checkpoint_server_path, sub))
 
     def _pod_for(self, job: Job, rank: int) -> dict[str, Any] | None:
         _, pods = self.cache.objects(n.job_key(job))

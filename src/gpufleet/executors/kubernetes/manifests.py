@@ -16,7 +16,7 @@ from typing import Any
 
 from gpufleet.domain import Job, ValidationError
 from gpufleet.domain.image import DEFAULT_PULL, parse_mount
-from gpufleet.executors.base import master_port_for, rank_env
+from gpufleet.executors.base import HEARTBEAT_FILE, master_port_for, rank_env
 from gpufleet.executors.kubernetes import names as n
 from gpufleet.executors.kubernetes.config import KubernetesConfig
 
@@ -26,6 +26,18 @@ PULL_POLICY = {"always": "Always", "missing": "IfNotPresent", "never": "Never"} 
 # Inside a container the device plugin exposes exactly the GPUs it assigned, renumbered from 0, and
 # sets NVIDIA_VISIBLE_DEVICES itself. Setting it from the pod spec would bypass GPU isolation.
 _DEVICE_PLUGIN_OWNS = ("NVIDIA_VISIBLE_DEVICES",)
+RUN_MOUNT = "/gpufleet/run"  # $GPUFLEET_RUN_DIR: an emptyDir per rank pod (this attempt's scratch)
+CHECKPOINT_VOLUME = "gpufleet-checkpoints"
+CHECKPOINT_ROOT = "/gpufleet/checkpoint-root"  # the volume's root, in the init container only
+# Run as the job's account (run_as_user) before the main container: make the job's folder of the
+# checkpoint volume 0700 and its own, or refuse one that is a link or another account's (exit 75),
+# as the Slurm batch script does. Only sh builtins and mkdir: any image with a POSIX shell has them.
+CHECKPOINT_INIT = (
+    'd=$1\n'
+    'if [ ! -e "$d" ] && [ ! -L "$d" ]; then mkdir -m 0700 "$d" || exit 75; fi\n'
+    'if [ -L "$d" ] || [ ! -d "$d" ] || [ ! -O "$d" ]; then\n'
+    '  echo "gpufleet: the checkpoint directory $d is a link or belongs to another account: refused" >&2; exit 75\n'
+    'fi\n')
 
 
 def image(cfg: KubernetesConfig, job: Job) -> str | None:
@@ -68,6 +80,10 @@ def container_env(cfg: KubernetesConfig, job: Job, rank: int) -> list[dict[str, 
         env.pop(key, None)
     gpus = len(job.allocation[rank].gpus)
     env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(gpus))  # container-relative
+    env["GPUFLEET_RUN_DIR"] = RUN_MOUNT
+    env["GPUFLEET_HEARTBEAT_FILE"] = f"{RUN_MOUNT}/{HEARTBEAT_FILE}"  # for portable scripts: see docs
+    if cfg.checkpoint_volume is not None:
+        env["GPUFLEET_CHECKPOINT_DIR"] = cfg.checkpoint_mount
     return [{"name": k, "value": literal(str(v))} for k, v in sorted(env.items())]
 
 
@@ -76,18 +92,49 @@ def literal(text: str) -> str:
     return text.replace("$", "$$")
 
 
-def volumes(job: Job) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The spec's `mounts` as (pod volumes, container volumeMounts): hostPath volumes, the SRC on
-    the node the pod lands on (as the local and Slurm engines bind the node's path); read-only ones
-    mounted readOnly. Clusters whose Pod Security admission forbids hostPath refuse such pods: the
-    job FAILs with the API server's reason."""
-    vols, mounts = [], []
+def volumes(cfg: KubernetesConfig, job: Job) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(pod volumes, container volumeMounts): $GPUFLEET_RUN_DIR (an emptyDir), the job's subPath
+    of the checkpoint volume, then the spec's `mounts` as hostPath volumes, the SRC on the node the
+    pod lands on (as the local and Slurm engines bind the node's path); read-only ones mounted
+    readOnly. Clusters whose Pod Security admission forbids hostPath refuse such pods: the job
+    FAILs with the API server's reason."""
+    vols: list[dict[str, Any]] = [{"name": "gpufleet-run", "emptyDir": {}}]
+    mounts: list[dict[str, Any]] = [{"name": "gpufleet-run", "mountPath": RUN_MOUNT}]
+    ckpt = checkpoint_source(cfg)
+    if ckpt is not None:
+        vols.append({"name": CHECKPOINT_VOLUME, **ckpt})
+        mounts.append({"name": CHECKPOINT_VOLUME, "mountPath": cfg.checkpoint_mount,
+                       "subPath": cfg.checkpoint_subpath(job.id, job.submitted_at)})
     for i, text in enumerate(job.spec.mounts):
         m = parse_mount(text)
         name = f"gpufleet-mount-{i}"
         vols.append({"name": name, "hostPath": {"path": m.source}})
         mounts.append({"name": name, "mountPath": m.target, "readOnly": m.read_only})
     return vols, mounts
+
+
+def checkpoint_source(cfg: KubernetesConfig) -> dict[str, Any] | None:
+    """The checkpoint volume's source: the PVC, or the host path (type Directory: a node without
+    it fails the pod with kubelet's reason instead of making an empty folder there)."""
+    vol = cfg.checkpoint_volume
+    if vol is None:
+        return None
+    if "claim" in vol:
+        return {"persistentVolumeClaim": {"claimName": vol["claim"]}}
+    return {"hostPath": {"path": vol["host_path"], "type": "Directory"}}
+
+
+def checkpoint_init(cfg: KubernetesConfig, job: Job) -> dict[str, Any]:
+    """The init container that makes the job's checkpoint folder as the job's account (0700)."""
+    folder = f"{CHECKPOINT_ROOT}/{cfg.checkpoint_subpath(job.id, job.submitted_at)}"
+    return {
+        "name": "gpufleet-checkpoint-dir",
+        "image": image(cfg, job),
+        "imagePullPolicy": PULL_POLICY[job.spec.pull or DEFAULT_PULL],
+        "command": [literal(a) for a in ("/bin/sh", "-c", CHECKPOINT_INIT, "gpufleet-checkpoint-dir", folder)],
+        "volumeMounts": [{"name": CHECKPOINT_VOLUME, "mountPath": CHECKPOINT_ROOT}],
+        "securityContext": {"allowPrivilegeEscalation": False},
+    }
 
 
 def _resources(cfg: KubernetesConfig, job: Job, rank: int) -> dict[str, Any]:
@@ -125,9 +172,8 @@ def pod_spec(cfg: KubernetesConfig, job: Job, rank: int, run_as: RunAs | None = 
         "env": container_env(cfg, job, rank),
         "resources": _resources(cfg, job, rank),
     }
-    vols, mounts = volumes(job)
-    if mounts:
-        container["volumeMounts"] = mounts
+    vols, mounts = volumes(cfg, job)
+    container["volumeMounts"] = mounts
     if job.spec.workdir:
         container["workingDir"] = job.spec.workdir
     spec: dict[str, Any] = {
@@ -137,14 +183,15 @@ def pod_spec(cfg: KubernetesConfig, job: Job, rank: int, run_as: RunAs | None = 
         "containers": [container],
         "tolerations": [dict(t) for t in cfg.tolerations],
     }
-    if vols:
-        spec["volumes"] = vols
+    spec["volumes"] = vols
     if run_as is not None:
         uid, gid = run_as
         if uid == 0:
             raise ValidationError("user", f"job {job.id} would run as uid 0 (root) in its pods")
         spec["securityContext"] = {"runAsUser": uid, "runAsGroup": gid, "runAsNonRoot": True}
         container["securityContext"] = {"allowPrivilegeEscalation": False}
+        if cfg.checkpoint_volume is not None:
+            spec["initContainers"] = [checkpoint_init(cfg, job)]
     affinity = _affinity(cfg, job, rank)
     if affinity:
         spec["affinity"] = affinity

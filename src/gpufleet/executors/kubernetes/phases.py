@@ -26,10 +26,15 @@ def _status(obj: Obj) -> Obj:
 
 
 def _terminated(pod: Obj) -> Obj | None:
+    """The main container's end, else a failed init container's (the checkpoint folder refused)."""
     for cs in _status(pod).get("containerStatuses") or []:
         term = (cs.get("state") or {}).get("terminated")
         if term:
             return term
+    for cs in _status(pod).get("initContainerStatuses") or []:
+        term = (cs.get("state") or {}).get("terminated")
+        if term and term.get("exitCode"):
+            return {**term, "reason": f"init container {cs.get('name')}: {term.get('reason', 'Error')}"}
     return None
 
 
