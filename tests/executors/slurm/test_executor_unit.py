@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -14,6 +16,8 @@ from gpufleet.executors.base import FOREIGN_GPUS_LABEL, Ability, Phase
 from gpufleet.executors.slurm import SlurmConfig, SlurmExecutor
 from gpufleet.executors.slurm.client import Admin, Runner
 from gpufleet.executors.slurm.parse import SlurmJob
+from gpufleet.scheduler import schedule
+from tests.scheduler.builders import make_job, make_snapshot, nodes_of
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -154,6 +158,29 @@ def test_nodes_carry_slurms_switches_over_a_feature_of_that_name(tmp_path):
         "gpu01": "sw1", "gpu02": "sw1", "gpu03": "sw2", "gpu04": "sw2"}
     assert nodes["gpu03"].labels["slurm.switches"] == "sw2,spine" and nodes["gpu03"].labels["rack"] == "r2"
     assert nodes["gpu01"].labels[FOREIGN_GPUS_LABEL] == "4,5,6"  # foreign GPUs still marked
+
+
+def test_slurms_switches_keep_a_gang_in_one_block(tmp_path):
+    """Slurm topology -> executor labels -> scheduler: four idle A100 nodes without racks, sw1 =
+    gpu01 gpu03 gpu04, sw2 = gpu02. Blind to switches the scheduler takes the first two nodes
+    (gpu01 + gpu02, across switches); with Slurm's topology it keeps the gang under sw1."""
+    ex, api, admin = make(tmp_path)
+    api.jobs_json = []
+    one = next(d for d in api.nodes_json if d["name"] == "gpu01")
+    api.nodes_json = [{**copy.deepcopy(one), "name": f"gpu0{i}", "features": "a100,nvlink",
+                       "active_features": "a100,nvlink"} for i in range(1, 5)]
+    admin.topology_text = ("SwitchName=sw1 Level=0 LinkSpeed=1 Nodes=gpu[01,03-04]\n"
+                           "SwitchName=sw2 Level=0 LinkSpeed=1 Nodes=gpu02\n"
+                           "SwitchName=top Level=1 LinkSpeed=1 Nodes=gpu[01-04] Switches=sw[1-2]\n")
+    nodes = ex.nodes()
+    gang = make_job(gpus=8, nodes=2, gpu_model="a100")
+
+    def place(with_nodes):
+        return sorted(nodes_of(schedule(make_snapshot(with_nodes, pending=[gang]), 0.0), gang.id))
+
+    blind = [dataclasses.replace(n, labels={k: v for k, v in n.labels.items() if k != "switch"}) for n in nodes]
+    assert place(blind) == ["gpu01", "gpu02"]
+    assert place(nodes) == ["gpu01", "gpu03"]
 
 
 def test_topology_is_read_once_until_the_node_set_changes(tmp_path):
