@@ -23,6 +23,9 @@
 # gpu05 is the third A100 node: a faulted 2-node A100 gang has somewhere to restart. It sits in a
 # rack of its own, so gpu01+gpu02 stay the only A100 pair within one rack (a gang's first choice)
 # and a restart onto gpu05 crosses racks (the topology tests see the difference).
+# Network (topology/tree, /etc/slurm/topology.conf): leaf switch sw1 = gpu01 gpu02 gpu05 (the A100
+# nodes: a restart onto gpu05 stays in its network block), sw2 = gpu03 gpu04, both under `spine`
+# (a job may still span them). gpufleet reads it with `scontrol show topology` (switch labels).
 # Partitions: gpu (all nodes, default). Accounts for gpufleet tenants are created on demand by the
 # executor (sacctmgr); this script creates the cluster and the REST user's association only.
 #
@@ -53,6 +56,8 @@ declare -A SPEC=(
     [gpu05]="a100 8 16 2 64000 nvlink,rack:r3"
 )
 MODELS="a100 h100 l4"
+# leaf switch: nodes (topology.conf; both leaves hang off one spine switch)
+declare -A SWITCH=([sw1]="gpu[01-02,05]" [sw2]="gpu[03-04]")
 export SLURM_CONF=$ETC/slurm.conf
 
 T0=$(date +%s%N)
@@ -173,6 +178,8 @@ SchedulerType=sched/backfill
 SchedulerParameters=${GPUFLEET_SLURM_SCHED_PARAMS:-batch_sched_delay=0}
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
+# Network topology (topology.conf): Slurm packs a job it places into one leaf switch when it fits.
+TopologyPlugin=topology/tree
 DefMemPerCPU=1000
 GresTypes=gpu
 KillWait=5
@@ -217,9 +224,17 @@ gres_conf() {
     done
 }
 
+topology_conf() {
+    local sw
+    echo "$MARK"
+    for sw in $(printf '%s\n' "${!SWITCH[@]}" | sort); do echo "SwitchName=$sw Nodes=${SWITCH[$sw]}"; done
+    echo "SwitchName=spine Switches=$(printf '%s\n' "${!SWITCH[@]}" | sort | paste -sd,)"
+}
+
 write_configs() {
     put "$ETC/slurm.conf" 644 < <(slurm_conf)
     put "$ETC/gres.conf" 644 < <(gres_conf)
+    put "$ETC/topology.conf" 644 < <(topology_conf)
     put "$ETC/slurmdbd.conf" 600 <<EOF
 $MARK
 AuthType=auth/munge
@@ -380,7 +395,7 @@ cmd_down() {
 cmd_purge() {
     cmd_down
     local f
-    for f in slurm.conf gres.conf slurmdbd.conf; do
+    for f in slurm.conf gres.conf topology.conf slurmdbd.conf; do
         grep -qF "$MARK" "$ETC/$f" 2>/dev/null && rm -f "$ETC/$f"
     done
     rm -rf "$DIR"

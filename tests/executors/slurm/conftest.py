@@ -77,5 +77,18 @@ def make_executor(slurm_cluster, tag, log_dir):
         ex.close()
 
 
+@pytest.fixture
+def cleanup():
+    """Slurm job ids / nodes / reservations to put back after the test, whatever happens."""
+    state = {"jobs": [], "nodes": [], "reservations": []}
+    yield state
+    for job_id in state["jobs"]:
+        sh("scancel", str(job_id), check=False)
+    for node in state["nodes"]:
+        sh("scontrol", "update", f"nodename={node}", "state=resume", check=False)
+    for name in state["reservations"]:
+        sh("scontrol", "delete", f"reservationname={name}", check=False)
+
+
 def sh(*args: str, check: bool = True) -> str:
     return subprocess.run(args, capture_output=True, text=True, check=check, timeout=60).stdout

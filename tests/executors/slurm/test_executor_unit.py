@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -14,6 +16,8 @@ from gpufleet.executors.base import FOREIGN_GPUS_LABEL, Ability, Phase
 from gpufleet.executors.slurm import SlurmConfig, SlurmExecutor
 from gpufleet.executors.slurm.client import Admin, Runner
 from gpufleet.executors.slurm.parse import SlurmJob
+from gpufleet.scheduler import schedule
+from tests.scheduler.builders import make_job, make_snapshot, nodes_of
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -57,6 +61,12 @@ class StubAdmin(Admin):
 
     def min_job_age(self):
         return 300
+
+    topology_text = ""  # `scontrol show topology` (nothing: no topology plugin)
+
+    def topology(self):
+        self.calls.append(("topology",))
+        return self.topology_text
 
 
 def make(tmp_path, clock=lambda: 1795314100.0):
@@ -137,6 +147,70 @@ def test_foreign_gpus_never_overlap_what_gpufleet_planned(tmp_path):
             j["comment"] = "gpufleet-test:7:0:1795314000000:gpu01=4,5;gpu02=0,1"
     nodes = {n.name: n for n in ex.nodes()}
     assert nodes["gpu01"].labels[FOREIGN_GPUS_LABEL] == "0,1,6"
+
+
+def test_nodes_carry_slurms_switches_over_a_feature_of_that_name(tmp_path):
+    ex, api, admin = make(tmp_path)
+    admin.topology_text = (FIXTURES / "topology_tree_dev.txt").read_text()
+    api.nodes_json[0]["features"] = api.nodes_json[0]["active_features"] = "a100,switch:old"
+    nodes = {n.name: n for n in ex.nodes()}
+    assert {n: node.labels["switch"] for n, node in nodes.items()} == {
+        "gpu01": "sw1", "gpu02": "sw1", "gpu03": "sw2", "gpu04": "sw2"}
+    assert nodes["gpu03"].labels["slurm.switches"] == "sw2,spine" and nodes["gpu03"].labels["rack"] == "r2"
+    assert nodes["gpu01"].labels[FOREIGN_GPUS_LABEL] == "4,5,6"  # foreign GPUs still marked
+
+
+def test_slurms_switches_keep_a_gang_in_one_block(tmp_path):
+    """Slurm topology -> executor labels -> scheduler: four idle A100 nodes without racks, sw1 =
+    gpu01 gpu03 gpu04, sw2 = gpu02. Blind to switches the scheduler takes the first two nodes
+    (gpu01 + gpu02, across switches); with Slurm's topology it keeps the gang under sw1."""
+    ex, api, admin = make(tmp_path)
+    api.jobs_json = []
+    one = next(d for d in api.nodes_json if d["name"] == "gpu01")
+    api.nodes_json = [{**copy.deepcopy(one), "name": f"gpu0{i}", "features": "a100,nvlink",
+                       "active_features": "a100,nvlink"} for i in range(1, 5)]
+    admin.topology_text = ("SwitchName=sw1 Level=0 LinkSpeed=1 Nodes=gpu[01,03-04]\n"
+                           "SwitchName=sw2 Level=0 LinkSpeed=1 Nodes=gpu02\n"
+                           "SwitchName=top Level=1 LinkSpeed=1 Nodes=gpu[01-04] Switches=sw[1-2]\n")
+    nodes = ex.nodes()
+    gang = make_job(gpus=8, nodes=2, gpu_model="a100")
+
+    def place(with_nodes):
+        return sorted(nodes_of(schedule(make_snapshot(with_nodes, pending=[gang]), 0.0), gang.id))
+
+    blind = [dataclasses.replace(n, labels={k: v for k, v in n.labels.items() if k != "switch"}) for n in nodes]
+    assert place(blind) == ["gpu01", "gpu02"]
+    assert place(nodes) == ["gpu01", "gpu03"]
+
+
+def test_topology_is_read_once_until_the_node_set_changes(tmp_path):
+    clock = [1795314100.0]
+    ex, api, admin = make(tmp_path, clock=lambda: clock[0])
+    admin.topology_text = (FIXTURES / "topology_block.txt").read_text()
+    for _ in range(3):
+        assert {n.labels["block"] for n in ex.nodes()} == {"b1"}
+    assert admin.calls.count(("topology",)) == 1
+    api.nodes_json = api.nodes_json[:3]  # a node left the cluster
+    ex.nodes()
+    assert admin.calls.count(("topology",)) == 2
+    clock[0] += SlurmConfig().topology_refresh_s
+    ex.nodes()
+    assert admin.calls.count(("topology",)) == 3
+
+
+def test_no_topology_plugin_leaves_the_labels_of_the_features(tmp_path):
+    ex, _, admin = make(tmp_path)
+    nodes = {n.name: n for n in ex.nodes()}
+    assert "switch" not in nodes["gpu01"].labels and nodes["gpu01"].labels["rack"] == "r1"
+    assert admin.calls.count(("topology",)) == 1
+
+
+def test_topology_off_never_runs_scontrol(tmp_path):
+    admin = StubAdmin()
+    ex = SlurmExecutor(SlurmConfig(tag="gpufleet-test", log_dir=str(tmp_path), topology=False), api=StubApi(),
+                       admin=admin, clock=lambda: 1795314100.0)
+    ex.nodes()
+    assert ("topology",) not in admin.calls
 
 
 def test_logs_read_from_offset(tmp_path):

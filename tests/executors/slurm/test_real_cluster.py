@@ -90,19 +90,6 @@ def show_job(handle: str) -> dict:
         j for j in json.loads(sh("squeue", "--json"))["jobs"] if str(j["job_id"]) == handle)
 
 
-@pytest.fixture
-def cleanup():
-    """Slurm job ids / nodes / reservations to put back after the test, whatever happens."""
-    state = {"jobs": [], "nodes": [], "reservations": []}
-    yield state
-    for job_id in state["jobs"]:
-        sh("scancel", str(job_id), check=False)
-    for node in state["nodes"]:
-        sh("scontrol", "update", f"nodename={node}", "state=resume", check=False)
-    for name in state["reservations"]:
-        sh("scontrol", "delete", f"reservationname={name}", check=False)
-
-
 # -------------------------------------------------------------------------------------------- jobs
 
 

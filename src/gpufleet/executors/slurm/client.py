@@ -72,6 +72,7 @@ class Runner:
             conf = {k: os.environ[k] for k in CLIENT_KEYS if k in os.environ}
             env = {**base_env, **conf, **self.env}
         env.pop("SLURM_JWT", None)  # with it set, the commands authenticate by token and fail as root
+        env.pop("SLURM_TOPO_LEN", None)  # it would cut `scontrol show topology` lines short
         try:
             proc = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=self.timeout_s, env=env)
         except subprocess.TimeoutExpired as e:
@@ -269,6 +270,11 @@ class Admin:
     def delete_reservation(self, name: str) -> None:
         if self.reservation_exists(name):
             self.run("scontrol", "delete", f"reservationname={name}")
+
+    def topology(self) -> str:
+        """`scontrol show topology`: one line per switch (topology/tree) or block (topology/block);
+        nothing on stdout (and "No topology information available" on stderr) without a plugin."""
+        return self.run("scontrol", "show", "topology")
 
     def min_job_age(self) -> int:
         out = self.run("scontrol", "show", "config", check=False)

@@ -49,6 +49,11 @@ class SlurmConfig:
     gpufleet_bin: str = ""
     perf_fake_nvml: str = ""
     log_chunk_bytes: int = 1 << 20
+    # Slurm's network topology (topology/tree switches, topology/block blocks) as the nodes'
+    # `switch` / `block` labels (topology.py): read with `scontrol show topology`, again every
+    # `topology_refresh_s` and whenever the node set changes; False: never read
+    topology: bool = True
+    topology_refresh_s: float = 600.0
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> SlurmConfig:

@@ -14,7 +14,6 @@ import getpass
 import json
 import logging
 import os
-import stat
 import sys
 import threading
 import time
@@ -26,7 +25,7 @@ from gpufleet.domain import Booking, Job, Node
 from gpufleet.executors.accounts import Account, Accounts, job_env, lookup, this_account
 from gpufleet.executors.artifact_files import MAX_FILES as MAX_ARTIFACTS, find_artifacts
 from gpufleet.executors.base import (
-    FOREIGN_GPUS_LABEL, HEARTBEAT_FILE, Ability, ArtifactFile, ExecutorBase, LogChunk, Observation, Phase, ResultFile,
+    HEARTBEAT_FILE, Ability, ArtifactFile, ExecutorBase, LogChunk, Observation, Phase, ResultFile,
     attempt_view, newest_mtime, newest_write_below,
 )
 from gpufleet.executors.local.results import read_results
@@ -36,7 +35,10 @@ from gpufleet.executors.slurm.config import SlurmConfig
 from gpufleet.executors.slurm.container import (
     RUNTIMES, SlurmContainers, container_command, container_reason, has_pyxis,
 )
-from gpufleet.executors.slurm.parse import HOLDING_STATES, SlurmJob, job_from_json, node_from_json, phase_of
+from gpufleet.executors.slurm.folders import home_or, private_folder, shared_folder
+from gpufleet.executors.slurm.parse import SlurmJob, job_from_json, phase_of
+from gpufleet.executors.slurm.snapshot import JobsSnapshot, nodes_of
+from gpufleet.executors.slurm.topology import TopologyCache
 from gpufleet.executors.slurm.script import (
     Identity, PerfSteps, SubmitRequest, account_name, build_script, checkpoint_dir, constraint_of, gres_of, job_dir,
     job_name, rank_log, time_minutes,
@@ -48,23 +50,6 @@ NODES_SNAPSHOT_MAX_AGE_S = 0.5
 ACCOUNT_ERRORS = ("Invalid account", "invalid account")
 GONE_ERRORS = ("already completed", "Invalid job id", "Job/step already completing", "does not exist")
 PERF_FILE_MAX = 8 << 20  # bytes of one rank's perf verdict or state file read back
-
-
-class _Snapshot:
-    """Slurm's jobs at one instant, indexed by Slurm id and by gpufleet identity."""
-
-    def __init__(self, jobs: list[SlurmJob], tag: str, taken: float):
-        self.taken = taken
-        self.by_id = {j.job_id: j for j in jobs}
-        self.idents: dict[int, Identity] = {}
-        self.by_key: dict[tuple, SlurmJob] = {}
-        for j in jobs:
-            ident = Identity.parse(j.comment)
-            if ident is not None and ident.tag == tag:
-                self.idents[j.job_id] = ident
-                prev = self.by_key.get(ident.key)
-                if prev is None or prev.job_id < j.job_id:
-                    self.by_key[ident.key] = j
 
 
 class SlurmExecutor(ExecutorBase):
@@ -105,31 +90,34 @@ class SlurmExecutor(ExecutorBase):
         self.clock = clock
         self.user = (cfg.rest_user if cfg.api == "rest" else None) or cfg.submit_user or getpass.getuser()
         self._lock = threading.RLock()
-        self._snap: _Snapshot | None = None  # only snapshots taken by this instance
+        self._snap: JobsSnapshot | None = None  # only snapshots taken by this instance
         self._submitted: dict[tuple, int] = {}
         self._accounts: set[tuple[str, str]] = set()  # (Slurm account, user) associations known to exist
         self._addresses: dict[str, str] = {}
         self._limited: set[int] = set()
         self._min_job_age: int | None = None
-        _shared_folder(cfg.log_dir)
+        self.topology: TopologyCache | None = None  # Slurm's switches / blocks as node labels (topology.py)
+        if cfg.topology:
+            self.topology = TopologyCache(lambda: self.admin.topology(), clock, cfg.topology_refresh_s)
+        shared_folder(cfg.log_dir)
         self.checkpoint_root = cfg.checkpoint_dir or os.path.join(cfg.log_dir, ".checkpoints")
-        _shared_folder(self.checkpoint_root)
+        shared_folder(self.checkpoint_root)
 
     # ------------------------------------------------------------------------------ snapshots
 
-    def _refresh(self) -> _Snapshot:
+    def _refresh(self) -> JobsSnapshot:
         jobs = [job_from_json(d) for d in self.api.jobs()]
-        snap = _Snapshot(jobs, self.config.tag, self.clock())
+        snap = JobsSnapshot(jobs, self.config.tag, self.clock())
         with self._lock:
             self._snap = snap
         return snap
 
-    def _snapshot(self) -> _Snapshot:
+    def _snapshot(self) -> JobsSnapshot:
         with self._lock:
             snap = self._snap
         return snap if snap is not None else self._refresh()
 
-    def _find(self, job: Job, snap: _Snapshot) -> SlurmJob | None:
+    def _find(self, job: Job, snap: JobsSnapshot) -> SlurmJob | None:
         """The Slurm job of this run of `job`: by handle when it carries our identity, else by identity."""
         key = Identity.of_job(self.config.tag, job).key
         if job.handle and job.handle.isdigit():
@@ -207,7 +195,7 @@ class SlurmExecutor(ExecutorBase):
             partition=cfg.partition,
             reservation=f"{cfg.reservation_prefix}{spec.booking}" if spec.booking is not None else None,
             constraint=None if placed else constraint_of(job),
-            workdir=spec.workdir or (_home_or(account.home, log_dir) if as_owner else None),
+            workdir=spec.workdir or (home_or(account.home, log_dir) if as_owner else None),
             environment=job_env(account, {}, {}),
             uid=account.uid if as_owner else None,
             gid=account.gid if as_owner else None,
@@ -253,7 +241,7 @@ class SlurmExecutor(ExecutorBase):
             return self.config.log_dir
         folder = os.path.join(self.config.log_dir, self.accounts.account_name(job.user))
         if owner is not None:
-            _private_folder(folder, owner)
+            private_folder(folder, owner)
         return folder
 
     def _account(self, tenant: str, user: str | None = None) -> str:
@@ -510,22 +498,19 @@ class SlurmExecutor(ExecutorBase):
     # ---------------------------------------------------------------------------------- nodes
 
     def nodes(self) -> list[Node]:
+        """Slurm's nodes (sinfo), with the GPUs foreign jobs hold and the network topology's labels."""
         raw = self.api.nodes()
         now = self.clock()
         with self._lock:
             snap = self._snap
         if snap is None or now - snap.taken > NODES_SNAPSHOT_MAX_AGE_S:  # reuse this cycle's poll
             snap = self._refresh()
-        nodes: dict[str, Node] = {}
-        for d in raw:
-            if d.get("name") and d["name"] not in nodes:
-                nodes[d["name"]] = node_from_json(d, now)
+        names = [d["name"] for d in raw if d.get("name")]
+        topology = self.topology.labels(names) if self.topology is not None else {}
+        nodes = nodes_of(raw, snap, topology, now)
         with self._lock:
-            self._addresses.update({n.name: n.address for n in nodes.values()})
-        for node, idx in foreign_gpus(snap, nodes).items():
-            if idx:
-                nodes[node].labels[FOREIGN_GPUS_LABEL] = ",".join(map(str, idx))
-        return list(nodes.values())
+            self._addresses.update({n.name: n.address for n in nodes})
+        return nodes
 
     def _learn_addresses(self) -> None:
         try:
@@ -581,63 +566,5 @@ def _json_object(data: bytes | None, notes: list[str], rank: int) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def _shared_folder(path: str) -> None:
-    """The log folder, made 1777 when this creates it (the server's umask would leave it 0700)."""
-    try:
-        os.makedirs(path)
-    except FileExistsError:
-        return
-    os.chmod(path, 0o1777)
-
-
-def _private_folder(path: str, owner: Account) -> None:
-    """`path` as a real directory of `owner`'s alone (0700): made and handed over when missing; a
-    link or another's folder there is refused (ValueError), never followed."""
-    try:
-        os.mkdir(path, 0o700)
-        os.lchown(path, owner.uid, owner.gid)
-    except FileExistsError:
-        pass
-    st = os.lstat(path)
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != owner.uid or st.st_mode & 0o077:
-        raise ValueError(f"log folder {path} is not a directory of {owner.name}'s alone (mode 0700): "
-                         "an admin should remove it")
-
-
-def _home_or(home: str, fallback: str) -> str:
-    """A job run as its owner starts in the owner's home, else in the (world-writable) log folder:
-    never in the server's working directory, which the owner may not be able to enter."""
-    return home if home not in ("", "/") and os.path.isdir(home) else fallback
-
-
 def _slurm_time(ts: float) -> str:
     return datetime.fromtimestamp(ts).strftime("%Y-%m-%dT%H:%M:%S")
-
-
-def foreign_gpus(snap: _Snapshot, nodes: dict[str, Node]) -> dict[str, tuple[int, ...]]:
-    """GPU indices held by Slurm jobs that are not ours, per node.
-
-    Slurm picks GPU indices itself, so ours may sit elsewhere than gpufleet planned. To keep
-    gpufleet's count exact, the reported indices avoid those gpufleet believes its own jobs hold:
-    a foreign GPU on a planned index is reported as one of the indices ours really occupy instead."""
-    foreign: dict[str, set[int]] = {}
-    actual: dict[str, set[int]] = {}
-    planned: dict[str, set[int]] = {}
-    for sj in snap.by_id.values():
-        if sj.state not in HOLDING_STATES:
-            continue
-        ident = snap.idents.get(sj.job_id)
-        for node, idx in sj.gpus.items():
-            (actual if ident else foreign).setdefault(node, set()).update(idx)
-        if ident:
-            for node, idx in ident.alloc.items():
-                planned.setdefault(node, set()).update(idx)
-    out: dict[str, tuple[int, ...]] = {}
-    for node, fset in foreign.items():
-        p = planned.get(node, set())
-        keep = fset - p
-        total = len(nodes[node].gpus) if node in nodes else max(fset | p | actual.get(node, set())) + 1
-        spare = sorted(actual.get(node, set()) - p - keep) + [i for i in range(total) if i not in p | keep
-                                                                and i not in actual.get(node, set())]
-        out[node] = tuple(sorted(keep | set(spare[: len(fset) - len(keep)])))
-    return out
