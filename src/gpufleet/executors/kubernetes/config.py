@@ -47,6 +47,10 @@ class KubernetesConfig:
     watch_timeout_s: int = 240  # server-side watch timeout; the watch then resumes from its version
     request_timeout_s: float = 30.0
     container_name: str = "main"
+    # perf jobs (executors/kubernetes/perf.py): the `gpufleet` inside the image that runs `perf
+    # prolog|sample|epilog` around the command, and a fake NVML spec file for GPU-less nodes ("" = real)
+    gpufleet_bin: str = "gpufleet"
+    perf_fake_nvml: str = ""
 
     def __post_init__(self) -> None:
         if not _DNS_LABEL.match(self.instance) or len(self.instance) > 20:

@@ -17,7 +17,7 @@ from typing import Any
 from gpufleet.domain import Job, ValidationError
 from gpufleet.domain.image import DEFAULT_PULL, parse_mount
 from gpufleet.executors.base import master_port_for, rank_env
-from gpufleet.executors.kubernetes import names as n
+from gpufleet.executors.kubernetes import names as n, perf as kperf
 from gpufleet.executors.kubernetes.config import KubernetesConfig
 
 RunAs = tuple[int, int]  # (uid, gid) a job's pods run as
@@ -113,6 +113,13 @@ def _affinity(cfg: KubernetesConfig, job: Job, rank: int) -> dict[str, Any] | No
     return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}}
 
 
+def _command(cfg: KubernetesConfig, job: Job) -> list[str]:
+    """The job's argv; a perf job's wrapped in the clean-room steps (perf.py)."""
+    if job.spec.perf is None:
+        return list(job.spec.command)
+    return kperf.wrapped_command(cfg.gpufleet_bin, cfg.perf_fake_nvml, job)
+
+
 def pod_spec(cfg: KubernetesConfig, job: Job, rank: int, run_as: RunAs | None = None) -> dict[str, Any]:
     """One rank's pod. No service-account token is mounted (a job holds no credential for the
     cluster, whatever `service_account` says); with `run_as` (uid, gid) the pod runs as that
@@ -121,7 +128,7 @@ def pod_spec(cfg: KubernetesConfig, job: Job, rank: int, run_as: RunAs | None = 
         "name": cfg.container_name,
         "image": image(cfg, job),
         "imagePullPolicy": PULL_POLICY[job.spec.pull or DEFAULT_PULL],
-        "command": [literal(arg) for arg in job.spec.command],
+        "command": [literal(arg) for arg in _command(cfg, job)],
         "env": container_env(cfg, job, rank),
         "resources": _resources(cfg, job, rank),
     }
@@ -146,6 +153,8 @@ def pod_spec(cfg: KubernetesConfig, job: Job, rank: int, run_as: RunAs | None = 
         spec["securityContext"] = {"runAsUser": uid, "runAsGroup": gid, "runAsNonRoot": True}
         container["securityContext"] = {"allowPrivilegeEscalation": False}
     affinity = _affinity(cfg, job, rank)
+    if job.spec.perf is not None:  # whole node: no other gpufleet pod beside it
+        affinity = {**(affinity or {}), **kperf.anti_affinity(cfg.instance, job)}
     if affinity:
         spec["affinity"] = affinity
     if cfg.service_account:
