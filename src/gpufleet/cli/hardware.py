@@ -66,7 +66,7 @@ def _nvml(fake: Optional[str] = None, during_run: bool = False):
     demo nodes): FILE is JSON {"gpus": 2, "model": "a100", "faults": [{"fault": "stray_process",
     "gpu": 0}, ...], "run_faults": [...]} (faults as FakeNvmlFleet.inject takes them, on every node
     or on the one their "node" names; run_faults only from the sample and epilog steps: a fault that
-    starts during the run). The node is $SLURMD_NODENAME or the host name. Each step builds it afresh."""
+    starts during the run). The node is $SLURMD_NODENAME, $GPUFLEET_NODE (a pod) or the host name. Each step builds it afresh."""
     if fake:
         return _fake_nvml(fake, during_run)
     import pynvml  # nvidia-ml-py
@@ -84,7 +84,7 @@ def _fake_nvml(path: str, during_run: bool):
 
     try:
         spec = json.loads(open(path).read())
-        name = os.environ.get("SLURMD_NODENAME") or socket.gethostname()
+        name = os.environ.get("SLURMD_NODENAME") or os.environ.get("GPUFLEET_NODE") or socket.gethostname()
         node = Node(name, gpus=tuple(Gpu(i, str(spec.get("model") or "a100")) for i in range(int(spec.get("gpus", 1)))))
         fleet = FakeNvmlFleet([node])
         for fault in [*(spec.get("faults") or ()), *((spec.get("run_faults") or ()) if during_run else ())]:

@@ -59,6 +59,10 @@ class KubernetesConfig:
     # cluster), for `last_checkpoint` (lost GPU-hours counted from the newest checkpoint write);
     # None: the server cannot see it (lost time counted from the attempt's start).
     checkpoint_server_path: str | None = None
+    # perf jobs (executors/kubernetes/perf.py): the `gpufleet` inside the image that runs `perf
+    # prolog|sample|epilog` around the command, and a fake NVML spec file for GPU-less nodes ("" = real)
+    gpufleet_bin: str = "gpufleet"
+    perf_fake_nvml: str = ""
 
     def __post_init__(self) -> None:
         if not _DNS_LABEL.match(self.instance) or len(self.instance) > 20:

@@ -23,8 +23,8 @@ from kubernetes.client.rest import ApiException
 from gpufleet.domain import Job, Node, ValidationError
 from gpufleet.executors.accounts import Accounts, lookup
 from gpufleet.executors.base import (
-    Ability, ExecutorBase, LogChunk, Observation, Phase, attempt_view, newest_write_below)
-from gpufleet.executors.kubernetes import manifests, names as n, nodes as kn, phases, progress
+    Ability, ExecutorBase, LogChunk, Observation, Phase, ResultFile, attempt_view, newest_write_below)
+from gpufleet.executors.kubernetes import manifests, names as n, nodes as kn, perf as kperf, phases, progress
 from gpufleet.executors.kubernetes.cache import Key, WatchCache
 from gpufleet.executors.kubernetes.config import KubernetesConfig
 
@@ -46,7 +46,8 @@ def api_client(cfg: KubernetesConfig) -> client.ApiClient:
 class KubernetesExecutor(ExecutorBase):
     name: ClassVar[str] = "kubernetes"
     abilities: ClassVar[frozenset[Ability]] = frozenset(
-        {Ability.NODES, Ability.DRAIN, Ability.LOGS, Ability.ADOPT, Ability.IMAGES, Ability.HEARTBEAT})
+        {Ability.NODES, Ability.DRAIN, Ability.LOGS, Ability.ADOPT, Ability.IMAGES, Ability.HEARTBEAT,
+         Ability.RESULTS, Ability.PERF_IN_JOB})
     requires: ClassVar[frozenset[str]] = frozenset({"image"})  # checked by the submit service
 
     def __init__(self, cfg: KubernetesConfig | None = None, *, api: client.ApiClient | None = None,
@@ -342,6 +343,17 @@ class KubernetesExecutor(ExecutorBase):
             mine = [self.api.sanitize_for_serialization(p) for p in resp.items]
         mine.sort(key=lambda p: p["metadata"].get("creationTimestamp") or "")
         return mine[-1] if mine else None
+
+    # ---------------------------------------------------------- results and perf --
+    def perf_verdicts(self, job: Job, attempt: int) -> tuple[list[dict], list[str]]:
+        """A perf job's in-pod verdicts per rank, read from the pod logs' marker lines (perf.py)."""
+        verdicts, _, notes = kperf.read_ranks(self, job, attempt)
+        return verdicts, notes
+
+    def results(self, job: Job, attempt: int) -> tuple[list[ResultFile], list[str]]:
+        """The $GPUFLEET_RESULTS_DIR files a perf job's wrapper printed into its pod logs (perf.py)."""
+        _, files, notes = kperf.read_ranks(self, job, attempt)
+        return files, notes
 
     # ------------------------------------------------------------------- nodes --
     def nodes(self) -> list[Node]:

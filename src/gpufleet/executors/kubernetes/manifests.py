@@ -17,7 +17,7 @@ from typing import Any
 from gpufleet.domain import Job, ValidationError
 from gpufleet.domain.image import DEFAULT_PULL, parse_mount
 from gpufleet.executors.base import HEARTBEAT_FILE, master_port_for, rank_env
-from gpufleet.executors.kubernetes import names as n
+from gpufleet.executors.kubernetes import names as n, perf as kperf
 from gpufleet.executors.kubernetes.config import KubernetesConfig
 
 RunAs = tuple[int, int]  # (uid, gid) a job's pods run as
@@ -160,6 +160,13 @@ def _affinity(cfg: KubernetesConfig, job: Job, rank: int) -> dict[str, Any] | No
     return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}}
 
 
+def _command(cfg: KubernetesConfig, job: Job) -> list[str]:
+    """The job's argv; a perf job's wrapped in the clean-room steps (perf.py)."""
+    if job.spec.perf is None:
+        return list(job.spec.command)
+    return kperf.wrapped_command(cfg.gpufleet_bin, cfg.perf_fake_nvml, job)
+
+
 def pod_spec(cfg: KubernetesConfig, job: Job, rank: int, run_as: RunAs | None = None) -> dict[str, Any]:
     """One rank's pod. No service-account token is mounted (a job holds no credential for the
     cluster, whatever `service_account` says); with `run_as` (uid, gid) the pod runs as that
@@ -168,7 +175,7 @@ def pod_spec(cfg: KubernetesConfig, job: Job, rank: int, run_as: RunAs | None = 
         "name": cfg.container_name,
         "image": image(cfg, job),
         "imagePullPolicy": PULL_POLICY[job.spec.pull or DEFAULT_PULL],
-        "command": [literal(arg) for arg in job.spec.command],
+        "command": [literal(arg) for arg in _command(cfg, job)],
         "env": container_env(cfg, job, rank),
         "resources": _resources(cfg, job, rank),
     }
@@ -193,6 +200,8 @@ def pod_spec(cfg: KubernetesConfig, job: Job, rank: int, run_as: RunAs | None = 
         if cfg.checkpoint_volume is not None:
             spec["initContainers"] = [checkpoint_init(cfg, job)]
     affinity = _affinity(cfg, job, rank)
+    if job.spec.perf is not None:  # whole node: no other gpufleet pod beside it
+        affinity = {**(affinity or {}), **kperf.anti_affinity(cfg.instance, job)}
     if affinity:
         spec["affinity"] = affinity
     if cfg.service_account:
