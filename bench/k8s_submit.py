@@ -9,6 +9,11 @@ Baseline measured in the same run: the same pods created DIRECTLY as batch/v1 Jo
 official client (no gpufleet): the floor any Kubernetes front-end pays. Prints one JSON object.
 
     source scripts/dev-env.sh; python bench/k8s_submit.py [--rounds 3] [--jobs 32] [--cli-jobs 5]
+        [--launch-concurrency N]
+Besides the back-to-back rounds, paced rounds (`--pace` jobs/s, the same arrivals for both paths)
+measure each path's own cost without the queueing that bursts cause downstream (see `paced`).
+CPU: `server_cpu_s` is the gpufleet server's CPU over its rounds, `bench_cpu_s` this process's
+(its watches and client) over either path's rounds, beside their `wall_s`.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import psutil
 import yaml
 from kubernetes import client, config
 from kubernetes.watch.watch import iter_resp_lines
@@ -82,13 +88,21 @@ class PodWatch:
                 raise TimeoutError(f"{len(missing)} pods never {what}: {missing[:5]}")
 
 
-def start_server(home: Path, kubeconfig: str, ns: str) -> tuple[subprocess.Popen, str]:
+def _cpu(p: psutil.Process) -> float:
+    t = p.cpu_times()
+    return t.user + t.system
+
+
+def start_server(home: Path, kubeconfig: str, ns: str, concurrency: int | None) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     cfg = home / "server.yaml"
     # health checks off: they need NVML on the nodes, which this server cannot reach (no agent on K8s
     # nodes); with them on, every node is drained as unhealthy and nothing runs.
-    cfg.write_text(yaml.safe_dump({"kubernetes": {"kubeconfig": kubeconfig, "namespace": ns, "instance": "gfb"},
-                                   "health": {"nvml": "off", "checks": {"gpu_inventory": {"enabled": False}}}}))
+    settings = {"kubernetes": {"kubeconfig": kubeconfig, "namespace": ns, "instance": "gfb"},
+                "health": {"nvml": "off", "checks": {"gpu_inventory": {"enabled": False}}}}
+    if concurrency is not None:
+        settings["launch_concurrency"] = concurrency
+    cfg.write_text(yaml.safe_dump(settings))
     env = {**os.environ, "GPUFLEET_HOME": str(home)}
     log = open(home / "server.log", "w")
     proc = subprocess.Popen([str(BIN), "serve", "--port", str(port), "--executor", "kubernetes",
@@ -118,11 +132,18 @@ def spec(i: int, run_s: float) -> dict:
             "env": {"FAKE_KUBELET_RUN_SECONDS": str(run_s)}}
 
 
-def gpufleet_round(c: Client, watch: PodWatch, n: int, run_s: float) -> dict:
-    """Submit n one-GPU jobs back to back; wait until all pods are Running."""
+def _arrive(t0: float, i: int, pace: float) -> None:
+    """Paced rounds: the i-th job arrives at t0 + i/pace (pace 0: back to back)."""
+    if pace > 0:
+        time.sleep(max(0.0, t0 + i / pace - time.time()))
+
+
+def gpufleet_round(c: Client, watch: PodWatch, n: int, run_s: float, pace: float = 0.0) -> dict:
+    """Submit n one-GPU jobs back to back (or `pace` a second); wait until all pods are Running."""
     submitted: dict[str, float] = {}
     t0 = time.time()
     for i in range(n):
+        _arrive(t0, i, pace)
         t = time.time()
         job = c.submit(spec(i, run_s))
         submitted[str(job.id)] = t
@@ -136,12 +157,14 @@ def gpufleet_round(c: Client, watch: PodWatch, n: int, run_s: float) -> dict:
             "bind_latency": [watch.bound[k] - submitted[k] for k in keys]}
 
 
-def direct_round(batch: client.BatchV1Api, ns: str, watch: PodWatch, n: int, run_s: float) -> dict:
+def direct_round(batch: client.BatchV1Api, ns: str, watch: PodWatch, n: int, run_s: float,
+                 pace: float = 0.0) -> dict:
     """The baseline: the same pods as batch/v1 Jobs created directly (kube-scheduler places them)."""
     created: dict[str, float] = {}
     tag = uuid.uuid4().hex[:6]
     t0 = time.time()
     for i in range(n):
+        _arrive(t0, i, pace)
         key = f"{tag}-{i}"
         body = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": f"direct-{key}"},
                 "spec": {"backoffLimit": 0, "template": {
@@ -185,12 +208,27 @@ def summarize(rounds: list[dict], n: int) -> dict:
             "submit_to_running_p99_s": pct(lat, 99), "samples": len(lat)}
 
 
+def paced(gp: list[dict], dp: list[dict], a: argparse.Namespace) -> dict:
+    """The same arrivals for both paths (`--pace` jobs a second): the back-to-back rounds hand
+    the API server, kube-scheduler and the (serial) fake kubelet bursts as fast as each path accepts
+    them, so there the latency is mostly queueing behind those; here it is each path's own cost."""
+    if not gp:
+        return {}
+    gs, ds = summarize(gp, a.jobs), summarize(dp, a.jobs)
+    return {"paced_jobs_per_s": a.pace, "paced_gpufleet": gs, "paced_direct": ds,
+            "paced_ratio_p50_latency": round(gs["submit_to_running_p50_s"] / ds["submit_to_running_p50_s"], 2),
+            "paced_ratio_p50_bind_latency": round(gs["submit_to_bound_p50_s"] / ds["submit_to_bound_p50_s"], 2)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--jobs", type=int, default=32, help="jobs per round (<= free GPUs: no queueing)")
     ap.add_argument("--run-seconds", type=float, default=2.0)
     ap.add_argument("--cli-jobs", type=int, default=5)
+    ap.add_argument("--launch-concurrency", type=int, default=None, help="the server's (default: its own)")
+    ap.add_argument("--pace", type=float, default=10.0,
+                    help="jobs/s of the extra paced rounds, the same for both paths (0: none)")
     a = ap.parse_args()
     kubeconfig = os.environ.get("GPUFLEET_TEST_KUBECONFIG")
     if not kubeconfig:
@@ -200,23 +238,39 @@ def main() -> None:
     ns = f"gfbench-{uuid.uuid4().hex[:6]}"
     core.create_namespace({"metadata": {"name": ns}})
     home = Path(tempfile.mkdtemp(prefix="gpufleet-k8s-bench-"))
-    proc, url = start_server(home, kubeconfig, ns)
+    proc, url = start_server(home, kubeconfig, ns, a.launch_concurrency)
     try:
         token = (home / "admin.token").read_text().strip()
         gw, dw = PodWatch(core, ns, "gpufleet.io/job-id"), PodWatch(core, ns, "bench-key")
         time.sleep(0.5)  # watches established
+        server = psutil.Process(proc.pid)
         with Client(url, token) as c:
             g = []
+            cpu0, bench0, wall0 = _cpu(server), time.process_time(), time.perf_counter()
             for _ in range(a.rounds):
                 g.append(gpufleet_round(c, gw, a.jobs, a.run_seconds))
                 time.sleep(a.run_seconds + 1.5)  # let them end so the next round does not queue
+            gp = []
+            for _ in range(a.rounds if a.pace > 0 else 0):
+                gp.append(gpufleet_round(c, gw, a.jobs, a.run_seconds, a.pace))
+                time.sleep(a.run_seconds + 1.5)
+            cpu = {"server_cpu_s": round(_cpu(server) - cpu0, 2),
+                   "bench_cpu_s": round(time.process_time() - bench0, 2),
+                   "wall_s": round(time.perf_counter() - wall0, 2)}
             cli = cli_latency(url, home, gw, a.cli_jobs)
         time.sleep(2.0)
         d = []
+        bench0, wall0 = time.process_time(), time.perf_counter()
         for _ in range(a.rounds):
             d.append(direct_round(batch, ns, dw, a.jobs, a.run_seconds))
             time.sleep(a.run_seconds + 1.5)
+        dp = []
+        for _ in range(a.rounds if a.pace > 0 else 0):
+            dp.append(direct_round(batch, ns, dw, a.jobs, a.run_seconds, a.pace))
+            time.sleep(a.run_seconds + 1.5)
         gs, ds = summarize(g, a.jobs), summarize(d, a.jobs)
+        gs.update(cpu)
+        ds.update(bench_cpu_s=round(time.process_time() - bench0, 2), wall_s=round(time.perf_counter() - wall0, 2))
         print(json.dumps({
             "bench": "k8s_submit", "kubernetes": client.VersionApi(api).get_code().git_version,
             "jobs_per_round": a.jobs, "rounds": a.rounds, "gpus_per_job": 1,
@@ -226,6 +280,9 @@ def main() -> None:
                                                          / ds["jobs_per_s_submit_to_bound"], 3),
             "ratio_p50_latency_gpufleet_vs_direct": round(gs["submit_to_running_p50_s"]
                                                           / ds["submit_to_running_p50_s"], 2),
+            "ratio_p50_bind_latency_gpufleet_vs_direct": round(gs["submit_to_bound_p50_s"]
+                                                               / ds["submit_to_bound_p50_s"], 2),
+            **paced(gp, dp, a),
             "note": "gpufleet = SDK client (what `gpufleet submit` calls) -> API -> control loop -> executor "
                     "-> API server -> kube-scheduler -> fake kubelet; times are watch-event arrivals here",
         }, indent=1))

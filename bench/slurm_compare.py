@@ -11,7 +11,11 @@ Starts a real `gpufleet serve --executor slurm` (SQLite, temp home) and prints o
   interleaved (so background load hits both alike). "Running" is when the job's command starts:
   each job writes its own start timestamp; latency = that - the client's clock before submitting.
 
+- CPU beside wall: the gpufleet server's CPU over the burst, its children's (sbatch, squeue)
+  included, against the CPU of the sbatch/squeue processes of the plain path.
+
     python bench/slurm_compare.py [--jobs 200] [--latency-jobs 50] [--batch 50]
+        [--launch-concurrency N] [--watch-interval S] [--skip-latency]
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -66,10 +71,18 @@ def cluster_idle() -> bool:
 # ------------------------------------------------------------------------------------------- server
 
 
-def start_server(home: Path, tag: str) -> tuple[subprocess.Popen, httpx.Client]:
+def cpu_s(p: psutil.Process) -> float:
+    """The server's CPU, with its waited-for children's (sbatch, squeue, sinfo)."""
+    t = p.cpu_times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def start_server(home: Path, tag: str, settings: dict) -> tuple[subprocess.Popen, httpx.Client]:
     config = home / "server.yaml"
-    config.write_text(yaml.safe_dump({"executor": "slurm",
-                                      "slurm": {"tag": tag, "log_dir": str(home / "slurm-logs")}}))
+    top = {k: v for k, v in settings.items() if k != "slurm"}
+    config.write_text(yaml.safe_dump({"executor": "slurm", **top,
+                                      "slurm": {"tag": tag, "log_dir": str(home / "slurm-logs"),
+                                                **settings.get("slurm", {})}}))
     port = free_port()
     log = open(home / "server.log", "w")
     proc = subprocess.Popen([str(BIN), "serve", "--port", str(port), "--config", str(config)],
@@ -143,8 +156,10 @@ def rate_gpufleet(c: httpx.Client, n: int, batch: int) -> dict:
                 return out
             params["after"] = httpx.URL(r.links["next"]["url"]).params["after"]
 
+    # polled as often as the sbatch path polls squeue (0.2 s): a tighter loop of full job lists
+    # costs the server more CPU than the burst itself and slows what it measures
     wait_until(lambda: all(j["handle"] or j["state"] not in ("PENDING", "RUNNING")
-                           for j in states() if j["id"] in set(ids)), 600, 0.05)
+                           for j in states() if j["id"] in set(ids)), 600, 0.2)
     in_slurm = time.perf_counter() - t0
     wait_until(lambda: all(j["state"] not in ("PENDING", "RUNNING") for j in states() if j["id"] in set(ids)), 600)
     done = time.perf_counter() - t0
@@ -180,23 +195,37 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=50)
     ap.add_argument("--latency-jobs", type=int, default=50)
     ap.add_argument("--keep", action="store_true", help="keep the server's temp home (logs, database)")
+    ap.add_argument("--launch-concurrency", type=int, default=None, help="the server's (default: its own)")
+    ap.add_argument("--watch-interval", type=float, default=None, help="slurm.watch_interval_s (default: its own)")
+    ap.add_argument("--skip-latency", action="store_true", help="only the burst (rate and makespan)")
     a = ap.parse_args()
+    settings: dict = {}
+    if a.launch_concurrency is not None:
+        settings["launch_concurrency"] = a.launch_concurrency
+    if a.watch_interval is not None:
+        settings["slurm"] = {"watch_interval_s": a.watch_interval}
     if shutil.which("sbatch") is None or subprocess.run(["scontrol", "ping"], capture_output=True).returncode:
         raise SystemExit("no Slurm cluster answers: run scripts/dev-slurm.sh up first")
     home = Path(tempfile.mkdtemp(prefix="gf-slurm-bench-"))
     stamps = home / "stamps"
     stamps.mkdir(mode=0o1777)
-    proc, c = start_server(home, f"bench{os.getpid()}")
+    proc, c = start_server(home, f"bench{os.getpid()}", settings)
+    server = psutil.Process(proc.pid)
     try:
         # warm up both paths (Slurm account, executor caches, first scheduling cycle)
         c.post("/jobs", json=gf_spec(stamps, "warmup")).raise_for_status()
         sbatch(stamps, "warmup")
         wait_until(cluster_idle, 60)
-        sb_lat, gf_lat = latencies(c, a.latency_jobs, stamps)
+        sb_lat, gf_lat = latencies(c, a.latency_jobs, stamps) if not a.skip_latency else ([1.0], [1.0])
         wait_until(cluster_idle, 120)
+        c0 = sum(os.times()[2:4])
         sb_rate = rate_sbatch(a.jobs)
+        sb_rate["children_cpu_s"] = sum(os.times()[2:4]) - c0  # the sbatch and squeue processes
         wait_until(cluster_idle, 600)
+        s0, b0 = cpu_s(server), time.process_time()
         gf_rate = rate_gpufleet(c, a.jobs, a.batch)
+        gf_rate["server_cpu_s"] = cpu_s(server) - s0
+        gf_rate["bench_cpu_s"] = time.process_time() - b0
         wait_until(cluster_idle, 600)
         single = rate_gpufleet_single(c, min(a.jobs, 100))
     finally:
@@ -216,6 +245,10 @@ def main() -> None:
         "gpufleet_to_slurm_per_s": round(gf_rate["to_slurm_per_s"], 1),
         "sbatch_makespan_s": round(sb_rate["makespan_s"], 2),
         "gpufleet_makespan_s": round(gf_rate["makespan_s"], 2),
+        "makespan_ratio": round(gf_rate["makespan_s"] / sb_rate["makespan_s"], 3),
+        "gpufleet_burst_server_cpu_s": round(gf_rate["server_cpu_s"], 2),
+        "gpufleet_burst_bench_cpu_s": round(gf_rate["bench_cpu_s"], 2),
+        "sbatch_burst_cpu_s": round(sb_rate["children_cpu_s"], 2),
         "gpufleet_not_succeeded": gf_rate["not_succeeded"],
         "sbatch_latency_p50_s": round(pct(sb_lat, 50), 4),
         "gpufleet_latency_p50_s": round(pct(gf_lat, 50), 4),
@@ -229,6 +262,8 @@ def main() -> None:
                 "interleaved on an idle cluster. gpufleet_submit_per_s = API acceptance in batches; "
                 "gpufleet_to_slurm_per_s = until every job had a Slurm job id (gpufleet queues jobs "
                 "itself until GPUs are free).",
+        "latency_skipped": a.skip_latency,
+        "settings": settings,
         "server_home": str(home) if a.keep else None,
     }, indent=2))
     if not a.keep:

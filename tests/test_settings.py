@@ -12,6 +12,7 @@ def test_example_server_config_loads_and_flags_win():
     s = load_settings(str(ROOT / "examples" / "server.yaml"), port=9999, policy="las")
     assert s.port == 9999 and s.scheduler.policy == "las" and s.scheduler.backfill is True
     assert s.health["interval"] == "5m" and s.executor == "local"
+    assert s.launch_concurrency == 8
 
 
 @pytest.mark.parametrize("text,field", [
@@ -27,6 +28,9 @@ def test_example_server_config_loads_and_flags_win():
     ("pools: {boards: {executor: local}}\n", "pools.boards.executor"),
     ("pools: {default: {executor: slurm}}\n", "pools"),
     ("pools: [boards]\n", "pools"),
+    ("launch_concurrency: 0\n", "launch_concurrency"),
+    ("launch_concurrency: many\n", "launch_concurrency"),
+    ("launch_concurrency: true\n", "launch_concurrency"),
 ])
 def test_bad_config_names_the_setting(tmp_path, text, field):
     f = tmp_path / "s.yaml"

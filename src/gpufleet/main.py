@@ -117,6 +117,7 @@ class Server:
     def close(self) -> None:
         if self.ctx.artifacts is not None:
             self.ctx.artifacts.close()  # finish the collections under way
+        self.loop.close()
         self.executor.close()
         if self.busy is not None:
             self.busy.close()
@@ -189,7 +190,9 @@ def _build(settings: Settings, locks: list) -> Server:
               booking_limits=parse_booking_limits(settings.bookings))
     bootstrap(ctx, discovered.inventory.tenants if discovered else [])
     token = _ensure_admin_token(ctx, settings.home)
-    loop = ControlLoop(store, executor, config=settings.scheduler)
+    loop = ControlLoop(store, executor, config=settings.scheduler, launch_concurrency=settings.launch_concurrency)
+    if Ability.WATCH in executor.abilities:  # a job that ended in the engine: cycle now, not at the interval
+        executor.watch(wake.set)
     if isinstance(executor, PoolRouter):
         loop.node_sync = executor.sync
     metrics = Metrics()

@@ -38,6 +38,9 @@ class Settings:
     port: int = 8765
     executor: str = "local"
     loop_interval_s: float = 0.5
+    # jobs the control loop hands to the engine at once (engines that declare concurrent
+    # launches: Slurm, Kubernetes); 1: one after the other
+    launch_concurrency: int = 8
     # the control loop's active jobs are kept in memory, written through by every job write, and
     # all re-read from the database this often (catches writers outside this server)
     jobs_resync_s: float = 60.0
@@ -138,6 +141,9 @@ def _check(s: Settings) -> None:
     if isinstance(s.max_request_bytes, bool) or not isinstance(s.max_request_bytes, int) \
             or s.max_request_bytes < 1024:
         raise ValidationError("max_request_bytes", f"must be an integer >= 1024, got {s.max_request_bytes!r}")
+    if isinstance(s.launch_concurrency, bool) or not isinstance(s.launch_concurrency, int) \
+            or not 1 <= s.launch_concurrency <= 256:
+        raise ValidationError("launch_concurrency", f"must be an integer from 1 to 256, got {s.launch_concurrency!r}")
     if not 0 < s.port < 65536:
         raise ValidationError("port", f"not a port: {s.port}")
     parse_duration(s.session_idle_timeout, "session_idle_timeout")

@@ -182,3 +182,18 @@ def test_an_image_job_landing_in_a_pool_without_images_fails_with_the_pool_named
     job = Job(id=1, spec=JobSpec(command=("x",), image="alpine"), allocation=(Allocation("n1", (0,)),))
     with pytest.raises(ValueError, match="node pool default"):
         r.launch(job)
+
+
+def test_the_router_launches_in_parallel_but_serially_into_an_engine_that_cannot():
+    import threading
+
+    from gpufleet.control.pools import PoolRouter
+    from gpufleet.executors.base import Ability
+    from gpufleet.executors.fake import FakeExecutor
+
+    class Serial(FakeExecutor):
+        abilities = FakeExecutor.abilities - {Ability.CONCURRENT_LAUNCH}
+
+    router = PoolRouter({"default": FakeExecutor(), "boards": Serial()})
+    assert Ability.CONCURRENT_LAUNCH in router.abilities
+    assert set(router._serial) == {"boards"} and isinstance(router._serial["boards"], type(threading.Lock()))

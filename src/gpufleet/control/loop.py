@@ -8,7 +8,9 @@ Every cycle:
   3. nodes     refresh the inventory from the engine (when it owns it); requeue jobs on DOWN nodes
   4. schedule  freeze a snapshot, call the pure scheduler
   5. record    write placements (PENDING -> RUNNING, durable) and preemption decisions, then launch
-No database transaction is held across an executor call.
+No database transaction is held across an executor call. Launches run up to `launch_concurrency`
+at once on an engine that declares Ability.CONCURRENT_LAUNCH (each outcome is recorded by this
+thread as it comes back); the cycle ends once every launch it started has answered.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -78,6 +81,9 @@ class ControlLoop:
     # step 3's inventory refresh when the server has several node pools (control/pools.py's
     # PoolRouter.sync); None: from the one executor, when it owns the inventory
     node_sync: Callable[[Store], None] | None = None
+    # engine calls (launch) at once, on an engine that declares Ability.CONCURRENT_LAUNCH
+    launch_concurrency: int = 8
+    _launcher: ThreadPoolExecutor | None = None
     _signalled: set[int] = field(default_factory=set)
     # restarted job -> the nodes of its interrupted attempt (its replacement prefers their block;
     # in memory only: after a server restart the preference is gone, the restart is not)
@@ -184,11 +190,13 @@ class ControlLoop:
 
     # 2. act ----------------------------------------------------------------------------------
     def _act(self, running: list[Job]) -> None:
+        unlaunched = []
         for job in running:
             if job.extra.get("pending_action") and job.id not in self._signalled:
                 self._signal(job)
             elif job.handle is None and not job.extra.get("pending_action"):
-                self._launch(job)
+                unlaunched.append(job)
+        self._launch_all(unlaunched)
 
     def _check_heartbeats(self, running: list[Job], now: float) -> None:
         """A job with --heartbeat that showed no sign of life (heartbeat file, output) for that
@@ -284,22 +292,52 @@ class ControlLoop:
             log.warning("perf prolog refused", reason=why, state=new.value)
         return True
 
-    def _launch(self, job: Job) -> None:
-        if job.spec.perf is not None and self.perf is not None and self._prolog_refused(job):
+    def _launch_all(self, jobs: list[Job]) -> None:
+        """Launch jobs whose placement is written: up to `launch_concurrency` engine calls at once
+        when the executor declares Ability.CONCURRENT_LAUNCH, else one after the other. Only the
+        engine call runs in a worker; each outcome is recorded here, in the loop's thread, as it
+        comes back (a crash in between is the same as a crash before the launch: idempotent)."""
+        ready = [j for j in jobs if not (j.spec.perf is not None and self.perf is not None
+                                         and self._prolog_refused(j))]
+        if len(ready) < 2 or self.launch_concurrency < 2 or Ability.CONCURRENT_LAUNCH not in self.executor.abilities:
+            for job in ready:
+                self._launched(job, *self._engine_launch(job))
             return
+        if self._launcher is None:
+            self._launcher = ThreadPoolExecutor(self.launch_concurrency, thread_name_prefix="launch")
+        futures = {self._launcher.submit(self._engine_launch, job): job for job in ready}
+        for done in as_completed(futures):
+            self._launched(futures[done], *done.result())
+
+    def _engine_launch(self, job: Job) -> tuple[str | None, Exception | None]:
+        """The engine call alone (thread-safe: reads the job, touches no store): (handle, error)."""
         try:
-            job.handle = self.executor.launch(job) or f"{self.executor.name}:{job.id}"
+            return self.executor.launch(job) or f"{self.executor.name}:{job.id}", None
+        except Exception as e:
+            return None, e
+
+    def _launched(self, job: Job, handle: str | None, error: Exception | None) -> None:
+        """Record one launch's outcome: its handle; an engine outage leaves the decision for the
+        next cycle; any other error fails the job with why."""
+        if error is None:
+            job.handle = handle
             self.store.save_job(job, JobState.RUNNING)
             with job_context(job):
                 log.info("job launched", handle=job.handle)
-        except EngineUnavailable as e:  # decision stays written: the next cycle launches it
+        elif isinstance(error, EngineUnavailable):  # decision stays written: the next cycle launches it
             with job_context(job):
-                log.warning("engine unavailable; launch retried next cycle", error=str(e))
-        except Exception as e:
-            change = transition(job, JobState.FAILED, f"launch failed: {e}", self.clock())
+                log.warning("engine unavailable; launch retried next cycle", error=str(error))
+        else:
+            change = transition(job, JobState.FAILED, f"launch failed: {error}", self.clock())
             self.store.save_job(job, JobState.RUNNING, change)
             with job_context(job):
-                log.warning("launch failed", error=str(e))
+                log.warning("launch failed", error=str(error))
+
+    def close(self) -> None:
+        """Let the launch workers go (a launch under way finishes on its own)."""
+        if self._launcher is not None:
+            self._launcher.shutdown(wait=False, cancel_futures=True)
+            self._launcher = None
 
     # 3. nodes --------------------------------------------------------------------------------
     def _nodes(self, now: float) -> list[Node]:
@@ -393,9 +431,7 @@ class ControlLoop:
             items.append((job, JobState.PENDING, transition(job, JobState.RUNNING, f"placed on {nodes}", now)))
             placed.append(job)
         ok = self.store.save_jobs(items) if items else []
-        for job, saved in zip(placed, ok):
-            if saved:
-                self._launch(job)
+        self._launch_all([job for job, saved in zip(placed, ok) if saved])
         self._record_reasons(d, by_id, now)
         return sum(ok), preempted
 

@@ -14,6 +14,7 @@ whose engine is unreachable leaves its nodes as they were; a node gone from its 
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import replace
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -42,8 +43,13 @@ class PoolRouter(ExecutorBase):
         self.clock = clock
         self._lookup = node_pool  # name -> pool label of a node we have not seen yet (the store)
         self._pool_of: dict[str, str] = {}
-        # what any pool can do (submit-time checks); launch checks the pool the job landed in
-        self.abilities = frozenset().union(*(ex.abilities for ex in self.pools.values()))
+        # what any pool can do (submit-time checks); launch checks the pool the job landed in.
+        # Launches may come in parallel: a pool whose engine does not declare CONCURRENT_LAUNCH
+        # gets them one at a time (its lock)
+        self.abilities = frozenset().union(*(ex.abilities for ex in self.pools.values()),
+                                           {Ability.CONCURRENT_LAUNCH})
+        self._serial = {name: threading.Lock() for name, ex in self.pools.items()
+                        if Ability.CONCURRENT_LAUNCH not in ex.abilities}
         # a spec field is required only when every pool requires it
         self.requires = frozenset.intersection(*(frozenset(ex.requires) for ex in self.pools.values()))
         accounts = {ex.runs_jobs_as for ex in self.pools.values()}
@@ -86,7 +92,11 @@ class PoolRouter(ExecutorBase):
         missing = [f for f in sorted(ex.requires) if not getattr(job.spec, f, None)]
         if missing:
             raise ValueError(f"{missing[0]} is required by node pool {pool} ({ex.name})")
-        return ex.launch(job) or f"{ex.name}:{job.id}"
+        lock = self._serial.get(pool)
+        if lock is None:
+            return ex.launch(job) or f"{ex.name}:{job.id}"
+        with lock:
+            return ex.launch(job) or f"{ex.name}:{job.id}"
 
     def poll(self, jobs: Sequence[Job]) -> list[Observation]:
         """Each pool polls its own jobs; an unreachable engine leaves its jobs as they are and
@@ -107,6 +117,12 @@ class PoolRouter(ExecutorBase):
 
     def cancel(self, job: Job) -> None:
         self.executor_of(job).cancel(job)
+
+    def watch(self, on_event: Callable[[], None]) -> None:
+        """Every pool whose engine can tell when a job ended calls `on_event`."""
+        for ex in self.pools.values():
+            if Ability.WATCH in ex.abilities:
+                ex.watch(on_event)
 
     def logs(self, job: Job, offset: int = 0, rank: int = 0, attempt: int | None = None) -> LogChunk:
         ex = self.executor_of(job)

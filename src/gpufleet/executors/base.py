@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import Any, BinaryIO, ClassVar, Iterable, Iterator, Protocol, Sequence, runtime_checkable
+from typing import Any, BinaryIO, Callable, ClassVar, Iterable, Iterator, Protocol, Sequence, runtime_checkable
 
 from gpufleet.domain import Booking, Job, JobState, Node, ValidationError
 
@@ -49,6 +49,12 @@ class Ability(str, Enum):
     # `last_sign_of_life(job)`: when a running job last touched $GPUFLEET_HEARTBEAT_FILE or wrote
     # output (any rank); the control loop restarts a job whose --heartbeat it outlived (a hang)
     HEARTBEAT = "heartbeat"
+    # `launch` may be called from several threads at once (for different jobs): the control loop
+    # then launches up to its `launch_concurrency` jobs in parallel; without it, one at a time
+    CONCURRENT_LAUNCH = "concurrent-launch"
+    # `watch(on_event)`: the engine calls `on_event()` (from its own thread) when one of gpufleet's
+    # jobs ended there, so the control loop cycles at once instead of at its next interval
+    WATCH = "watch"
 
 
 class Phase(str, Enum):
@@ -193,6 +199,11 @@ class ExecutorBase:
 
     def last_sign_of_life(self, job: Job) -> float | None:
         """Engines with Ability.HEARTBEAT override it (None: nothing seen yet)."""
+        return None
+
+    def watch(self, on_event: Callable[[], None]) -> None:
+        """Engines with Ability.WATCH override it: call `on_event()` when a job of ours ended
+        (cheap, from any thread; the control loop's wake)."""
         return None
 
     def last_checkpoint(self, job: Job) -> float | None:

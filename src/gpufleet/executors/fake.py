@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
@@ -77,12 +78,16 @@ class FakeWorld:
 
 class FakeExecutor(ExecutorBase):
     name = "fake"
-    abilities = frozenset({Ability.LOGS, Ability.ADOPT, Ability.ARTIFACTS, Ability.HEARTBEAT})
+    abilities = frozenset({Ability.LOGS, Ability.ADOPT, Ability.ARTIFACTS, Ability.HEARTBEAT,
+                           Ability.CONCURRENT_LAUNCH})
 
     def __init__(self, clock: Callable[[], float] = time.time, world: FakeWorld | None = None):
         self.clock = clock
         self.world = world if world is not None else FakeWorld()
         self.launch_error: Exception | None = None  # set it: the next launches raise it
+        # called first by every launch, from the launching thread (tests: a slow or failing engine)
+        self.launch_hook: Callable[[Job], None] | None = None
+        self._lock = threading.Lock()
 
     def artifacts(self, job: Job, attempt: int, globs: Sequence[str], notes: list[str]) -> Iterator[ArtifactFile]:
         """The files of `world.files` for that run that match `globs`, rank by rank."""
@@ -100,10 +105,16 @@ class FakeExecutor(ExecutorBase):
         return self.world.launches
 
     def launch(self, job: Job) -> str:
+        if self.launch_hook is not None:
+            self.launch_hook(job)
         if self.launch_error is not None:
             raise self.launch_error
         if not job.allocation:
             raise ValidationError("allocation", f"job {job.id} has no allocation")
+        with self._lock:
+            return self._start(job)
+
+    def _start(self, job: Job) -> str:
         run = self.world.runs.get((job.id, job.attempt))
         if run is not None:
             return run.handle

@@ -129,3 +129,27 @@ def test_pods_run_as_the_owners_uid_when_mapped_and_never_as_root():
     with pytest.raises(ValidationError) as e:
         manifests.pod_spec(CFG, job, 0, (0, 0))
     assert e.value.field == "user"
+
+
+def test_the_watch_cache_calls_on_end_when_a_pod_or_job_ends_or_goes_away():
+    from gpufleet.executors.kubernetes.cache import Reflector
+
+    ends = []
+    r = Reflector("pods", lambda **kw: None, "sel", 5, lambda: None, lambda: ends.append(1))
+    labels = {"gpufleet.io/job-id": "3", "gpufleet.io/attempt": "1"}
+
+    def pod(phase: str) -> dict:
+        return {"metadata": {"name": "p", "labels": labels, "resourceVersion": "1"}, "status": {"phase": phase}}
+
+    r._apply({"type": "ADDED", "object": pod("Pending")})
+    r._apply({"type": "MODIFIED", "object": pod("Running")})
+    assert ends == []
+    r._apply({"type": "MODIFIED", "object": pod("Succeeded")})
+    r._apply({"type": "MODIFIED", "object": pod("Succeeded")})  # no new end
+    assert ends == [1]
+    r._apply({"type": "DELETED", "object": pod("Succeeded")})
+    assert ends == [1, 1]
+    job = {"metadata": {"name": "j", "labels": labels, "resourceVersion": "2"},
+           "status": {"conditions": [{"type": "Failed", "status": "True"}]}}
+    r._apply({"type": "MODIFIED", "object": job})
+    assert ends == [1, 1, 1]

@@ -411,3 +411,19 @@ def test_each_job_gets_a_checkpoint_dir_in_the_shared_folder_the_same_for_every_
     other = SlurmExecutor(SlurmConfig(tag="t", log_dir=str(tmp_path), checkpoint_dir=str(tmp_path / "ck")),
                           api=StubApi(), admin=StubAdmin())
     assert other.checkpoint_root == str(tmp_path / "ck") and (tmp_path / "ck").is_dir()
+
+
+def test_launched_jobs_are_watched_until_they_leave_slurm(tmp_path):
+    ex, api, _ = make(tmp_path)
+    assert Ability.WATCH in ex.abilities and Ability.CONCURRENT_LAUNCH in ex.abilities
+    live: set[int] = set()
+    api.live_ids = lambda: set(live)
+    woke = []
+    ex.ends._listeners.append(lambda: woke.append(1))  # what watch() adds, without its thread
+    job = adopted_job()
+    job.restarts = 1  # a new run: submitted
+    job_id = int(ex.launch(job))
+    live.add(job_id)
+    assert ex.ends.look() is False
+    live.clear()
+    assert ex.ends.look() is True and woke == [1]

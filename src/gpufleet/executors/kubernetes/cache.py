@@ -3,6 +3,8 @@
 A background thread per resource lists once, then WATCHES from that resourceVersion, resuming after
 each server-side timeout and relisting after `410 Gone` or an error. `poll()` only reads this cache,
 so observing N jobs costs no API call. Objects are kept as plain dicts (the JSON the server sent).
+An event that ends a job's object (pod Succeeded/Failed, a Job's Complete/Failed condition, a
+deletion) also calls the cache's `on_end` listeners: the control loop's wake (Ability.WATCH).
 """
 
 from __future__ import annotations
@@ -33,16 +35,26 @@ def job_key(obj: Obj) -> Key | None:
         return None
 
 
+def ended(obj: Obj) -> bool:
+    """A pod that Succeeded/Failed, or a batch Job with a Complete/Failed condition."""
+    status = obj.get("status") or {}
+    if status.get("phase") in ("Succeeded", "Failed"):
+        return True
+    return any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+               for c in status.get("conditions") or ())
+
+
 class Reflector:
     """list+watch of one resource kind into `store[(job id, attempt)][name] = obj`."""
 
     def __init__(self, kind: str, list_fn: Callable[..., Any], selector: str, timeout_s: int,
-                 on_change: Callable[[], None]):
+                 on_change: Callable[[], None], on_end: Callable[[], None] = lambda: None):
         self.kind = kind
         self.list_fn = list_fn
         self.selector = selector
         self.timeout_s = timeout_s
         self.on_change = on_change
+        self.on_end = on_end  # an object of ours just ended (or went away)
         self.store: dict[Key, dict[str, Obj]] = {}
         self.tombstones: dict[Key, float] = {}  # deleted objects: when they went away
         self.lock = threading.Lock()
@@ -98,6 +110,7 @@ class Reflector:
         self.error = ""
         self.synced.set()
         self.on_change()
+        self.on_end()  # a relist may have missed ends: one look is cheap
         return body["metadata"]["resourceVersion"]
 
     def _watch(self, rv: str) -> None:
@@ -127,13 +140,16 @@ class Reflector:
         with self.lock:
             if typ == "DELETED":
                 objs = self.store.get(key, {})
-                objs.pop(name, None)
+                before = objs.pop(name, None)
                 if not objs:
                     self.store.pop(key, None)
                     self.tombstones[key] = time.time()
             else:
-                self.store.setdefault(key, {})[name] = obj
+                before = self.store.setdefault(key, {}).get(name)
+                self.store[key][name] = obj
         self.on_change()
+        if typ == "DELETED" or (ended(obj) and (before is None or not ended(before))):
+            self.on_end()
         return rv
 
     def get(self, key: Key) -> list[Obj]:
@@ -152,6 +168,7 @@ class WatchCache:
         sel = n.selector(instance)
         self._changed = threading.Condition()
         self.version = 0
+        self.on_end: list[Callable[[], None]] = []  # called when an object of ours ended
 
         def list_pods(**kw: Any) -> Any:
             return core.list_namespaced_pod(namespace, **kw)
@@ -159,8 +176,15 @@ class WatchCache:
         def list_jobs(**kw: Any) -> Any:
             return batch.list_namespaced_job(namespace, **kw)
 
-        self.pods = Reflector("pods", list_pods, sel, timeout_s, self._bump)
-        self.jobs = Reflector("jobs", list_jobs, sel, timeout_s, self._bump)
+        self.pods = Reflector("pods", list_pods, sel, timeout_s, self._bump, self._ended)
+        self.jobs = Reflector("jobs", list_jobs, sel, timeout_s, self._bump, self._ended)
+
+    def _ended(self) -> None:
+        for fn in list(self.on_end):
+            try:
+                fn()
+            except Exception as e:  # noqa: BLE001 - a listener must not stop the watch
+                log.warning("watch listener failed: %s", e)
 
     def _bump(self) -> None:
         with self._changed:

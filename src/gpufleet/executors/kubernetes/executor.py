@@ -47,7 +47,8 @@ class KubernetesExecutor(ExecutorBase):
     name: ClassVar[str] = "kubernetes"
     abilities: ClassVar[frozenset[Ability]] = frozenset(
         {Ability.NODES, Ability.DRAIN, Ability.LOGS, Ability.ADOPT, Ability.IMAGES, Ability.HEARTBEAT,
-         Ability.RESULTS, Ability.PERF_IN_JOB})
+         Ability.RESULTS, Ability.PERF_IN_JOB,
+         Ability.CONCURRENT_LAUNCH, Ability.WATCH})  # the client's urllib3 pool is thread-safe
     requires: ClassVar[frozenset[str]] = frozenset({"image"})  # checked by the submit service
 
     def __init__(self, cfg: KubernetesConfig | None = None, *, api: client.ApiClient | None = None,
@@ -126,8 +127,11 @@ class KubernetesExecutor(ExecutorBase):
             return self._read(body["kind"], name)
 
     def _created(self, create: Any, body: dict[str, Any]) -> dict[str, Any]:
-        obj = create(self.cfg.namespace, body)
-        return {"metadata": {"uid": obj.metadata.uid, "name": obj.metadata.name}}
+        # the raw answer: only its uid and name are needed, and turning it into the client's model
+        # objects costs more CPU than the request itself
+        resp = create(self.cfg.namespace, body, _preload_content=False, _request_timeout=self.cfg.request_timeout_s)
+        meta = json.loads(resp.data).get("metadata") or {}
+        return {"metadata": {"uid": meta.get("uid"), "name": meta.get("name")}}
 
     def _read(self, kind: str, name: str) -> dict[str, Any]:
         read = {"Job": self.batch.read_namespaced_job, "Service": self.core.read_namespaced_service,
@@ -146,6 +150,10 @@ class KubernetesExecutor(ExecutorBase):
             if e.status not in (409, 403):  # exists, or we may not create namespaces (then it must exist)
                 raise
         self._namespace_ready = True
+
+    def watch(self, on_event: Any) -> None:
+        """`on_event()` from the watch thread when one of our pods or Jobs ended (cache.py)."""
+        self.cache.on_end.append(on_event)
 
     # -------------------------------------------------------------------- poll --
     def poll(self, jobs: Sequence[Job]) -> list[Observation]:

@@ -68,6 +68,8 @@ class LocalExecutor(ExecutorBase):
     abilities = frozenset({Ability.LOGS, Ability.ADOPT, Ability.HOST_PATHS, Ability.RUN_AS_OWNER,
                            Ability.RESULTS, Ability.IMAGES, Ability.ARTIFACTS,
                            Ability.SESSIONS, Ability.HEARTBEAT})
+    # not CONCURRENT_LAUNCH: launch is thread-safe (self._lock, O_EXCL markers) but serial under that
+    # lock, and a spawn takes milliseconds: parallel calls would only add thread hops
     launch_timeout_s = 5.0  # a marker without a shim for this long: the launcher died mid-launch
 
     def __init__(

@@ -43,6 +43,10 @@ class SlurmConfig:
     # "auto": pyxis when `srun --help` offers --container-image, else podman (container.py)
     container_runtime: str = "auto"
     command_timeout_s: float = 30.0
+    # while gpufleet jobs are in Slurm, look this often (a cheap `squeue -h -o %i`) whether one of
+    # them left Slurm's queue, and wake the control loop when one did (Ability.WATCH); 0: off
+    # (ends are then seen at the loop's next interval)
+    watch_interval_s: float = 0.2
     # perf jobs: the `gpufleet` the batch script runs `perf prolog|sample|epilog` with ("" = the
     # server's own, beside sys.executable: the nodes must see that venv at the same path), and a
     # fake NVML spec file for GPU-less test/demo nodes ("" = real NVML; cli/hardware.py --fake-nvml)

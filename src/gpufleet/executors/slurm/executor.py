@@ -39,6 +39,7 @@ from gpufleet.executors.slurm.folders import home_or, private_folder, shared_fol
 from gpufleet.executors.slurm.parse import SlurmJob, job_from_json, phase_of
 from gpufleet.executors.slurm.snapshot import JobsSnapshot, nodes_of
 from gpufleet.executors.slurm.topology import TopologyCache
+from gpufleet.executors.slurm.watch import EndWatch
 from gpufleet.executors.slurm.script import (
     Identity, PerfSteps, SubmitRequest, account_name, build_script, checkpoint_dir, constraint_of, gres_of, job_dir,
     job_name, rank_log, time_minutes,
@@ -61,7 +62,8 @@ class SlurmExecutor(ExecutorBase):
     name = "slurm"
     abilities = frozenset({Ability.NODES, Ability.DRAIN, Ability.LOGS, Ability.BOOKINGS, Ability.ADOPT,
                            Ability.RUN_AS_OWNER, Ability.IMAGES, Ability.ARTIFACTS, Ability.RESULTS,
-                           Ability.PERF_IN_JOB, Ability.SESSIONS, Ability.HEARTBEAT})
+                           Ability.PERF_IN_JOB, Ability.SESSIONS, Ability.HEARTBEAT,
+                           Ability.CONCURRENT_LAUNCH, Ability.WATCH})
 
     def __init__(self, config: SlurmConfig | None = None, *, api: JobApi | None = None, admin: Admin | None = None,
                  clock: Callable[[], float] = time.time, accounts: Accounts | None = None,
@@ -99,6 +101,7 @@ class SlurmExecutor(ExecutorBase):
         self.topology: TopologyCache | None = None  # Slurm's switches / blocks as node labels (topology.py)
         if cfg.topology:
             self.topology = TopologyCache(lambda: self.admin.topology(), clock, cfg.topology_refresh_s)
+        self.ends = EndWatch(lambda: self.api.live_ids(), cfg.watch_interval_s)  # Ability.WATCH
         shared_folder(cfg.log_dir)
         self.checkpoint_root = cfg.checkpoint_dir or os.path.join(cfg.log_dir, ".checkpoints")
         shared_folder(self.checkpoint_root)
@@ -132,11 +135,13 @@ class SlurmExecutor(ExecutorBase):
         ident = Identity.of_job(self.config.tag, job)
         existing = self._existing(job, ident)
         if existing is not None:
+            self.ends.add(existing)
             return str(existing)
         req = self._request(job, ident)
         job_id = self._submit(req)
         with self._lock:
             self._submitted[ident.key] = job_id
+        self.ends.add(job_id)
         log.info("slurm: submitted gpufleet job %s run %s as Slurm job %s", job.id, job.restarts, job_id)
         return str(job_id)
 
@@ -294,7 +299,12 @@ class SlurmExecutor(ExecutorBase):
                 missing.append(job)
         if missing:
             out.extend(self._observe_from_accounting(missing))
+        self.ends.seen(out)
         return out
+
+    def watch(self, on_event: Callable[[], None]) -> None:
+        """`on_event()` when one of our jobs left Slurm's queue (watch.py; watch_interval_s)."""
+        self.ends.listen(on_event)
 
     def _observe(self, job: Job, sj: SlurmJob) -> Observation:
         phase, code, reason = phase_of(sj, TIMEOUT_MARK)
@@ -550,6 +560,7 @@ class SlurmExecutor(ExecutorBase):
         self.admin.delete_reservation(self.reservation_name(booking))
 
     def close(self) -> None:
+        self.ends.close()
         closer = getattr(self.api, "close", None)
         if closer is not None:
             closer()
