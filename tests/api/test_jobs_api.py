@@ -207,3 +207,16 @@ def test_audit_log_records_who_did_what(api):
     assert ("admin", "node-drain", "node/dgx1") in seen
     only = api.get("/api/v1/audit?action=cancel", headers=api.admin).json()
     assert [r["action"] for r in only] == ["cancel"]
+
+
+def test_nodes_json_is_what_the_response_models_give():
+    """GET /nodes is built from plain dicts (api/convert.nodes_json): the same bytes as NodeOut."""
+    from gpufleet.api.convert import json_list, node_out, nodes_json
+    from gpufleet.api.schemas import NodeOut
+    from gpufleet.domain import NodeState
+    from tests.scheduler.builders import make_node
+    nodes = [make_node("n1", 4, labels={"rack": "r1", "note": "größe \"x\""}),
+             make_node("n2", 0, state=NodeState.DRAIN, cpus=8, mem_mb=1024), make_node("n3", 2, "h100")]
+    nodes[1].reason = "fan ✗"
+    owners = {("n1", 0): 7, ("n1", 3): 9, ("n3", 1): 2}
+    assert nodes_json(nodes, owners) == json_list(NodeOut, [node_out(n, owners) for n in nodes]).body

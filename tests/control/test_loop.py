@@ -163,3 +163,33 @@ def test_a_reason_that_moves_only_in_its_numbers_is_refreshed_once_a_minute(worl
     assert record("Reserved: booking 3 starts in 28m", 1030.0) == "Reserved: booking 3 starts in 29m"
     assert record("Reserved: booking 3 starts in 27m", 1061.0) == "Reserved: booking 3 starts in 27m"
     assert record("Priority: 2 jobs ahead", 1062.0) == "Priority: 2 jobs ahead"  # a new reason: at once
+
+
+def test_the_scheduler_base_is_kept_between_cycles_and_decides_as_a_fresh_one(world):
+    """The loop hands the scheduler the cached node tuple and unchanged running jobs as the same
+    objects: its Base is updated, not rebuilt, and every decision equals schedule() on a fresh one."""
+    from gpufleet.scheduler import schedule
+    ctx, loop = world
+    kept, differ = loop._scheduler, []
+
+    def checked(snap, now):
+        fresh = schedule(snap, now)  # before the kept one: the same snapshot, untouched
+        d = kept(snap, now)
+        if d != fresh:
+            differ.append((d, fresh))
+        return d
+    loop._scheduler = checked
+    for _ in range(3):
+        submit(ctx, gpus=1)
+    loop.cycle()
+    rebuilds = kept.rebuilds
+    submit(ctx, gpus=2)
+    submit(ctx, gpus=8)
+    loop.cycle()
+    ctx.clock.advance(30)
+    loop.cycle()
+    assert kept.rebuilds == rebuilds  # nothing about the nodes changed
+    ctx.store.save_node(ctx.store.get_node(ctx.store.nodes_view()[0].name))
+    loop.cycle()
+    assert kept.rebuilds == rebuilds + 1  # a node write: a new node tuple, a new Base
+    assert differ == []

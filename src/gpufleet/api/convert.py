@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from functools import cache
 from typing import Sequence
 
@@ -48,6 +49,20 @@ def node_out(n: Node, owners: dict[tuple[str, int], int]) -> NodeOut:
         gpus_allocated=sum(1 for g in gpus if g.job is not None),
         gpu_models=sorted(n.gpu_models), gpus=gpus,
     )
+
+
+def nodes_json(nodes: Sequence[Node], owners: dict[tuple[str, int], int]) -> bytes:
+    """A list of NodeOut as JSON, built from plain dicts: the same bytes as `json_list(NodeOut,
+    [node_out(...)])` (tests/api check it) at a fraction of the cost (10k nodes are 90k models)."""
+    out = []
+    for n in nodes:
+        gpus = [{"index": g.index, "model": g.model, "uuid": g.uuid, "memory_mb": g.memory_mb,
+                 "group": g.group, "job": owners.get((n.name, g.index))} for g in n.gpus]
+        out.append({"name": n.name, "kind": n.kind.value, "arch": n.arch, "cpus": n.cpus,
+                    "mem_mb": n.mem_mb, "labels": n.labels, "state": n.state.value, "reason": n.reason,
+                    "gpus_total": len(gpus), "gpus_allocated": sum(1 for g in gpus if g["job"] is not None),
+                    "gpu_models": sorted(n.gpu_models), "gpus": gpus})
+    return json.dumps(out, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def tenant_out(t: Tenant, **extra) -> TenantOut:

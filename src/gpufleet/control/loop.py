@@ -20,16 +20,17 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from gpufleet.domain import Job, JobState, Node, NodeState, format_duration, transition
 from gpufleet.executors.base import FOREIGN_GPUS_LABEL, Ability, EngineUnavailable, Executor
 from gpufleet.control.apply import HEARTBEAT_STOPPED, apply_observation, interruption_cause
 from gpufleet.control.gating import gate
 from gpufleet.store import groups as groups_repo
-from gpufleet.scheduler import Decisions, SchedulerConfig, Snapshot, schedule
+from gpufleet.scheduler import Decisions, Scheduler, SchedulerConfig, Snapshot
 from gpufleet.observability.logs import loop_context, loop_logger
 from gpufleet.store import Store
+from gpufleet.store.mapping import copy_job
 
 log = loop_logger("control")
 Clock = Callable[[], float]
@@ -64,7 +65,7 @@ class CycleReport:
     decisions: Decisions | None = None
     interruptions: list[Interruption] = field(default_factory=list)
     jobs: list[Job] = field(default_factory=list)  # the active jobs of this cycle, as left by it
-    nodes: list[Node] = field(default_factory=list)
+    nodes: Sequence[Node] = field(default_factory=list)
 
 
 @dataclass
@@ -91,6 +92,11 @@ class ControlLoop:
     _reason_at: dict[int, float] = field(default_factory=dict)  # job -> when its reason was written
     _usage_at: float | None = None
     _usage_saved_at: float = 0.0
+    # the scheduler with memory: its capacity index and running-job aggregates are updated, not
+    # rebuilt, while the node table (the store's cached tuple) stays the same object and the
+    # running jobs are handed over as the same objects while unchanged (_frozen)
+    _scheduler: Scheduler = field(default_factory=Scheduler)
+    _frozen: dict[int, tuple[tuple, Job]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.usage = {k: float(v) for k, v in self.store.get_meta("fairshare_usage").items()}
@@ -113,7 +119,7 @@ class ControlLoop:
         pending = self._gate(waiting, running, now)
         self._account_usage(running, now)
         snap = self._snapshot(nodes, running, pending, now)
-        decisions = schedule(snap, now)  # 4
+        decisions = self._scheduler(snap, now)  # 4
         report.started, report.preempted = self._record(decisions, pending, running, now)  # 5
         report.pending, report.running = len(waiting) - report.started, len(running) + report.started
         report.duration_s = time.perf_counter() - t0
@@ -340,7 +346,7 @@ class ControlLoop:
             self._launcher = None
 
     # 3. nodes --------------------------------------------------------------------------------
-    def _nodes(self, now: float) -> list[Node]:
+    def _nodes(self, now: float) -> Sequence[Node]:
         if self.node_sync is not None:
             self.node_sync(self.store)
         elif Ability.NODES in self.executor.abilities:
@@ -348,9 +354,9 @@ class ControlLoop:
                 self.store.sync_nodes(self.executor.nodes(), keep_state=False)
             except Exception as e:
                 log.warning("could not refresh nodes from the engine", executor=self.executor.name, error=str(e))
-        return self.store.nodes()
+        return self.store.nodes_view()  # read only: the same object until a node write
 
-    def _requeue_on_down_nodes(self, running: list[Job], nodes: list[Node]) -> None:
+    def _requeue_on_down_nodes(self, running: list[Job], nodes: Sequence[Node]) -> None:
         down = {n.name for n in nodes if n.state is NodeState.DOWN}
         for job in running:
             if down.intersection(job.node_names) and not job.extra.get("pending_action"):
@@ -397,14 +403,14 @@ class ControlLoop:
                 self._usage_saved_at = now
         self._usage_at = now
 
-    def _snapshot(self, nodes: list[Node], running: list[Job], pending: list[Job], now: float) -> Snapshot:
+    def _snapshot(self, nodes: Sequence[Node], running: list[Job], pending: list[Job], now: float) -> Snapshot:
         waiting = {j.id: j for j in pending}
         self._previous = {k: v for k, v in self._previous.items() if k in waiting}
         for k, v in self._previous.items():
             waiting[k].extra["previous_nodes"] = v
         return Snapshot(
             nodes=tuple(nodes),
-            running=tuple(running),
+            running=self._freeze(running),
             pending=tuple(pending),
             tenants={t.name: t for t in self.store.tenants()},
             bookings=tuple(self.store.bookings(now)),
@@ -412,6 +418,23 @@ class ControlLoop:
             foreign=foreign_gpus(nodes),
             config=self.config,
         )
+
+    def _freeze(self, running: list[Job]) -> tuple[Job, ...]:
+        """The running jobs for the scheduler: a job whose every field is as last cycle is handed
+        over as last cycle's object (never changed: a private copy), so the scheduler's Base
+        updates by the difference instead of rebuilding (scheduler/base.py's promise)."""
+        old, new, out = self._frozen, {}, []
+        for j in running:
+            key = (j.state, j.reason, j.submitted_at, j.started_at, j.ended_at, j.exit_code, j.allocation,
+                   j.handle, j.restarts, j.failures, j.attained_gpu_s, j.spec, j.user, j.extra)
+            hit = old.get(j.id)
+            if hit is None or hit[0] != key or hit[1].spec is not j.spec:
+                frozen = copy_job(j)
+                hit = ((*key[:-1], dict(frozen.extra)), frozen)
+            new[j.id] = hit
+            out.append(hit[1])
+        self._frozen = new
+        return tuple(out)
 
     # 5. record -------------------------------------------------------------------------------
     def _record(self, d: Decisions, pending: list[Job], running: list[Job], now: float) -> tuple[int, int]:
@@ -461,7 +484,7 @@ def job_context(job: Job):
     return loop_context(job_id=job.id, tenant=job.tenant, node=",".join(job.node_names) or None)
 
 
-def foreign_gpus(nodes: list[Node]) -> dict[str, tuple[int, ...]]:
+def foreign_gpus(nodes: Sequence[Node]) -> dict[str, tuple[int, ...]]:
     """GPUs held by work gpufleet did not start, from the executor's node label convention."""
     out: dict[str, tuple[int, ...]] = {}
     for n in nodes:

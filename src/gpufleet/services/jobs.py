@@ -113,12 +113,37 @@ def whole_nodes(spec, nodes: Sequence[Node]):
     exactly that size, so a placement takes every GPU of the node and nothing else lands there."""
     if "gpu_count" in spec.constraints:
         return spec
-    sizes = sorted({len(n.gpus) for n in nodes if len(n.gpus) >= spec.gpus
+    sizes = sorted({len(n.gpus) for n, _ in node_kinds(nodes) if len(n.gpus) >= spec.gpus
                     and (not spec.gpu_model or all(g.model == spec.gpu_model for g in n.gpus))
                     and all(constraint_matches(n, k, v) for k, v in spec.constraints.items())})
     if not sizes:
         return spec  # _check_fits says why
     return replace(spec, gpus=sizes[0], constraints={**spec.constraints, "gpu_count": str(sizes[0])})
+
+
+_kinds: tuple[Sequence[Node], list[tuple[Node, int]]] | None = None  # the last inventory and its kinds
+
+
+def node_kinds(nodes: Sequence[Node]) -> list[tuple[Node, int]]:
+    """The inventory as (one node of a kind, how many), a kind being everything submit checks
+    read (kind, arch, CPUs, memory, labels, GPU models): a lab of 10k nodes has a handful of
+    kinds, so a submission checks those, not every node. Kept for the last inventory object
+    (the store's cached node table: the same object until a node write)."""
+    global _kinds
+    hit = _kinds
+    if hit is not None and hit[0] is nodes:
+        return hit[1]
+    kinds: dict[tuple, list] = {}
+    for n in nodes:
+        key = (n.kind, n.arch, n.cpus, n.mem_mb, tuple(sorted(n.labels.items())), tuple(g.model for g in n.gpus))
+        entry = kinds.get(key)
+        if entry is None:
+            kinds[key] = [n, 1]
+        else:
+            entry[1] += 1
+    out = [(n, c) for n, c in kinds.values()]
+    _kinds = (nodes, out)
+    return out
 
 
 def _check_engine(executor, spec) -> None:
@@ -138,39 +163,41 @@ def _check_engine(executor, spec) -> None:
 
 def _check_fits(spec, nodes: Sequence[Node]) -> None:
     """Reject what could never run on this cluster (drained nodes still count: they come back)."""
-    usable = list(nodes)
-    models = {g.model for n in usable for g in n.gpus}
+    kinds = node_kinds(nodes)
+    models = {g.model for n, _ in kinds for g in n.gpus}
     if spec.gpu_model and spec.gpu_model not in models:
         known = ", ".join(sorted(models)) or "none"
         raise ValidationError("gpu_model", f"unknown GPU model {spec.gpu_model!r} (this cluster has: {known})")
     def gpus_on(n: Node) -> int:
         return sum(1 for g in n.gpus if not spec.gpu_model or g.model == spec.gpu_model)
-    largest = max((gpus_on(n) for n in usable), default=0)
+    largest = max((gpus_on(n) for n, _ in kinds), default=0)
     if spec.gpus > largest:
         what = f" {spec.gpu_model}" if spec.gpu_model else ""
         raise ValidationError("gpus", f"{spec.gpus}{what} GPUs per node requested, the largest node has {largest}")
-    matching = [n for n in usable if gpus_on(n) >= spec.gpus
+    matching = [(n, c) for n, c in kinds if gpus_on(n) >= spec.gpus
                 and all(constraint_matches(n, k, v) for k, v in spec.constraints.items())]
     if spec.constraints and not matching:
         c = ",".join(constraint_term(k, v) for k, v in spec.constraints.items())
         raise ValidationError("constraint", f"{c} matches no node with {spec.gpus} GPUs")
     fewest = spec.nodes_min if spec.nodes_min is not None else spec.nodes  # an elastic gang: its minimum
-    if fewest > len(matching):
+    hosts = sum(c for _, c in matching)
+    if fewest > hosts:
         at_least = "at least " if fewest < spec.nodes else ""
-        raise ValidationError("nodes", f"{at_least}{fewest} nodes requested, only {len(matching)} can host {spec.gpus} GPUs each")
+        raise ValidationError("nodes", f"{at_least}{fewest} nodes requested, only {hosts} can host {spec.gpus} GPUs each")
     _check_size(spec, matching)
 
 
-def _check_size(spec, hosts: Sequence[Node]) -> None:
-    """CPUs and memory per node, against the nodes that can host the GPUs (0 = not known: no check)."""
+def _check_size(spec, hosts: Sequence[tuple[Node, int]]) -> None:
+    """CPUs and memory per node, against the nodes that can host the GPUs (0 = not known: no
+    check); `hosts`: (node, how many like it)."""
     for field, want, have, unit in (("cpus", spec.cpus, lambda n: n.cpus, "CPUs"),
                                     ("mem", spec.mem_mb, lambda n: n.mem_mb, "MiB")):
-        known = [have(n) for n in hosts if have(n) > 0]
-        if want is None or not known or len(known) < len(hosts):
+        known = [(have(n), c) for n, c in hosts if have(n) > 0]
+        if want is None or not known or sum(c for _, c in known) < sum(c for _, c in hosts):
             continue
-        fitting = sum(1 for k in known if k >= want)
+        fitting = sum(c for k, c in known if k >= want)
         if fitting == 0:
-            raise ValidationError(field, f"{want} {unit} per node requested, the largest node has {max(known)}")
+            raise ValidationError(field, f"{want} {unit} per node requested, the largest node has {max(k for k, _ in known)}")
         if fitting < spec.nodes:
             raise ValidationError(field, f"{spec.nodes} nodes with {want} {unit} requested, only {fitting} have that many")
 

@@ -7,8 +7,9 @@ from gpufleet.executors.base import Ability
 from gpufleet.services.context import Ctx, require_admin
 
 
-def list_nodes(ctx: Ctx) -> list[Node]:
-    return ctx.store.nodes()
+def list_nodes(ctx: Ctx) -> tuple[Node, ...]:
+    """All nodes by name, to read only (the store's cached table)."""
+    return ctx.store.nodes_view()
 
 
 def set_state(ctx: Ctx, user: User, name: str, state: NodeState, reason: str = "") -> Node:

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
 
-from gpufleet.api.convert import json_list, node_out
+from gpufleet.api.convert import node_out, nodes_json
 from gpufleet.api.deps import current_user, get_ctx
 from gpufleet.api.schemas import NodeOut, NodeStateIn
 from gpufleet.domain import NodeState, User
@@ -19,8 +19,7 @@ def _owners(ctx: Ctx) -> dict[tuple[str, int], int]:
 
 @router.get("", response_model=list[NodeOut])
 def list_nodes(ctx: Ctx = Depends(get_ctx), user: User = Depends(current_user)):
-    owners = _owners(ctx)
-    return json_list(NodeOut, [node_out(n, owners) for n in svc.list_nodes(ctx)])
+    return Response(nodes_json(svc.list_nodes(ctx), _owners(ctx)), media_type="application/json")
 
 
 @router.get("/{name}", response_model=NodeOut)
