@@ -300,14 +300,16 @@ def run_perf(tmp_path, command, faults=(), run_faults=(), env=None):
 
 
 def test_clean_perf_run_runs_prolog_sampler_command_epilog(tmp_path):
-    job, proc, d = run_perf(tmp_path, ("sh", "-c", "sleep 0.6; touch $OUT_DIR/ran; exit 3"),
+    job, proc, d = run_perf(tmp_path, ("sh", "-c", "sleep 2; touch $OUT_DIR/ran; exit 3"),
                             env={"PYTHONHOME": "/nonexistent-poison"})  # breaks python if the steps saw it
     assert proc.returncode == 3, proc.stderr  # the command's own exit code
     assert (tmp_path / "ran").exists()
     assert (d / "perf-prolog.rc").read_text().strip() == "0"
     verdict = json.loads((d / "perf.json").read_text())
     assert verdict["perf_valid"] is True and verdict["reason"] == ""
-    assert verdict["conditions"]["samples"] >= 4  # prolog-time state + background samples + the last
+    # prolog-time state + at least one background sample + the last (the sampler is a Python start:
+    # slow on a loaded machine, hence 2 s of command at sample_s 0.2)
+    assert verdict["conditions"]["samples"] >= 3
     assert len(json.loads((d / "perf-state.json").read_text())["samples"]) == verdict["conditions"]["samples"]
 
 
