@@ -20,16 +20,20 @@ from tests.results.builders import stepped
 ADMIN = User("admin", "default", admin=True)
 
 
-@pytest.fixture
-def world(tmp_path):
+def fleet(tmp_path, remediation: dict):
+    """8 A100 nodes on the fake engine and a fake clock, with a health service over the fake NVML."""
     clock = FakeClock()
     store = Store(make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}"))
     migrate(store.engine)
     store.sync_nodes([fake_node(2, "a100", f"n{i}") for i in range(8)])
     ctx = Ctx(store, FakeExecutor(clock), clock)
     bootstrap(ctx, [])
-    health = build_health_service(ctx, {"nvml": "fake", "remediation": {"enabled": False}})
-    return ctx, health, clock
+    return ctx, build_health_service(ctx, {"nvml": "fake", "remediation": remediation}), clock
+
+
+@pytest.fixture
+def world(tmp_path):
+    return fleet(tmp_path, {"enabled": False})
 
 
 def state(ctx, name):
@@ -83,13 +87,7 @@ def test_invalid_runs_are_no_evidence(world):
 def healing(tmp_path):
     """The same fleet with remediation on (no runbook or burn-in configured: the re-check is the
     fake NVML's checks, which pass) and no ticketer."""
-    clock = FakeClock()
-    store = Store(make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}"))
-    migrate(store.engine)
-    store.sync_nodes([fake_node(2, "a100", f"n{i}") for i in range(8)])
-    ctx = Ctx(store, FakeExecutor(clock), clock)
-    bootstrap(ctx, [])
-    health = build_health_service(ctx, {"nvml": "fake", "remediation": {"enabled": True, "retry_delay": 0}})
+    ctx, health, clock = fleet(tmp_path, {"enabled": True, "retry_delay": 0})
     yield ctx, health, clock
     health.close()
 
