@@ -220,3 +220,22 @@ def test_nodes_json_is_what_the_response_models_give():
     nodes[1].reason = "fan ✗"
     owners = {("n1", 0): 7, ("n1", 3): 9, ("n3", 1): 2}
     assert nodes_json(nodes, owners) == json_list(NodeOut, [node_out(n, owners) for n in nodes]).body
+
+
+def test_nodes_show_other_tenants_gpus_as_taken_not_by_whom(api):
+    alice = api.token("alice", "vision")
+    bob = api.token("bob", "speech")
+    job = api.submit(headers=alice, gpus=2, gpu_model="a100", env={"GPUFLEET_FAKE_SECONDS": "600"}).json()["id"]
+    api.cycle()
+    assert api.job(job)["state"] == "RUNNING"
+
+    def holders(headers, path="/api/v1/nodes"):
+        body = api.get(path, headers=headers).json()
+        nodes = body if isinstance(body, list) else [body]
+        return sorted(g["job"] for n in nodes for g in n["gpus"] if g["job"] is not None)
+
+    (node,) = api.job(job)["nodes"]
+    assert holders(alice) == [job, job] and holders(api.admin) == [job, job]
+    assert holders(bob) == [0, 0]  # taken, but not whose
+    assert sum(n["gpus_allocated"] for n in api.get("/api/v1/nodes", headers=bob).json()) == 2
+    assert holders(bob, f"/api/v1/nodes/{node}") == [0, 0] and holders(alice, f"/api/v1/nodes/{node}") == [job, job]

@@ -102,7 +102,7 @@ class GpuOut(BaseModel):
     uuid: str
     memory_mb: int
     group: int
-    job: int | None = None
+    job: int | None = None  # the RUNNING job holding it; 0: another tenant's (for a non-admin)
 
 
 class NodeOut(BaseModel):

@@ -8,30 +8,32 @@ from gpufleet.api.schemas import NodeOut, NodeStateIn
 from gpufleet.domain import NodeState, User
 from gpufleet.services import Ctx
 from gpufleet.services import nodes as svc
+from gpufleet.services.dashboard import gpu_owners
 
 router = APIRouter(prefix="/nodes", tags=["nodes"])
 
 
-def _owners(ctx: Ctx) -> dict[tuple[str, int], int]:
-    return {(a["node"], int(g)): job_id for job_id, _, alloc in ctx.store.running_allocations()
-            for a in alloc for g in a.get("gpus", ())}
+def _owners(ctx: Ctx, user: User) -> dict[tuple[str, int], int]:
+    """(node, GPU) -> the job holding it; 0 for another tenant's job seen by a non-admin (the GPU
+    shows as taken, not by whom), as on the dashboard."""
+    return {key: job_id for key, (job_id, _) in gpu_owners(ctx, user).items()}
 
 
 @router.get("", response_model=list[NodeOut])
 def list_nodes(ctx: Ctx = Depends(get_ctx), user: User = Depends(current_user)):
-    return Response(nodes_json(svc.list_nodes(ctx), _owners(ctx)), media_type="application/json")
+    return Response(nodes_json(svc.list_nodes(ctx), _owners(ctx, user)), media_type="application/json")
 
 
 @router.get("/{name}", response_model=NodeOut)
 def show(name: str, ctx: Ctx = Depends(get_ctx), user: User = Depends(current_user)):
-    return node_out(ctx.store.get_node(name), _owners(ctx))
+    return node_out(ctx.store.get_node(name), _owners(ctx, user))
 
 
 def _set(state: NodeState):
     def handler(name: str, body: NodeStateIn | None = None, ctx: Ctx = Depends(get_ctx),
                 user: User = Depends(current_user)):
         node = svc.set_state(ctx, user, name, state, (body.reason if body else ""))
-        return node_out(node, _owners(ctx))
+        return node_out(node, _owners(ctx, user))
     return handler
 
 
